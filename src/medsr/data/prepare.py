@@ -353,9 +353,11 @@ def prepare(
             record.score = score
             record.density = detail_density(score, (record.height, record.width))
     sized = [r for r in sized if np.isfinite(r.score)]
+    skipped.sort(key=lambda row: (row["kind"], row["source"]))
     if not sized:
         shutil.rmtree(staging, ignore_errors=True)
-        raise MedsrError(f"no usable slice of size {wanted_size} in {len(files)} files; see the reasons with --debug or in {out / SKIPPED}")
+        atomic_write_csv(out / SKIPPED, SKIPPED_COLUMNS, skipped)
+        raise MedsrError(f"no usable slice of size {wanted_size} in {len(files)} files; the reasons are in {out / SKIPPED}")
 
     densities = np.array([r.density for r in sized])
     kept = [r for r, keep in zip(sized, options.keep.select(densities)) if keep]
@@ -377,7 +379,6 @@ def prepare(
     shutil.rmtree(staging, ignore_errors=True)
 
     final.sort(key=lambda r: (SPLIT_NAMES.index(r.split), r.meta.patient_id, r.meta.source, r.meta.frame))
-    skipped.sort(key=lambda row: (row["kind"], row["source"]))
     atomic_write_csv(out / SKIPPED, SKIPPED_COLUMNS, skipped)
     atomic_write_json(out / INFO, _describe(final, sized, kept, skipped, files, options))
     atomic_write_csv(out / MANIFEST, MANIFEST_COLUMNS, (_manifest_row(r) for r in final))
