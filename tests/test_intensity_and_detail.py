@@ -5,7 +5,7 @@ import pydicom
 import pytest
 
 from medsr.data import pixel_difference_score
-from medsr.data.detail import detail_density, pixel_difference_score_loop
+from medsr.data.detail import normalised_score, pixel_difference_score_loop
 from medsr.io import read_slices
 from medsr.io.intensity import CT_FULL_RANGE, IntensityPolicy, fit_mapping
 from medsr.io.raster import PNG16_MAX, quantize_png16
@@ -67,7 +67,14 @@ def test_smoothing_suppresses_noise_but_keeps_structure(ct_small):
     assert pixel_difference_score(flat, sigma=5) == pytest.approx(0.0, abs=1e-9)
 
 
-def test_density_orders_like_the_score_for_equal_sizes():
-    assert detail_density(20.0, (3, 4)) == 20.0 / (3 * 3 + 4 * 2)
+def test_normalised_score_does_not_depend_on_resolution(ct_small):
+    import cv2
+
+    ct = read_slices(ct_small)[0].pixels / 4096.0
+    double = cv2.resize(ct, (256, 256), interpolation=cv2.INTER_CUBIC)
+    low = normalised_score(pixel_difference_score(ct, sigma=1), ct.shape)
+    high = normalised_score(pixel_difference_score(double, sigma=2), double.shape)
+    assert high == pytest.approx(low, rel=0.05)
+    assert pixel_difference_score(double, sigma=2) == pytest.approx(2 * pixel_difference_score(ct, sigma=1), rel=0.05)
     with pytest.raises(ValueError, match="2-D"):
         pixel_difference_score(np.zeros((2, 2, 2)))

@@ -110,8 +110,9 @@ def test_size_selection_and_above_mean_detail_filter(mixed, tmp_path):
     rows = read_manifest(out)
     info = json.loads((out / "prepare.json").read_text())
     assert info["counts"]["size_selected"] == 5 and 0 < len(rows) < 5
-    scores = sorted(float(r["detail_density"]) for r in rows)
-    assert scores[0] > info["detail_density_mean"]
+    scores = sorted(float(r["detail_score_norm"]) for r in rows)
+    assert scores[0] > info["detail_score_norm_mean"]
+    assert all(float(r["detail_score_norm"]) == pytest.approx(float(r["detail_score"]) / 128) for r in rows)
     prepare([mixed / "ct", mixed / "MR_small.dcm"], out, _options(size=64))
     skipped = {Path(r["source"]).name: r["reason"] for r in csv.DictReader(open(out / "skipped.csv"))}
     assert skipped["1-01.dcm"] == "no slice of size 64x64 (found 128x128)"

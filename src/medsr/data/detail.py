@@ -60,12 +60,15 @@ def pixel_difference_score(image: np.ndarray, *, sigma: float = 5.0) -> float:
     return _difference_sum(smooth(image, sigma))
 
 
-def detail_density(score: float, shape: tuple[int, int]) -> float:
-    """Score divided by its number of terms (mean absolute neighbour difference), so that images
-    of different sizes compare fairly; for equal sizes it orders images exactly as the score."""
+def normalised_score(score: float, shape: tuple[int, int]) -> float:
+    """Score divided by sqrt(H * W), so that images of different sizes compare fairly.
+
+    The same anatomy imaged at s times the resolution has s^2 pixels whose neighbour
+    differences are 1/s as large, so the score grows as s and ``score / sqrt(H * W)`` stays put.
+    For images of one size (the paper's 512x512) it orders images exactly as the score.
+    """
     height, width = shape
-    terms = height * (width - 1) + width * (height - 1)
-    return score / terms if terms else 0.0
+    return score / float(np.sqrt(height * width)) if height * width else 0.0
 
 
 def pixel_difference_score_loop(image: np.ndarray, *, sigma: float = 5.0) -> float:

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from medsr import __version__
-from medsr.data.detail import detail_density, pixel_difference_score
+from medsr.data.detail import normalised_score, pixel_difference_score
 from medsr.data.split import SPLIT_NAMES, UNUSED, SplitSpec, assign_splits, group_key
 from medsr.errors import MedsrError, UnreadableImage
 from medsr.fsutil import atomic_write_csv, atomic_write_json, is_within
@@ -47,7 +47,7 @@ STAGING = ".staging"
 
 MANIFEST_COLUMNS = (
     "id", "file", "split", "source", "frame", "format", "patient_id", "study_uid", "series_uid",
-    "modality", "height", "width", "pixel_spacing", "position", "axis", "detail_score", "detail_density",
+    "modality", "height", "width", "pixel_spacing", "position", "axis", "detail_score", "detail_score_norm",
     "unit", "intensity_method", "intensity_params", "intensity_lo", "intensity_hi", "intensity_invert",
     "rescale_slope", "rescale_intercept", "stored_dtype",
 )
@@ -57,8 +57,8 @@ _SAMPLES_PER_SLICE = 4096
 
 @dataclass(frozen=True)
 class KeepRule:
-    """Which slices pass the detail filter: ``above-mean``, ``top:N``, ``min:X`` (X is the mean
-    absolute neighbour difference on [0, 1] images, see ``detail_density``) or ``all``."""
+    """Which slices pass the detail filter: ``above-mean``, ``top:N``, ``min:X`` or ``all``, applied to
+    the size-normalised score (``normalised_score``: score / sqrt(H * W) of the [0, 1] image)."""
 
     kind: str = "above-mean"
     value: float = 0.0
@@ -80,16 +80,16 @@ class KeepRule:
     def __str__(self) -> str:
         return self.kind if self.kind in ("above-mean", "all") else f"{self.kind}:{self.value:g}"
 
-    def select(self, densities: np.ndarray) -> np.ndarray:
-        """Boolean mask of the slices to keep."""
-        if densities.size == 0 or self.kind == "all":
-            return np.ones(densities.shape, bool)
+    def select(self, scores: np.ndarray) -> np.ndarray:
+        """Boolean mask of the slices to keep, given their (normalised) detail scores."""
+        if scores.size == 0 or self.kind == "all":
+            return np.ones(scores.shape, bool)
         if self.kind == "above-mean":
-            return densities > densities.mean()
+            return scores > scores.mean()
         if self.kind == "min":
-            return densities >= self.value
-        order = np.argsort(-densities, kind="stable")[: int(self.value)]
-        mask = np.zeros(densities.shape, bool)
+            return scores >= self.value
+        order = np.argsort(-scores, kind="stable")[: int(self.value)]
+        mask = np.zeros(scores.shape, bool)
         mask[order] = True
         return mask
 
@@ -133,7 +133,7 @@ class SliceRecord:
     series_key: str
     mapping: IntensityMapping | None = None
     score: float = float("nan")
-    density: float = float("nan")
+    score_norm: float = float("nan")
     split: str = UNUSED
 
 
@@ -267,7 +267,7 @@ def _manifest_row(record: SliceRecord) -> dict[str, object]:
         "position": "" if meta.position is None else f"{meta.position:g}",
         "axis": meta.extra.get("axis", ""),
         "detail_score": repr(record.score),
-        "detail_density": repr(record.density),
+        "detail_score_norm": repr(record.score_norm),
         "unit": meta.unit,
         "intensity_method": mapping.method,
         "intensity_params": mapping.params,
@@ -351,7 +351,7 @@ def prepare(
         for frame, score in results:
             record = by_source[source][frame]
             record.score = score
-            record.density = detail_density(score, (record.height, record.width))
+            record.score_norm = normalised_score(score, (record.height, record.width))
     sized = [r for r in sized if np.isfinite(r.score)]
     skipped.sort(key=lambda row: (row["kind"], row["source"]))
     if not sized:
@@ -359,8 +359,8 @@ def prepare(
         atomic_write_csv(out / SKIPPED, SKIPPED_COLUMNS, skipped)
         raise MedsrError(f"no usable slice of size {wanted_size} in {len(files)} files; the reasons are in {out / SKIPPED}")
 
-    densities = np.array([r.density for r in sized])
-    kept = [r for r, keep in zip(sized, options.keep.select(densities)) if keep]
+    norms = np.array([r.score_norm for r in sized])
+    kept = [r for r, keep in zip(sized, options.keep.select(norms)) if keep]
     splits = assign_splits(
         [group_key(r.meta.patient_id, r.meta.series_uid, r.meta.source) for r in kept], options.split, seed=options.seed
     )
@@ -411,7 +411,7 @@ def _describe(final, sized, kept, skipped, files, options: PrepareOptions) -> di
             "detail_kept": len(kept),
             "in_splits": len(final),
         },
-        "detail_density_mean": float(np.mean([r.density for r in sized])) if sized else None,
+        "detail_score_norm_mean": float(np.mean([r.score_norm for r in sized])) if sized else None,
         "splits": per_split,
     }
 
