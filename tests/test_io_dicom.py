@@ -131,3 +131,26 @@ def test_enhanced_ct_rescale_from_functional_groups(tmp_path, ct_small):
     ds.save_as(path, enforce_file_format=True)
     (item,) = read_slices(path)
     np.testing.assert_array_equal(item.pixels, (stored * 2.0 - 1000).astype(np.float32))
+
+
+def test_jpeg_baseline_8_bit_decodes(tmp_path, ct_small):
+    import cv2
+    from pydicom.encaps import encapsulate
+    from pydicom.uid import JPEGBaseline8Bit
+
+    ds = pydicom.dcmread(ct_small)
+    pixels = ds.pixel_array.astype(np.float64)
+    gray = np.rint((pixels - pixels.min()) / np.ptp(pixels) * 255).astype(np.uint8)
+    ok, encoded = cv2.imencode(".jpg", gray, [cv2.IMWRITE_JPEG_QUALITY, 95])
+    assert ok
+    ds.PixelData = encapsulate([encoded.tobytes()])
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+    ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
+    ds["PixelData"].VR = "OB"
+    ds.RescaleIntercept, ds.RescaleSlope = 0, 1
+    path = tmp_path / "jpeg_baseline.dcm"
+    ds.save_as(path, enforce_file_format=True)
+    (item,) = read_slices(path)
+    reference = cv2.imdecode(encoded, cv2.IMREAD_UNCHANGED).astype(np.float32)
+    assert np.abs(item.pixels - reference).max() <= 2  # two JPEG decoders agree to rounding
+    assert np.abs(item.pixels - gray).mean() < 3  # and the lossy image is close to the original

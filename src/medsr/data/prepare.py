@@ -52,7 +52,7 @@ MANIFEST_COLUMNS = (
     "rescale_slope", "rescale_intercept", "stored_dtype",
 )
 SKIPPED_COLUMNS = ("source", "reason", "kind")
-_SAMPLES_PER_SLICE = 4096
+_SAMPLES_PER_SLICE = 1024
 
 
 @dataclass(frozen=True)
