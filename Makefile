@@ -1,5 +1,8 @@
 # medsr: `make demo` and `make test` do all set-up on a fresh machine (Python 3.11+).
 PYTHON ?= python3
+# torch is installed first and pinned here (the CPU build on machines that carry it), so that the
+# unpinned requirement in pyproject.toml never pulls a multi-GB CUDA build by accident.
+TORCH ?= torch==2.13.0
 VENV := .venv
 BIN := $(VENV)/bin
 DEMO := runs/demo
@@ -11,6 +14,7 @@ install: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit("medsr needs Python 3.11 or newer" if sys.version_info < (3, 11) else 0)'
 	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check '$(TORCH)'
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
 	@touch $@
 
@@ -25,6 +29,7 @@ test: install
 
 bench: install
 	$(BIN)/python benchmarks/bench_prepare.py
+	$(BIN)/python benchmarks/bench_evaluate.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,37 @@
+"""The interface every super-resolution method offers, interpolation baselines and networks alike."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import numpy as np
+
+
+class SRModel(ABC):
+    """A super-resolution method with a fixed integer scale.
+
+    Attributes:
+        name: registry name (``bicubic``, ``srresnet``, ...).
+        scale: upscaling factor (2, 4 or 8).
+    """
+
+    name: str = ""
+    scale: int = 4
+
+    @abstractmethod
+    def enhance_batch(self, lq: np.ndarray) -> np.ndarray:
+        """float32 (N, 1, h, w) in [0, 1] -> float32 (N, 1, scale*h, scale*w) in [0, 1]."""
+
+    def enhance(self, lq: np.ndarray) -> np.ndarray:
+        """One image: float (h, w) in [0, 1] -> float32 (scale*h, scale*w) in [0, 1]."""
+        lq = np.asarray(lq, dtype=np.float32)
+        if lq.ndim != 2:
+            raise ValueError(f"expected a 2-D image, got shape {lq.shape}")
+        return self.enhance_batch(lq[np.newaxis, np.newaxis])[0, 0]
+
+    def describe(self) -> dict:
+        """What the method is, for reports (name, scale and, for networks, the checkpoint)."""
+        return {"name": self.name, "scale": self.scale, "kind": type(self).__name__}
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r}, scale={self.scale})"

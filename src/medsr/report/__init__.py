@@ -1,0 +1,1 @@
+"""Report building blocks: Markdown tables in the paper's layouts and comparison figures."""

@@ -1,0 +1,93 @@
+"""Comparison figures in the style of the paper's Figures 4-5: HR, LR and every method side by
+side, the same zoomed inset in each panel, and absolute-error maps on one shared scale."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+
+def detail_box(image: np.ndarray, size: int) -> tuple[int, int, int, int]:
+    """(top, left, height, width) of the ``size`` x ``size`` window with the most local variance."""
+    size = max(8, min(size, *image.shape))
+    image = image.astype(np.float64)
+    variance = cv2.blur(image * image, (size, size)) - cv2.blur(image, (size, size)) ** 2
+    half = size // 2
+    inner = variance[half : image.shape[0] - (size - half) + 1, half : image.shape[1] - (size - half) + 1]
+    top, left = np.unravel_index(np.argmax(inner), inner.shape)
+    return int(top), int(left), size, size
+
+
+def _with_inset(image: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:
+    """Grayscale image -> RGB with the box outlined and a 2x magnified copy in the lower right."""
+    top, left, height, width = box
+    rgb = np.dstack([np.clip(image, 0, 1)] * 3).astype(np.float32)
+    zoom_h = min(2 * height, image.shape[0] // 2)
+    zoom_w = min(2 * width, image.shape[1] // 2)
+    crop = image[top : top + height, left : left + width]
+    zoom = cv2.resize(crop, (zoom_w, zoom_h), interpolation=cv2.INTER_NEAREST)
+    rgb[-zoom_h:, -zoom_w:] = np.clip(zoom, 0, 1)[..., None]
+    thickness = max(1, image.shape[0] // 256)
+    yellow = (1.0, 0.85, 0.0)
+    cv2.rectangle(rgb, (left, top), (left + width - 1, top + height - 1), yellow, thickness)
+    cv2.rectangle(rgb, (image.shape[1] - zoom_w, image.shape[0] - zoom_h), (image.shape[1] - 1, image.shape[0] - 1), yellow, thickness)
+    return rgb
+
+
+def comparison_figure(
+    path: str | Path,
+    hr: np.ndarray,
+    lq: np.ndarray,
+    outputs: dict[str, np.ndarray],
+    scores: dict[str, tuple[float, float]],
+    title: str,
+    mask: np.ndarray | None = None,
+) -> None:
+    """Write a PNG: row 1 HR | LR | methods (with inset), row 2 the absolute error of each method.
+
+    Args:
+        hr: (H, W) in [0, 1]; lq: (h, w) in [0, 1] (shown enlarged by nearest neighbour).
+        outputs: method name -> SR image (H, W) in [0, 1].
+        scores: method name -> (PSNR dB, SSIM) shown under each panel.
+        mask: the foreground mask used by the masked metrics (shown under the HR panel).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    box = detail_box(hr, min(hr.shape) // 4)
+    lq_big = cv2.resize(lq, (hr.shape[1], hr.shape[0]), interpolation=cv2.INTER_NEAREST)
+    errors = {name: np.abs(sr.astype(np.float64) - hr) for name, sr in outputs.items()}
+    error_max = max([float(np.percentile(e, 99.5)) for e in errors.values()] + [1e-3])
+    columns = 2 + len(outputs)
+    figure, axes = plt.subplots(2, columns, figsize=(2.4 * columns + 0.8, 5.4), squeeze=False, layout="constrained")
+    panels = [("HR (original)", hr, ""), (f"LR input ({lq.shape[0]}x{lq.shape[1]})", lq_big, "")]
+    panels += [(name, sr, f"{scores[name][0]:.2f} dB / {scores[name][1]:.4f}") for name, sr in outputs.items()]
+    for column, (name, image, caption) in enumerate(panels):
+        axis = axes[0, column]
+        axis.imshow(_with_inset(image, box), interpolation="nearest")
+        axis.set_title(name, fontsize=9)
+        axis.set_xlabel(caption, fontsize=8)
+        axis.set_xticks([]), axis.set_yticks([])
+        bottom = axes[1, column]
+        bottom.set_xticks([]), bottom.set_yticks([])
+        if name in errors:
+            shown = bottom.imshow(errors[name], cmap="inferno", vmin=0, vmax=error_max, interpolation="nearest")
+            bottom.set_title(f"|{name} - HR|", fontsize=8)
+        elif column == 0 and mask is not None:
+            bottom.imshow(mask, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+            bottom.set_title("foreground mask", fontsize=8)
+        else:
+            bottom.axis("off")
+    if errors:
+        figure.colorbar(shown, ax=axes[1, -1], shrink=0.9, label="absolute error")
+    figure.suptitle(title, fontsize=10)
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.png")
+    figure.savefig(tmp, dpi=110)
+    plt.close(figure)
+    os.replace(tmp, path)
