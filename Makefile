@@ -23,6 +23,9 @@ demo: install
 	$(BIN)/medsr prepare "$$($(BIN)/medsr sample-data --print-path)" --out $(DEMO)/dataset \
 		--size any --min-size 256 --split 0.6,0.2,0.2
 	$(BIN)/medsr info $(DEMO)/dataset
+	$(BIN)/medsr evaluate $(DEMO)/dataset --split val --out $(DEMO)/table1-val
+	$(BIN)/medsr evaluate $(DEMO)/dataset --split test --out $(DEMO)/eval-test
+	@echo "tables: $(DEMO)/table1-val/table.md, $(DEMO)/eval-test/table.md; figures in $(DEMO)/eval-test/figures/"
 
 test: install
 	$(BIN)/python -m pytest -n auto -q

@@ -25,37 +25,11 @@ from datetime import date
 from pathlib import Path
 
 import numpy as np
-import pydicom
-from pydicom.uid import generate_uid
 
-from medsr.data import sample
+from _data import write_ct_dicom_tree
 from medsr.data.detail import pixel_difference_score, pixel_difference_score_loop
 from medsr.data.prepare import PrepareOptions, prepare
 from medsr.io import read_slices
-
-
-def write_dicom_tree(root: Path, copies: int) -> int:
-    """One CT DICOM file per 512x512 slice of the sample lung volumes, ``copies`` patients each."""
-    folder = sample.fetch_samples()
-    template = pydicom.dcmread(folder / "pydicom-data" / "693_UNCR.dcm")
-    count = 0
-    for copy in range(copies):
-        for name in ("lung1", "lung2"):
-            series = generate_uid()
-            for item in read_slices(folder / "pyradiomics" / f"{name}.nrrd"):
-                ds = template.copy()
-                ds.PatientID = f"bench-{name}-{copy}"
-                ds.SeriesInstanceUID = series
-                ds.SOPInstanceUID = generate_uid()
-                ds.InstanceNumber = item.meta.frame + 1
-                ds.RescaleSlope, ds.RescaleIntercept = 1, -1024
-                ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 12, 11, 0
-                ds.PixelData = np.clip(item.pixels + 1024, 0, 4095).astype(np.uint16).tobytes()
-                path = root / ds.PatientID / f"{item.meta.frame:03d}.dcm"
-                path.parent.mkdir(parents=True, exist_ok=True)
-                ds.save_as(path, enforce_file_format=True)
-                count += 1
-    return count
 
 
 def time_prepare(src: Path, out: Path, workers: int, repeats: int) -> float:
@@ -87,7 +61,7 @@ def main() -> None:
     cores = os.cpu_count() or 1
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        files = write_dicom_tree(tmp / "src", args.copies)
+        files = write_ct_dicom_tree(tmp / "src", args.copies)
         all_cores = time_prepare(tmp / "src", tmp / "out", cores, args.repeats)
         one_core = time_prepare(tmp / "src", tmp / "out", 1, args.repeats)
         image = read_slices(next((tmp / "src").rglob("*.dcm")))[0].pixels

@@ -62,6 +62,8 @@ def test_bad_specs_and_impossible_counts_are_refused():
             SplitSpec.parse(text)
     with pytest.raises(MedsrError, match="asks for 100 images but only 10"):
         assign_splits(_patients({"x": 10}), SplitSpec.parse("80,10,10"))
+    with pytest.raises(MedsrError, match="could place only"):  # enough images, but only by sharing a patient
+        assign_splits(_patients({"a": 50, "b": 50}), SplitSpec.parse("60,40,0"))
 
 
 def test_group_falls_back_from_patient_to_series_to_file():

@@ -96,6 +96,12 @@ def assign_splits(groups: Sequence[str], spec: SplitSpec, *, seed: int = 0) -> l
             for index in indices:
                 result[index] = name
             need[name] -= len(indices)
+        if any(need.values()):
+            placed = ",".join(str(c - need[n]) for n, c in zip(SPLIT_NAMES, spec.counts))
+            raise MedsrError(
+                f"split {spec} could place only {placed} images without sharing a patient between splits; "
+                "lower the counts or give fractions"
+            )
         return result
     assert spec.fractions is not None
     return _deal_fractions(members, spec.fractions, rng, len(groups))
