@@ -180,7 +180,7 @@ def _add_evaluate(sub) -> None:
     p.add_argument("dataset", type=Path, metavar="DATASET", help="a data set made by medsr prepare")
     p.add_argument("--split", default="test", choices=("train", "val", "test"), help="split to score (default test)")
     p.add_argument("--model", action="append", dest="models", metavar="NAME",
-                   help=f"method to score, repeatable (default: {', '.join(INTERPOLATIONS)})")
+                   help=f"method to score: a baseline name or a checkpoint path, repeatable (default: {', '.join(INTERPOLATIONS)})")
     p.add_argument("--out", required=True, type=Path, help="output folder")
     p.add_argument("--baseline", default="bicubic", help="method the others are compared with (default bicubic)")
     p.add_argument("--degradation", default="bicubic", choices=KINDS, help="HR -> LR protocol (default bicubic)")
@@ -194,6 +194,7 @@ def _add_evaluate(sub) -> None:
     p.add_argument("--figure", action="append", dest="figure_ids", default=[], metavar="IMAGE_ID",
                    help="image id to show in a figure (repeatable; default: the 2 most detailed images)")
     p.add_argument("--limit", type=int, help="score only the first N images of the split")
+    p.add_argument("--device", default="auto", help="device for trained networks: auto, cpu or cuda")
     p.set_defaults(handler=_run_evaluate)
 
 
@@ -210,7 +211,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
         )
     except ValueError as exc:
         raise MedsrError(str(exc)) from None
-    models = [load_model(name, scale=args.scale) for name in (args.models or INTERPOLATIONS)]
+    models = [load_model(name, scale=args.scale, device=args.device) for name in (args.models or INTERPOLATIONS)]
     options = EvalOptions(
         split=args.split, degradation=degradation, baseline=args.baseline, seed=args.seed,
         crop_border=args.crop_border, figure_ids=tuple(args.figure_ids), limit=args.limit,
@@ -219,6 +220,36 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     methods = result.summary["methods"]
     parts = [f"{name} {m['psnr']['mean']:.2f} dB / {m['ssim']['mean']:.4f}" for name, m in methods.items()]
     print(f"{result.summary['protocol']['n_images']} {args.split} images: " + "; ".join(parts) + f" -> {args.out}")
+    return 0
+
+
+def _add_train(sub) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train SRResNet or SRGAN from a YAML config (resumable, multi-GPU with torchrun)",
+        description="Train as CONFIG says (configs/*.yaml; unknown keys and wrong types are errors naming the key). "
+        "Writes RUN/config.yaml, last.pt and best.pt (self-describing, atomic), log.csv, tensorboard/ and the "
+        "SSIM/PSNR curves. Several GPUs or nodes: torchrun --nproc-per-node N -m medsr train CONFIG.",
+    )
+    p.add_argument("config", type=Path, metavar="CONFIG", help="YAML experiment config")
+    p.add_argument("--set", action="append", default=[], dest="overrides", metavar="KEY=VALUE",
+                   help="override a config value, e.g. --set train.epochs=3 (repeatable)")
+    p.add_argument("--resume", action="store_true", help="continue from RUN/last.pt")
+    p.set_defaults(handler=_run_train)
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from medsr.train.config import load_config
+    from medsr.train.loop import fit
+
+    config = load_config(args.config, args.overrides)
+    if args.resume and not (Path(config.run_dir) / "last.pt").is_file():
+        raise MedsrError(f"--resume: {Path(config.run_dir) / 'last.pt'} does not exist (nothing to resume)")
+    result = fit(config, resume=args.resume, progress=True)
+    if result.best:
+        best = result.best
+        print(f"{config.name}: best epoch {best['epoch']} (val PSNR {best['val_psnr']:.2f} dB, SSIM {best['val_ssim']:.4f}) "
+              f"-> {result.run_dir / 'best.pt'}")
     return 0
 
 
@@ -232,6 +263,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_prepare(sub)
     _add_info(sub)
     _add_evaluate(sub)
+    _add_train(sub)
     return parser
 
 

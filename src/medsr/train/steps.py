@@ -1,0 +1,84 @@
+"""The per-iteration steps: everything that differs between the SRResNet and SRGAN stages.
+
+A step takes one batch (lq, hr) and updates the networks; it returns detached scalar tensors
+(kept on the device, so the loop does not synchronise every iteration).
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+from torch import nn
+
+from medsr.losses import PerceptualLoss, discriminator_loss, generator_adversarial_loss, pixel_loss
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None):
+    """bf16 autocast on the device, or nothing."""
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype)
+
+
+class SupervisedStep:
+    """SRResNet: minimise the pixel loss (MSE as the paper, or L1) between G(lq) and hr."""
+
+    names = ("loss",)
+
+    def __init__(self, generator: nn.Module, optimizer: torch.optim.Optimizer, loss: str, amp: torch.dtype | None) -> None:
+        self.generator, self.optimizer, self.loss, self.amp = generator, optimizer, pixel_loss(loss), amp
+
+    def __call__(self, lq: torch.Tensor, hr: torch.Tensor) -> dict[str, torch.Tensor]:
+        with autocast(lq.device, self.amp):
+            sr = self.generator(lq)
+        loss = self.loss(sr.float(), hr)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        self.optimizer.step()
+        return {"loss": loss.detach()}
+
+
+class AdversarialStep:
+    """SRGAN: one discriminator update, then one generator update with
+    ``l_G = l_content(VGG) + adversarial_weight * l_adv (+ pixel_weight * MSE)`` (Equation 2)."""
+
+    names = ("loss", "content", "adversarial", "d_loss", "d_real", "d_fake")
+
+    def __init__(self, generator: nn.Module, discriminator: nn.Module, discriminator_plain: nn.Module,
+                 opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer, perceptual: PerceptualLoss,
+                 adversarial_weight: float, pixel_weight: float, amp: torch.dtype | None) -> None:
+        self.generator, self.discriminator, self.discriminator_plain = generator, discriminator, discriminator_plain
+        self.opt_g, self.opt_d, self.perceptual = opt_g, opt_d, perceptual
+        self.adversarial_weight, self.pixel_weight, self.amp = adversarial_weight, pixel_weight, amp
+
+    def __call__(self, lq: torch.Tensor, hr: torch.Tensor) -> dict[str, torch.Tensor]:
+        with autocast(lq.device, self.amp):
+            sr = self.generator(lq)
+        # discriminator: real and fake in one forward (one DDP reduction per update)
+        for parameter in self.discriminator_plain.parameters():
+            parameter.requires_grad_(True)
+        with autocast(lq.device, self.amp):
+            logits = self.discriminator(torch.cat([hr, sr.detach().to(hr.dtype)])).float()
+        real, fake = logits.chunk(2)
+        d_loss = discriminator_loss(real, fake)
+        self.opt_d.zero_grad(set_to_none=True)
+        d_loss.backward()
+        self.opt_d.step()
+        # generator: D frozen and used unwrapped, so only G's gradients are computed and reduced
+        for parameter in self.discriminator_plain.parameters():
+            parameter.requires_grad_(False)
+        with autocast(lq.device, self.amp):
+            fake_for_g = self.discriminator_plain(sr).float()
+            content = self.perceptual(sr.float(), hr)
+        adversarial = generator_adversarial_loss(fake_for_g)
+        loss = content + self.adversarial_weight * adversarial
+        if self.pixel_weight:
+            loss = loss + self.pixel_weight * torch.nn.functional.mse_loss(sr.float(), hr)
+        self.opt_g.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt_g.step()
+        return {
+            "loss": loss.detach(), "content": content.detach(), "adversarial": adversarial.detach(), "d_loss": d_loss.detach(),
+            "d_real": torch.sigmoid(real).mean().detach(), "d_fake": torch.sigmoid(fake).mean().detach(),
+        }
