@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from medsr.errors import ConfigError
+from medsr.train.config import load_config
+
+CONFIGS = sorted((Path(__file__).parent.parent / "configs").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_shipped_configs_load(path):
+    config = load_config(path)
+    assert config.name and config.run_dir
+
+
+def test_paper_configs_say_what_the_paper_did():
+    srresnet = load_config(Path(__file__).parent.parent / "configs" / "paper_srresnet.yaml")
+    assert (srresnet.train.epochs, srresnet.train.lr, srresnet.train.pixel_loss) == (100, 1e-4, "mse")
+    assert (srresnet.model.blocks, srresnet.model.channels, srresnet.model.scale) == (16, 64, 4)
+    assert (srresnet.data.patch_size, srresnet.data.batch_size) == (96, 16)
+    srgan = load_config(Path(__file__).parent.parent / "configs" / "paper_srgan.yaml")
+    assert srgan.train.stage == "adversarial" and srgan.train.epochs == 50
+    assert srgan.train.init_from == f"{srresnet.run_dir}/best.pt"
+    assert srgan.adversarial.adversarial_weight == 1e-3
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("train.lr=fast", "train.lr: expected a number, got 'fast'"),
+        ("train.learning_rate=1", "train.learning_rate: unknown key"),
+        ("data.degradation.kind=jpeg", "data.degradation.kind: expected one of"),
+        ("model.blocks=0", "model.blocks: must be positive"),
+        ("data.patch_size=50", "data.patch_size: 50 is not a multiple"),
+        ("train.betas=[0.9]", "train.betas: expected two numbers"),
+        ("data.augment=maybe", "data.augment: expected true or false"),
+        ("adversarial.content_layer=5", "adversarial.content_layer: expected a list"),
+    ],
+)
+def test_errors_name_the_key(override, message):
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[")):
+        load_config(None, [override])
+
+
+def test_overrides_and_yaml_floats(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("name: x\ntrain:\n  lr: 1e-4\n  epochs: 7\n")
+    config = load_config(path, ["train.epochs=3", "data.val_limit=null", "train.ema=0.99"])
+    assert config.train.lr == 1e-4 and config.train.epochs == 3 and config.data.val_limit is None and config.train.ema == 0.99
+    path.write_text("- not a mapping\n")
+    with pytest.raises(ConfigError, match="top level must be a mapping"):
+        load_config(path)

