@@ -60,6 +60,7 @@ class TrainConfig:
     amp: Literal["auto", "bf16", "off"] = "auto"  # auto: bf16 on GPU, off on CPU
     channels_last: Literal["auto", "on", "off"] = "auto"  # auto: on for GPU
     compile: bool = False  # torch.compile the networks
+    cuda_graph: bool = False  # capture the supervised step in a CUDA graph (one GPU, fixed batch shape)
     ema: float = 0.0  # exponential moving average decay of the generator weights (0 = off)
     threads: int | None = None  # CPU threads (None: torch's default)
 

@@ -33,7 +33,7 @@ from medsr.train import distributed
 from medsr.train.config import ExperimentConfig, dump_config
 from medsr.train.data import PatchSampler, ScoringSet, scoring_set
 from medsr.train.logs import RunLog
-from medsr.train.steps import AdversarialStep, SupervisedStep
+from medsr.train.steps import AdversarialStep, CudaGraphStep, SupervisedStep
 
 log = logging.getLogger(__name__)
 
@@ -89,8 +89,7 @@ class EMA:
 
     @torch.no_grad()
     def update(self, module: nn.Module) -> None:
-        for average, current in zip(self.module.parameters(), module.parameters()):
-            average.lerp_(current.detach(), 1.0 - self.decay)
+        torch._foreach_lerp_(list(self.module.parameters()), [p.detach() for p in module.parameters()], 1.0 - self.decay)
         for average, current in zip(self.module.buffers(), module.buffers()):
             average.copy_(current)
 
@@ -145,8 +144,9 @@ def fit(
     if channels_last:
         generator = generator.to(memory_format=torch.channels_last)
     ema = EMA(generator, config.train.ema) if config.train.ema > 0 else None
+    use_graph = config.train.cuda_graph and device.type == "cuda" and info.world == 1 and config.train.stage == "supervised"
     opt_g = torch.optim.Adam(generator.parameters(), lr=config.train.lr, betas=tuple(config.train.betas),
-                             fused=device.type == "cuda")
+                             **({"capturable": True} if use_graph else {"fused": device.type == "cuda"}))
     amp = _amp_dtype(config, device)
 
     discriminator_plain = discriminator = opt_d = None
@@ -192,6 +192,8 @@ def fit(
                                config.adversarial.adversarial_weight, config.adversarial.pixel_weight, amp)
     else:
         step = SupervisedStep(trained, opt_g, config.train.pixel_loss, amp)
+        if use_graph:
+            step = CudaGraphStep(step)
 
     sampler = PatchSampler(config.data.dataset, patch_size=config.data.patch_size, batch_size=config.data.batch_size,
                            patches_per_image=config.data.patches_per_image, augment=config.data.augment,
