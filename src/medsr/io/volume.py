@@ -6,7 +6,6 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
-from nibabel import orientations
 
 from medsr.errors import UnreadableImage
 from medsr.io.sidecar import patient_from_path, read_sidecar
@@ -77,6 +76,8 @@ def volume_to_slices(
     )
     if data.ndim == 2:
         return [Slice(np.ascontiguousarray(np.rot90(data)).astype(np.float32), SliceMeta(**meta_common))]
+    from nibabel import orientations
+
     if data.ndim not in (3, 4):
         raise UnreadableImage(f"expected a 2-D, 3-D or 4-D volume, got {data.ndim} dimensions")
     ornt = orientations.io_orientation(affine)

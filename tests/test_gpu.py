@@ -1,0 +1,33 @@
+"""Checks that need a CUDA GPU (marker ``gpu``; skipped on machines without one, such as CI)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from medsr.models.srresnet import SRResNet
+from medsr.train.steps import CudaGraphStep, SupervisedStep
+
+pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
+
+
+def _run(graph: bool) -> dict[str, torch.Tensor]:
+    torch.manual_seed(0)
+    model = SRResNet(blocks=2, channels=16).cuda()
+    optimizer = torch.optim.Adam(model.parameters(), 1e-3, capturable=True)
+    step = SupervisedStep(model, optimizer, "mse", None)
+    if graph:
+        step = CudaGraphStep(step)
+    generator = torch.Generator(device="cuda").manual_seed(1)
+    for _ in range(8):
+        hr = torch.rand(4, 1, 32, 32, device="cuda", generator=generator)
+        lq = torch.nn.functional.avg_pool2d(hr, 4)
+        step(lq, hr)
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def test_cuda_graph_step_trains_like_the_eager_step():
+    torch.backends.cudnn.deterministic = True
+    eager, graphed = _run(False), _run(True)
+    for key in eager:
+        torch.testing.assert_close(graphed[key], eager[key], atol=1e-4, rtol=1e-3)
