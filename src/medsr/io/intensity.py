@@ -77,3 +77,10 @@ def _safe(method: str, lo: float, hi: float, invert: bool, params: str) -> Inten
     if hi <= lo:  # a constant series: any positive width maps it to 0
         hi = lo + 1.0
     return IntensityMapping(lo, hi, method, invert, params)
+
+
+def policy_from_dict(settings: dict) -> IntensityPolicy:
+    """An ``IntensityPolicy`` from prepare.json-style settings (``ct_window``, ``percentiles``)."""
+    window = settings.get("ct_window", CT_FULL_RANGE)
+    window = tuple(float(v) for v in window) if isinstance(window, (list, tuple)) else window
+    return IntensityPolicy(ct_window=window, percentiles=tuple(float(v) for v in settings.get("percentiles", (0.0, 100.0))))

@@ -77,7 +77,8 @@ def load_model(path_or_name: str | Path, *, device: str = "auto", scale: int | N
     if scale is not None and scale != model_scale:
         raise MedsrError(f"{text} is a x{model_scale} model, x{scale} was asked for")
     name = str(checkpoint.get("config", {}).get("name") or entry["name"])
-    return NetworkModel(module, name, model_scale, device=device, source=text, kwargs=entry["kwargs"], **kwargs)
+    return NetworkModel(module, name, model_scale, device=device, source=text, kwargs=entry["kwargs"],
+                        intensity=checkpoint.get("intensity") or {}, **kwargs)
 
 
 for _method in INTERPOLATIONS:

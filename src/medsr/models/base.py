@@ -17,6 +17,10 @@ class SRModel(ABC):
 
     name: str = ""
     scale: int = 4
+    #: LR pixels beyond which an input pixel no longer affects an output pixel (for tiling).
+    receptive_radius: int = 4
+    #: Intensity settings (``ct_window``, ``percentiles``) the model expects; empty: the defaults.
+    intensity: dict = {}
 
     @abstractmethod
     def enhance_batch(self, lq: np.ndarray) -> np.ndarray:

@@ -17,6 +17,18 @@ def pick_device(device: str = "auto") -> torch.device:
     return torch.device(device)
 
 
+def receptive_radius(module: nn.Module) -> int:
+    """Receptive radius in LR pixels of a conv network with pixel-shuffle upsampling (an upper
+    bound: each convolution adds (k - 1) / 2 pixels at the resolution it runs at)."""
+    radius, resolution = 0.0, 1
+    for layer in module.modules():
+        if isinstance(layer, nn.Conv2d):
+            radius += (layer.kernel_size[0] - 1) / 2 * layer.dilation[0] / resolution
+        elif isinstance(layer, nn.PixelShuffle):
+            resolution *= layer.upscale_factor
+    return int(np.ceil(radius))
+
+
 class NetworkModel(SRModel):
     """Runs a trained network on numpy images.
 
@@ -26,14 +38,17 @@ class NetworkModel(SRModel):
         device: ``auto``, ``cpu`` or ``cuda``.
         fold_bn: fold BatchNorm into the convolutions (faster inference, same outputs).
         source: where the weights came from (checkpoint path), for reports.
+        intensity: the ``ct_window``/``percentiles`` its training data were prepared with.
         batch_size: images per forward pass in ``enhance_batch``.
     """
 
     def __init__(self, module: nn.Module, name: str, scale: int, *, device: str = "auto", fold_bn: bool = True,
-                 source: str = "", batch_size: int = 8, kwargs: dict | None = None) -> None:
+                 source: str = "", batch_size: int = 8, kwargs: dict | None = None, intensity: dict | None = None) -> None:
         self.name, self.scale, self.source, self.batch_size = name, int(scale), source, batch_size
+        self.intensity = dict(intensity or {})
         self.kwargs = dict(kwargs or {})
         self.device = pick_device(device)
+        self.receptive_radius = receptive_radius(module)
         module = module.eval()
         if fold_bn:
             module = fold_batchnorm(module)

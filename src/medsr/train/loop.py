@@ -94,6 +94,17 @@ class EMA:
             average.copy_(current)
 
 
+def dataset_intensity(dataset: str | Path) -> dict:
+    """The intensity settings a data set was prepared with (so inference maps values the same way)."""
+    import json
+
+    try:
+        options = json.loads((Path(dataset) / "prepare.json").read_text())["options"]
+        return {"ct_window": options["ct_window"], "percentiles": options["percentiles"]}
+    except (OSError, ValueError, KeyError):
+        return {}
+
+
 def _amp_dtype(config: ExperimentConfig, device: torch.device) -> torch.dtype | None:
     if config.train.amp == "bf16" or (config.train.amp == "auto" and device.type == "cuda"):
         return torch.bfloat16
@@ -209,6 +220,7 @@ def fit(
         atomic_write_text(run_dir / "config.yaml", dump_config(config))
         run_log = RunLog(run_dir)
 
+    intensity = dataset_intensity(config.data.dataset)
     show = progress and info.is_main
     for epoch in range(start_epoch, config.train.epochs + 1):
         began = time.perf_counter()
@@ -246,6 +258,7 @@ def fit(
                 if discriminator_plain is not None else None,
                 "optimizers": {"generator": opt_g.state_dict(), **({"discriminator": opt_d.state_dict()} if opt_d else {})},
                 "config": config.to_dict(), "epoch": epoch, "history": history, "best": best,
+                "intensity": intensity,
                 "rng": {"torch": torch.get_rng_state()},
             }
             save_checkpoint(run_dir / "last.pt", payload)

@@ -1,0 +1,124 @@
+"""``medsr enhance`` on real DICOM, NIfTI, NRRD and PNG, and tiled inference."""
+
+from __future__ import annotations
+
+import shutil
+
+import cv2
+import nibabel as nib
+import nrrd
+import numpy as np
+import pydicom
+import pytest
+import torch
+
+from medsr.cli import main
+from medsr.enhance import enhance_paths
+from medsr.errors import MedsrError
+from medsr.infer import enhance_tiled, tile_count
+from medsr.io import read_slices
+from medsr.models import load_model
+from medsr.models.checkpoint import model_entry, save_checkpoint
+from medsr.models.srresnet import SRResNet
+
+from conftest import NIBABEL_DATA, pydicom_file, tree_digest, write_ct_series
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    torch.manual_seed(0)
+    module = SRResNet(blocks=2, channels=8)
+    path = tmp_path_factory.mktemp("ckpt") / "best.pt"
+    save_checkpoint(path, {"model": model_entry("srresnet", {"scale": 4, "blocks": 2, "channels": 8}, module),
+                           "config": {"name": "tiny"}, "intensity": {"ct_window": [-1024, 3071], "percentiles": [0, 100]}})
+    return path
+
+
+@pytest.mark.parametrize("name", ["bicubic", "network"])
+def test_tiled_equals_whole(name, checkpoint):
+    model = load_model("bicubic") if name == "bicubic" else load_model(checkpoint, device="cpu")
+    rng = np.random.default_rng(0)
+    lq = rng.random((90, 130)).astype(np.float32)
+    whole = model.enhance(lq)
+    tiled = enhance_tiled(model, lq, tile=48, blend=4)
+    assert tile_count(lq.shape, 48, model.receptive_radius, 4) > 4
+    assert np.abs(tiled - whole).max() < 1e-4
+
+
+def test_dicom_series_becomes_a_derived_series(tmp_path, checkpoint):
+    source = tmp_path / "in" / "PAT" / "series"
+    write_ct_series(source, 3, patient="PAT-9")
+    before = tree_digest(tmp_path / "in")
+    report = enhance_paths([tmp_path / "in"], tmp_path / "out", load_model(checkpoint, device="cpu"))
+    assert not report.failed and len(report.written) == 3
+    assert tree_digest(tmp_path / "in") == before
+    originals = sorted(source.glob("*.dcm"))
+    outputs = [tmp_path / "out" / "PAT" / "series" / p.name for p in originals]
+    series_uids = set()
+    for original, output in zip(originals, outputs):
+        a, b = pydicom.dcmread(original), pydicom.dcmread(output)
+        assert (b.Rows, b.Columns) == (4 * a.Rows, 4 * a.Columns)
+        assert [float(v) for v in b.PixelSpacing] == pytest.approx([float(v) / 4 for v in a.PixelSpacing], rel=1e-5)
+        assert b.SOPInstanceUID != a.SOPInstanceUID and b.SeriesInstanceUID != a.SeriesInstanceUID
+        assert (b.PatientID, b.StudyInstanceUID) == (a.PatientID, a.StudyInstanceUID)
+        assert list(b.ImageType[:2]) == ["DERIVED", "SECONDARY"] and "tiny" in b.DerivationDescription
+        assert "SR x4" in b.SeriesDescription
+        assert float(b.ImagePositionPatient[2]) == pytest.approx(float(a.ImagePositionPatient[2]))
+        hu_a = a.pixel_array * float(a.RescaleSlope) + float(a.RescaleIntercept)
+        hu_b = b.pixel_array * float(b.RescaleSlope) + float(b.RescaleIntercept)
+        assert b.pixel_array.dtype == a.pixel_array.dtype
+        assert hu_a.min() <= hu_b.min() and hu_b.max() <= hu_a.max()
+        series_uids.add(b.SeriesInstanceUID)
+    assert len(series_uids) == 1  # one series in, one series out
+
+
+def test_bicubic_dicom_keeps_the_image(tmp_path, ct_small):
+    enhance_paths([ct_small], tmp_path / "sr.dcm", load_model("bicubic"))
+    out = pydicom.dcmread(tmp_path / "sr.dcm")
+    hu = out.pixel_array * float(out.RescaleSlope) + float(out.RescaleIntercept)
+    original = read_slices(ct_small)[0].pixels
+    small = cv2.resize(hu.astype(np.float32), original.shape[::-1], interpolation=cv2.INTER_AREA)
+    assert np.abs(small - original).mean() < 15  # HU, after a 4x round trip
+
+
+def test_nifti_overlays_the_original(tmp_path):
+    source = tmp_path / "head.nii"
+    shutil.copy(NIBABEL_DATA / "anatomical.nii", source)
+    enhance_paths([source], tmp_path / "out", load_model("bicubic"))
+    a, b = nib.load(source), nib.load(tmp_path / "out" / "head.nii")
+    assert b.shape == (4 * a.shape[0], 4 * a.shape[1], a.shape[2])
+    assert b.get_data_dtype() == a.get_data_dtype()
+    corner_a = a.affine @ np.array([-0.5, -0.5, 0, 1])
+    corner_b = b.affine @ np.array([-0.5, -0.5, 0, 1])
+    np.testing.assert_allclose(corner_a, corner_b, atol=1e-5)  # same field of view
+    np.testing.assert_allclose(b.header.get_zooms()[:2], np.array(a.header.get_zooms()[:2]) / 4, rtol=1e-5)
+    assert abs(float(np.asarray(b.dataobj).mean()) - float(np.asarray(a.dataobj).mean())) < 0.05 * float(np.asarray(a.dataobj).mean())
+
+
+def test_nrrd_and_png(tmp_path, ct_small):
+    hu = read_slices(ct_small)[0].pixels.astype(np.int16)
+    (tmp_path / "in").mkdir()
+    nrrd.write(str(tmp_path / "in" / "ct.nrrd"), np.stack([hu.T, hu.T], axis=2),
+               {"space": "left-posterior-superior", "space directions": np.diag([0.6, 0.6, 5.0]), "space origin": [0.0, 0.0, 0.0]})
+    cv2.imwrite(str(tmp_path / "in" / "xray.png"), ((hu - hu.min()) / np.ptp(hu) * 255).astype(np.uint8))
+    report = enhance_paths([tmp_path / "in"], tmp_path / "out", load_model("bilinear"))
+    assert not report.failed
+    data, header = nrrd.read(str(tmp_path / "out" / "ct.nrrd"))
+    assert data.shape == (512, 512, 2) and data.dtype == np.int16
+    np.testing.assert_allclose(np.diag(header["space directions"])[:2], [0.15, 0.15])
+    png = cv2.imread(str(tmp_path / "out" / "xray.png"), cv2.IMREAD_UNCHANGED)
+    assert png.shape == (512, 512) and png.dtype == np.uint16
+
+
+def test_refuses_its_input_and_reports_bad_files(tmp_path, ct_small, capsys):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    shutil.copy(ct_small, folder / "good.dcm")
+    shutil.copy(pydicom_file("MR_truncated.dcm"), folder / "bad.dcm")
+    with pytest.raises(MedsrError, match="may not be an input"):
+        enhance_paths([folder], folder, load_model("bicubic"))
+    code = main(["enhance", str(folder), "--model", "bicubic", "-o", str(tmp_path / "out")])
+    captured = capsys.readouterr()
+    assert code == 1 and "failed" in captured.err and "bad.dcm" in captured.err
+    assert (tmp_path / "out" / "good.dcm").is_file() and not (tmp_path / "out" / "bad.dcm").exists()
+    assert captured.out.startswith("1 files written")
