@@ -19,13 +19,8 @@ $(VENV)/.installed: pyproject.toml
 	@touch $@
 
 demo: install
-	$(BIN)/medsr sample-data
-	$(BIN)/medsr prepare "$$($(BIN)/medsr sample-data --print-path)" --out $(DEMO)/dataset \
-		--size any --min-size 256 --split 0.6,0.2,0.2
-	$(BIN)/medsr info $(DEMO)/dataset
-	$(BIN)/medsr evaluate $(DEMO)/dataset --split val --out $(DEMO)/table1-val
-	$(BIN)/medsr evaluate $(DEMO)/dataset --split test --out $(DEMO)/eval-test
-	@echo "tables: $(DEMO)/table1-val/table.md, $(DEMO)/eval-test/table.md; figures in $(DEMO)/eval-test/figures/"
+	$(BIN)/medsr run configs/demo.yaml
+	@echo "open $(DEMO)/report.html"
 
 test: install
 	$(BIN)/python -m pytest -n auto -q
@@ -34,6 +29,8 @@ bench: install
 	$(BIN)/python benchmarks/bench_prepare.py
 	$(BIN)/python benchmarks/bench_evaluate.py
 	$(BIN)/python benchmarks/bench_train.py
+	$(BIN)/python benchmarks/bench_infer.py
+	$(BIN)/python benchmarks/bench_enhance_memory.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

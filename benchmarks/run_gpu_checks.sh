@@ -1,18 +1,26 @@
 #!/usr/bin/env bash
-# GPU checks, run on a machine with a CUDA GPU from the repository root, with two folders carried
-# along (both ignored by git): .yardstick/textbook_srresnet.py (the yardstick) and .benchdata/ds
-# (a prepared data set: benchmarks/bench_train.py --dataset). Writes JSON and logs to ${OUT:-out}.
+# GPU checks, run on a machine with a CUDA GPU from the repository root, with folders carried along
+# (all ignored by git): .yardstick/textbook_srresnet.py (the yardstick), .benchdata/ds (a prepared
+# data set: benchmarks/bench_train.py --dataset) and .whl/ (pure-Python wheels the GPU image lacks:
+# pydicom, nibabel, pynrrd, platformdirs). Writes JSON and logs to ${OUT:-out}.
 set -uo pipefail
 OUT=${OUT:-out}
 mkdir -p "$OUT"
-export PYTHONPATH=$PWD/src:$PWD/benchmarks PYTHONUNBUFFERED=1 PYTHONWARNINGS=ignore
+if ls .whl/*.whl >/dev/null 2>&1; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site
+fi
+export PYTHONPATH=$PWD/src:$PWD/benchmarks:$PWD/tests:${PYTHONPATH:-} PYTHONUNBUFFERED=1 PYTHONWARNINGS=ignore
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$OUT/gpu.txt"
 python3 -c 'import torch; print("torch", torch.__version__, torch.cuda.get_device_name())' | tee -a "$OUT/gpu.txt"
-timeout 420 python3 benchmarks/bench_train.py --yardstick .yardstick/textbook_srresnet.py --dataset .benchdata/ds \
-    --json "$OUT/bench_train_gpu.json" 2>&1 | tail -40 | tee "$OUT/bench_train_gpu.log"
-timeout 120 python3 -m medsr train configs/tiny.yaml --set data.dataset=.benchdata/ds --set run_dir=/tmp/gpu_tiny \
-    --set train.device=cuda --set train.cuda_graph=true --set train.ema=0.99 --set train.epochs=2 \
-    --set data.patch_size=96 --set data.batch_size=16 2>&1 | tail -5 | tee "$OUT/train_smoke.log"
-timeout 120 python3 -m medsr train configs/tiny_srgan.yaml --set data.dataset=.benchdata/ds --set run_dir=/tmp/gpu_gan \
-    --set train.device=cuda --set train.init_from=/tmp/gpu_tiny/best.pt --set adversarial.vgg_weights=random \
-    --set train.epochs=1 2>&1 | tail -5 | tee -a "$OUT/train_smoke.log"
+timeout 120 python3 -m pytest -q -p no:cacheprovider tests/test_gpu.py 2>&1 | tail -3 | tee "$OUT/pytest_gpu.log"
+timeout 300 python3 benchmarks/bench_infer.py --yardstick .yardstick/textbook_srresnet.py --json "$OUT/bench_infer_gpu.json" 2>&1 | tail -30 | tee "$OUT/bench_infer_gpu.log"
+if [ "${TRAIN_BENCH:-0}" = 1 ]; then
+    timeout 420 python3 benchmarks/bench_train.py --yardstick .yardstick/textbook_srresnet.py --dataset .benchdata/ds \
+        --json "$OUT/bench_train_gpu.json" 2>&1 | tail -40 | tee "$OUT/bench_train_gpu.log"
+fi
+# the paper's networks (16 x 64) for one short epoch each: SRResNet with the CUDA graph, then SRGAN
+timeout 150 python3 -m medsr train configs/paper_srresnet.yaml --set data.dataset=.benchdata/ds --set run_dir=/tmp/p_sr \
+    --set train.epochs=1 --set data.val_limit=8 --set train.cuda_graph=true 2>&1 | tail -2 | tee "$OUT/train_paper.log"
+timeout 200 python3 -m medsr train configs/paper_srgan.yaml --set data.dataset=.benchdata/ds --set run_dir=/tmp/p_gan \
+    --set train.init_from=/tmp/p_sr/best.pt --set adversarial.vgg_weights=random --set train.epochs=1 \
+    --set data.val_limit=8 2>&1 | tail -2 | tee -a "$OUT/train_paper.log"

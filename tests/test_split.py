@@ -70,3 +70,18 @@ def test_group_falls_back_from_patient_to_series_to_file():
     assert group_key("P1", "1.2", "/a.dcm") == "patient:P1"
     assert group_key(" ", "1.2", "/a.dcm") == "series:1.2"
     assert group_key("", "", "/a.dcm") == "file:/a.dcm"
+
+
+def test_stratified_split_gives_every_split_its_share_of_each_modality():
+    groups, modalities = [], []
+    for index in range(12):
+        for _ in range(5):
+            groups.append(f"patient:CT{index}")
+            modalities.append("CT")
+    for index in range(4):
+        groups.append(f"patient:CR{index}")
+        modalities.append("CR")
+    splits = assign_splits(groups, SplitSpec.parse("0.5,0.25,0.25"), seed=0, strata=modalities)
+    _assert_no_patient_in_two_splits(groups, splits)
+    cr_splits = {s for s, m in zip(splits, modalities) if m == "CR"}
+    assert cr_splits == {"train", "val", "test"}

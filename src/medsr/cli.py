@@ -63,6 +63,7 @@ def _add_prepare(sub) -> None:
     p.add_argument("--keep", default=KeepRule(), type=_checked(KeepRule.parse, "--keep"), help="above-mean (default), top:N, min:X or all")
     p.add_argument("--split", default=SplitSpec(fractions=(0.7, 0.15, 0.15)), type=_checked(SplitSpec.parse, "--split"),
                    help="train,val,test as counts (1000,200,200) or fractions (default 0.7,0.15,0.15), by patient")
+    p.add_argument("--stratify", choices=("modality",), help="deal the patients of each modality separately (fractions only)")
     p.add_argument("--seed", default=0, type=int, help="seed of the patient split (default 0)")
     p.add_argument("--axes", default=("axial",), type=_checked(parse_axes, "--axes"), help="volume slice orientations: axial (default), coronal, sagittal, comma-separated, or all")
     p.add_argument("--ct-window", default=CT_FULL_RANGE, type=_ct_window, help="CT window LO,HI in HU (default -1024,3071, the full 12-bit CT range), range (series min..max) or stored (the file's full stored range)")
@@ -83,7 +84,8 @@ def _run_prepare(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise MedsrError(str(exc)) from None
     options = PrepareOptions(
-        size=args.size, min_size=args.min_size, sigma=args.sigma, keep=args.keep, split=args.split, seed=args.seed,
+        size=args.size, min_size=args.min_size, sigma=args.sigma, keep=args.keep, split=args.split,
+        stratify=args.stratify, seed=args.seed,
         axes=args.axes, intensity=policy, workers=args.workers or os.cpu_count() or 1,
     )
     result = prepare(args.sources, args.out, options, progress=sys.stderr.isatty())
@@ -284,6 +286,29 @@ def _run_enhance(args: argparse.Namespace) -> int:
     return 1 if report.failed else 0
 
 
+def _add_run(sub) -> None:
+    from medsr.pipeline import STAGES
+
+    p = sub.add_parser(
+        "run",
+        help="the whole experiment: data, prepare, baselines, SRResNet, SRGAN, evaluation, report",
+        description="Run the stages of a run config (configs/demo.yaml, configs/paper.yaml). Finished stages "
+        "whose inputs did not change are skipped, so an interrupted run continues where it stopped. Writes "
+        "RUN/report.html (self-contained) and RUN/report.md.",
+    )
+    p.add_argument("config", type=Path, metavar="CONFIG", help="run config (YAML)")
+    p.add_argument("--from", dest="force_from", choices=STAGES, help="force this stage and every later one")
+    p.set_defaults(handler=_run_run)
+
+
+def _run_run(args: argparse.Namespace) -> int:
+    from medsr.pipeline import run_pipeline
+
+    report = run_pipeline(args.config, force_from=args.force_from)
+    print(f"report: {report}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="medsr", description="Super-resolution of medical images (CT, MR, X-ray).")
     parser.add_argument("--version", action="version", version=f"medsr {__version__}")
@@ -296,6 +321,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_evaluate(sub)
     _add_train(sub)
     _add_enhance(sub)
+    _add_run(sub)
     return parser
 
 
@@ -306,7 +332,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     if not args.debug:
         warnings.filterwarnings("ignore")
-        logging.getLogger("pydicom").setLevel(logging.ERROR)
+        for handler in logging.getLogger().handlers:  # pydicom resets its own level when imported
+            handler.addFilter(lambda record: record.levelno >= logging.ERROR or not record.name.startswith("pydicom"))
     try:
         return args.handler(args)
     except MedsrError as exc:

@@ -59,9 +59,12 @@ class _Runner:
                              batch=self.options.batch, on_tile=self.progress)
 
     def physical(self, values: np.ndarray, mapping: IntensityMapping, limits: tuple[float, float]) -> np.ndarray:
-        """Physical values (H, W) -> SR physical values (sH, sW) through ``mapping``, kept inside
-        ``limits`` (the range of the source series: SR adds detail, not new extremes)."""
-        return np.clip(mapping.from_unit(self.unit(mapping.to_unit(values))), *limits)
+        """Physical values (H, W) -> float32 SR physical values (sH, sW) through ``mapping``, kept
+        inside ``limits`` (the range of the source series: SR adds detail, not new extremes).
+        Computed in place in the float32 output, so a 16000 x 16000 result needs 1 GB, not 4."""
+        sr = self.unit(mapping.to_unit(values))
+        mapping.from_unit(sr, out=sr)
+        return np.clip(sr, *limits, out=sr)
 
 
 def _output_paths(files: Sequence[Path], inputs: Sequence[Path], out: Path) -> dict[Path, Path]:

@@ -103,6 +103,7 @@ class PrepareOptions:
     sigma: float = 5.0
     keep: KeepRule = KeepRule()
     split: SplitSpec = SplitSpec(fractions=(0.7, 0.15, 0.15))
+    stratify: str | None = None  # "modality": deal the patients of each modality separately
     seed: int = 0
     axes: tuple[str, ...] = ("axial",)
     intensity: IntensityPolicy = IntensityPolicy()
@@ -115,6 +116,7 @@ class PrepareOptions:
             "sigma": self.sigma,
             "keep": str(self.keep),
             "split": str(self.split),
+            "stratify": self.stratify,
             "seed": self.seed,
             "axes": list(self.axes),
             "ct_window": list(self.intensity.ct_window) if isinstance(self.intensity.ct_window, tuple) else self.intensity.ct_window,
@@ -361,8 +363,13 @@ def prepare(
 
     norms = np.array([r.score_norm for r in sized])
     kept = [r for r, keep in zip(sized, options.keep.select(norms)) if keep]
+    if options.stratify not in (None, "modality"):
+        raise MedsrError(f"stratify must be 'modality' or absent, got {options.stratify!r}")
+    if options.stratify and options.split.counts is not None:
+        raise MedsrError("stratifying needs a split given as fractions (e.g. 0.7,0.15,0.15)")
     splits = assign_splits(
-        [group_key(r.meta.patient_id, r.meta.series_uid, r.meta.source) for r in kept], options.split, seed=options.seed
+        [group_key(r.meta.patient_id, r.meta.series_uid, r.meta.source) for r in kept], options.split, seed=options.seed,
+        strata=[r.meta.modality for r in kept] if options.stratify else None,
     )
     for record, name in zip(kept, splits):
         record.split = name

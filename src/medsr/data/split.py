@@ -58,7 +58,7 @@ def group_key(patient_id: str, series_uid: str, source: str) -> str:
     return f"file:{source}"
 
 
-def assign_splits(groups: Sequence[str], spec: SplitSpec, *, seed: int = 0) -> list[str]:
+def assign_splits(groups: Sequence[str], spec: SplitSpec, *, seed: int = 0, strata: Sequence[str] | None = None) -> list[str]:
     """Split name (``train``/``val``/``test``/``unused``) for each slice.
 
     Args:
@@ -68,6 +68,9 @@ def assign_splits(groups: Sequence[str], spec: SplitSpec, *, seed: int = 0) -> l
             or fractions (every slice is used; patients are dealt to the split furthest below
             its target).
         seed: patients are visited in a seeded random order.
+        strata: optional label per slice (e.g. modality); with fractions, the patients of each
+            stratum (by the label most of their slices carry) are dealt separately, so that every
+            split gets its share of each modality.
 
     Raises:
         MedsrError: counts ask for more images than there are.
@@ -104,15 +107,30 @@ def assign_splits(groups: Sequence[str], spec: SplitSpec, *, seed: int = 0) -> l
             )
         return result
     assert spec.fractions is not None
-    return _deal_fractions(members, spec.fractions, rng, len(groups))
+    if strata is None:
+        parts = [members]
+    else:
+        label_of = {}
+        for key, indices in members.items():
+            labels = [strata[i] for i in indices]
+            label_of[key] = max(sorted(set(labels)), key=labels.count)
+        parts = [{k: v for k, v in members.items() if label_of[k] == label} for label in sorted(set(label_of.values()))]
+    result = [UNUSED] * len(groups)
+    for part in parts:
+        for key, name in _deal_fractions(part, spec.fractions, rng).items():
+            for index in part[key]:
+                result[index] = name
+    return result
 
 
-def _deal_fractions(members: dict[str, list[int]], fractions: Sequence[float], rng: np.random.Generator, total: int, tries: int = 200) -> list[str]:
-    """Best of ``tries`` seeded random deals: in each, patients in random order go to the split
-    furthest below its image target; the deal closest to the targets wins, and a deal that leaves
-    a split with a non-zero fraction empty loses to any that does not (when patients suffice)."""
+def _deal_fractions(members: dict[str, list[int]], fractions: Sequence[float], rng: np.random.Generator, tries: int = 200) -> dict[str, str]:
+    """Split name per group: the best of ``tries`` seeded random deals. In each, groups in random
+    order go to the split furthest below its image target; the deal closest to the targets wins,
+    and a deal that leaves a split with a non-zero fraction empty loses to any that does not
+    (when there are enough groups)."""
     keys = sorted(members)
     sizes = np.array([len(members[k]) for k in keys], dtype=float)
+    total = float(sizes.sum())
     targets = np.asarray(fractions, dtype=float) * total
     active = np.flatnonzero(targets > 0)
     best: tuple[float, np.ndarray] | None = None
@@ -129,8 +147,4 @@ def _deal_fractions(members: dict[str, list[int]], fractions: Sequence[float], r
         if best is None or cost < best[0]:
             best = (cost, choice)
     assert best is not None
-    result = [UNUSED] * total
-    for key, name in zip(keys, best[1]):
-        for index in members[key]:
-            result[index] = SPLIT_NAMES[name]
-    return result
+    return {key: SPLIT_NAMES[name] for key, name in zip(keys, best[1])}

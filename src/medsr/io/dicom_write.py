@@ -30,12 +30,15 @@ def stored_values(physical: np.ndarray, ds: Dataset, frame: int = 0) -> np.ndarr
     from medsr.io.dicom import _rescale, _stored_range
 
     slope, intercept = _rescale(ds, frame)
-    stored = np.rint((np.asarray(physical, dtype=np.float64) - intercept) / slope)
+    stored = np.array(physical, dtype=np.float32 if np.asarray(physical).dtype == np.float32 else np.float64)
+    stored -= intercept
+    stored /= slope
+    np.rint(stored, out=stored)
     low, high = _stored_range(ds)
     dtype = np.int16 if int(ds.get("PixelRepresentation", 0) or 0) == 1 else np.uint16
     if int(ds.get("BitsAllocated", 16)) == 8:
         dtype = np.int8 if dtype == np.int16 else np.uint8
-    return np.clip(stored, low, high).astype(dtype)
+    return np.clip(stored, low, high, out=stored).astype(dtype)
 
 
 def _shift_position(ds: Dataset, spacing: tuple[float, float], scale: int) -> None:

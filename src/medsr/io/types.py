@@ -40,12 +40,24 @@ class IntensityMapping:
             unit = 1.0 - unit
         return np.clip(unit, 0.0, 1.0).astype(np.float32)
 
-    def from_unit(self, unit: np.ndarray) -> np.ndarray:
-        """Values in [0, 1], any shape -> float64 physical values, same shape."""
-        unit = np.asarray(unit, dtype=np.float64)
+    def from_unit(self, unit: np.ndarray, *, out: np.ndarray | None = None) -> np.ndarray:
+        """Values in [0, 1], any shape -> float64 physical values, same shape.
+
+        With ``out`` (a float array of the same shape, possibly ``unit`` itself) the result is
+        computed in that array's dtype, in place: for images too large for float64 copies.
+        """
+        if out is None:
+            unit = np.asarray(unit, dtype=np.float64)
+            if self.invert:
+                unit = 1.0 - unit
+            return self.lo + unit * (self.hi - self.lo)
         if self.invert:
-            unit = 1.0 - unit
-        return self.lo + unit * (self.hi - self.lo)
+            np.subtract(1.0, unit, out=out)
+        elif out is not unit:
+            np.copyto(out, unit)
+        out *= out.dtype.type(self.hi - self.lo)
+        out += out.dtype.type(self.lo)
+        return out
 
 
 @dataclass

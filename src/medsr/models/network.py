@@ -26,6 +26,8 @@ def receptive_radius(module: nn.Module) -> int:
             radius += (layer.kernel_size[0] - 1) / 2 * layer.dilation[0] / resolution
         elif isinstance(layer, nn.PixelShuffle):
             resolution *= layer.upscale_factor
+    if getattr(module, "upsample_skip", False):
+        radius = max(radius, 2.0)  # the bicubic skip reads 2 LR pixels each way
     return int(np.ceil(radius))
 
 

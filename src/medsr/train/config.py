@@ -46,6 +46,7 @@ class ModelConfig:
     scale: int = 4
     blocks: int = 16  # residual blocks
     channels: int = 64  # feature width
+    upsample_skip: bool = False  # add bicubic(input) to the output (not in the paper; faster to train)
 
 
 @dataclass
@@ -107,7 +108,7 @@ def _coerce(value: Any, kind: Any, key: str) -> Any:
     if dataclasses.is_dataclass(kind):
         if not isinstance(value, dict):
             raise ConfigError(f"{key}: expected a mapping, got {value!r}")
-        return _build(kind, value, key + ".")
+        return build_dataclass(kind, value, key + ".")
     if origin in (typing.Union, types.UnionType):
         for option in typing.get_args(kind):
             try:
@@ -144,7 +145,7 @@ def _coerce(value: Any, kind: Any, key: str) -> Any:
     raise ConfigError(f"{key}: expected {_describe(kind)}, got {value!r}")
 
 
-def _build(cls: type, data: dict, prefix: str = "") -> Any:
+def build_dataclass(cls: type, data: dict, prefix: str = "") -> Any:
     hints = typing.get_type_hints(cls)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - names)
@@ -221,14 +222,14 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
             if not isinstance(node, dict):
                 raise ConfigError(f"{'.'.join(keys)}: {part} is not a section")
         node[keys[-1]] = value
-    config = _build(ExperimentConfig, data)
+    config = build_dataclass(ExperimentConfig, data)
     _check_values(config)
     return config
 
 
 def from_dict(data: dict) -> ExperimentConfig:
     """Rebuild a config saved with ``to_dict`` (e.g. from a checkpoint), validated."""
-    config = _build(ExperimentConfig, data)
+    config = build_dataclass(ExperimentConfig, data)
     _check_values(config)
     return config
 

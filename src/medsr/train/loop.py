@@ -54,7 +54,10 @@ def degradation_of(config: ExperimentConfig) -> Degradation:
 
 
 def generator_kwargs(config: ExperimentConfig) -> dict:
-    return {"scale": config.model.scale, "blocks": config.model.blocks, "channels": config.model.channels}
+    kwargs = {"scale": config.model.scale, "blocks": config.model.blocks, "channels": config.model.channels}
+    if config.model.upsample_skip:
+        kwargs["upsample_skip"] = True
+    return kwargs
 
 
 @torch.inference_mode()

@@ -1,0 +1,173 @@
+"""``RUN/report.md`` and a self-contained ``RUN/report.html`` (images inlined) for ``medsr run``."""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import os
+import platform
+import sys
+from dataclasses import asdict
+from datetime import datetime, timezone
+from pathlib import Path
+
+from medsr import __version__
+from medsr.fsutil import atomic_write_text, read_csv
+from medsr.report import tables
+
+
+def _load(path: Path) -> dict | None:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _environment(stage_seconds: dict[str, float]) -> list[list[str]]:
+    import cv2
+    import numpy
+    import pydicom
+    import torch
+
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU, {os.cpu_count()} cores ({platform.machine()})"
+    rows = [["medsr", __version__], ["Python", sys.version.split()[0]], ["PyTorch", torch.__version__],
+            ["NumPy", numpy.__version__], ["pydicom", pydicom.__version__], ["OpenCV", cv2.__version__],
+            ["device", device], ["platform", platform.platform()]]
+    rows += [[f"wall time: {stage}", f"{seconds:.1f} s"] for stage, seconds in stage_seconds.items()]
+    return rows
+
+
+def _headline(summary: dict, baseline: str) -> str:
+    lines = []
+    for name, diff in summary.get("vs_baseline", {}).items():
+        if name in ("nearest", "bilinear", "lanczos"):
+            continue
+        psnr, ssim = diff["psnr"], diff["ssim"]
+        verdict = "above" if psnr["ci_low"] > 0 and ssim["ci_low"] > 0 else "not clearly above"
+        lines.append(
+            f"**{name}** vs {baseline}: PSNR {psnr['mean_diff']:+.2f} dB [95% CI {psnr['ci_low']:+.2f}, {psnr['ci_high']:+.2f}] "
+            f"({psnr['improvement_pct']:+.2f}%), SSIM {ssim['mean_diff']:+.4f} [{ssim['ci_low']:+.4f}, {ssim['ci_high']:+.4f}] "
+            f"({ssim['improvement_pct']:+.2f}%): {verdict} {baseline} on the held-out patients."
+        )
+    return "\n\n".join(lines)
+
+
+class _Doc:
+    """Blocks rendered twice: Markdown (images linked) and HTML (images inlined)."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir, self.md, self.html = run_dir, [], []
+
+    def heading(self, text: str, level: int = 2) -> None:
+        self.md.append(f"{'#' * level} {text}\n")
+        self.html.append(f"<h{level}>{html.escape(text)}</h{level}>")
+
+    def paragraph(self, text: str) -> None:
+        self.md.append(text + "\n")
+        escaped = html.escape(text)
+        while "**" in escaped:
+            escaped = escaped.replace("**", "<b>", 1).replace("**", "</b>", 1)
+        escaped = escaped.replace("`", "")
+        self.html.append(f"<p>{escaped}</p>")
+
+    def table(self, markdown: str) -> None:
+        self.md.append(markdown + "\n")
+        rows = [line.strip().strip("|").split("|") for line in markdown.strip().splitlines()]
+        head, body = rows[0], rows[2:]
+        cells = "".join(f"<th>{html.escape(c.strip())}</th>" for c in head)
+        lines = [f"<table><thead><tr>{cells}</tr></thead><tbody>"]
+        for row in body:
+            lines.append("<tr>" + "".join(f"<td>{html.escape(c.strip())}</td>" for c in row) + "</tr>")
+        self.html.append("".join(lines) + "</tbody></table>")
+
+    def rows(self, header: list[str], rows: list[list[str]]) -> None:
+        lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+        lines += ["| " + " | ".join(str(c).replace("|", "/") for c in row) + " |" for row in rows]
+        self.table("\n".join(lines))
+
+    def image(self, path: Path, caption: str) -> None:
+        if not path.is_file():
+            return
+        relative = path.relative_to(self.run_dir)
+        self.md.append(f"![{caption}]({relative})\n")
+        data = base64.b64encode(path.read_bytes()).decode()
+        self.html.append(f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(caption)}"><figcaption>{html.escape(caption)}</figcaption></figure>')
+
+    def code(self, text: str) -> None:
+        self.md.append("```\n" + text.rstrip() + "\n```\n")
+        self.html.append(f"<pre>{html.escape(text)}</pre>")
+
+
+_STYLE = """body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}
+table{border-collapse:collapse;margin:1em 0;font-size:.9em}td,th{border:1px solid #bbb;padding:.3em .6em;text-align:left}
+th{background:#eee}img{max-width:100%}figure{margin:1em 0}figcaption{color:#555;font-size:.9em}
+pre{background:#f6f6f6;padding:1em;overflow:auto;font-size:.85em}"""
+
+
+def write_report(run_dir: Path, config, stage_seconds: dict[str, float]) -> list[Path]:
+    """Write report.md and report.html from the run folder's outputs; returns both paths."""
+    doc = _Doc(run_dir)
+    test = _load(run_dir / "eval-test" / "summary.json")
+    val = _load(run_dir / "table1-val" / "summary.json")
+    prepared = _load(run_dir / "dataset" / "prepare.json")
+    doc.heading(f"medsr report: {config.name}", 1)
+    generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    doc.paragraph(f"{config.description} Generated {generated} by medsr {__version__}.".strip())
+    if test:
+        baseline = test["protocol"]["baseline"]
+        doc.paragraph(_headline(test, baseline))
+    if val:
+        doc.heading("Table 1: interpolation baselines (validation split)")
+        doc.paragraph(tables.protocol_text(val["protocol"]))
+        doc.table(tables.table1(val, [m["name"] for m in val["protocol"]["methods"]]))
+    if test:
+        doc.heading("Table 2: methods against the baseline (test split, held-out patients)")
+        doc.paragraph(tables.protocol_text(test["protocol"]))
+        doc.table(tables.table2(test, [m["name"] for m in test["protocol"]["methods"]], test["protocol"]["baseline"]))
+    doc.heading("Training")
+    for name in ("srresnet", "srgan"):
+        folder = run_dir / name
+        if not (folder / "log.csv").is_file():
+            continue
+        rows = read_csv(folder / "log.csv")
+        best = [r for r in rows if r.get("best") == "1"]
+        trained = (folder / "config.yaml").read_text() if (folder / "config.yaml").is_file() else ""
+        doc.paragraph(
+            f"**{name}**: {len(rows)} epochs, best epoch {best[-1]['epoch'] if best else '-'} "
+            f"(validation PSNR {float(best[-1]['val_psnr']):.2f} dB, SSIM {float(best[-1]['val_ssim']):.4f})." if best else f"**{name}**"
+        )
+        doc.image(folder / "curves_ssim.png", f"{name}: SSIM per epoch, training and validation (Figure 6)")
+        doc.image(folder / "curves_psnr.png", f"{name}: PSNR per epoch, training and validation (Figure 7)")
+        if trained:
+            doc.code(trained)
+    figures = sorted((run_dir / "eval-test" / "figures").glob("*.png"))
+    if figures:
+        doc.heading("Sample images (test split; Figures 4-5)")
+        for path in figures:
+            doc.image(path, path.stem.replace("_", " "))
+    doc.heading("Data provenance")
+    if prepared:
+        doc.paragraph(f"Pre-processing options: `{json.dumps(prepared['options'], sort_keys=True)}`; counts: `{json.dumps(prepared['counts'], sort_keys=True)}`.")
+        doc.rows(["split", "slices", "patients", "modalities"],
+                 [[name, str(s["slices"]), str(len(s["patients"])), ", ".join(f"{m} {n}" for m, n in s["modalities"].items())]
+                  for name, s in prepared["splits"].items()])
+        doc.rows(["split", "patients"], [[name, ", ".join(p.split(":", 1)[-1] for p in s["patients"])] for name, s in prepared["splits"].items()])
+    sources = Path(str(config.data.path or "")) if config.data.source == "folder" else None
+    record = _load(run_dir / "stages" / "data.json") or {}
+    folder = Path(record.get("info", {}).get("folder", "")) if record else None
+    if folder and (folder / "sources.csv").is_file():
+        doc.rows(["file", "modality", "patient", "package", "licence", "description"],
+                 [[r["file"], r["modality"], r["patient_id"] or "(in DICOM)", f"{r['package']}=={r['version']}", r["licence"], r["description"]]
+                  for r in read_csv(folder / "sources.csv")])
+    elif sources:
+        doc.paragraph(f"Images from the local folder `{sources}`.")
+    elif config.data.source == "tcia":
+        doc.paragraph(f"TCIA collection {config.data.collection} (modality {config.data.modality or 'all'}), downloaded through the NBIA API.")
+    doc.heading("Resolved configuration")
+    doc.code(json.dumps(asdict(config), indent=2))
+    doc.heading("Environment")
+    doc.rows(["item", "value"], _environment(stage_seconds))
+    md_path, html_path = run_dir / "report.md", run_dir / "report.html"
+    atomic_write_text(md_path, "\n".join(doc.md))
+    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>medsr report: {html.escape(config.name)}</title>"
+            f"<style>{_STYLE}</style></head><body>{''.join(doc.html)}</body></html>")
+    atomic_write_text(html_path, page)
+    return [md_path, html_path]

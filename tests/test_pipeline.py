@@ -1,0 +1,83 @@
+"""``medsr run`` end to end on a tiny local DICOM tree: stages, skipping, --from, and the report."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from medsr.cli import main
+from medsr.errors import ConfigError
+from medsr.pipeline import load_run_config, run_pipeline
+
+from conftest import write_ct_series
+
+ROOT = Path(__file__).parent.parent
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("pipeline")
+    for index in range(6):
+        write_ct_series(root / "tree" / f"P{index}" / "s1", 2, patient=f"P{index}")
+    config = root / "run.yaml"
+    common = ["data.val_limit=2", "train.epochs=1", "data.batch_size=4"]
+    config.write_text(
+        f"""
+name: mini
+run_dir: {root / 'run'}
+description: A tiny run for the tests.
+data: {{source: folder, path: {root / 'tree'}}}
+prepare: {{size: any, min_size: 64, keep: all, split: "0.5,0.25,0.25", seed: 1}}
+evaluate: {{figures: 1}}
+srresnet: {{config: {ROOT / 'configs' / 'tiny.yaml'}, set: {json.dumps(common)}}}
+srgan: {{config: {ROOT / 'configs' / 'tiny_srgan.yaml'}, set: {json.dumps(common + ['adversarial.vgg_weights=random'])}}}
+"""
+    )
+    report = run_pipeline(config, progress=False)
+    return root, config, report
+
+
+def test_every_stage_writes_its_outputs_and_the_report(finished_run):
+    root, config, report = finished_run
+    run = root / "run"
+    assert report == run / "report.html"
+    for path in ("dataset/manifest.csv", "table1-val/table.md", "srresnet/best.pt", "srgan/best.pt",
+                 "eval-test/summary.json", "report.md", "stages/report.json"):
+        assert (run / path).exists(), path
+    summary = json.loads((run / "eval-test" / "summary.json").read_text())
+    assert {"nearest", "bilinear", "bicubic", "srresnet", "srgan"} == set(summary["methods"])
+    page = report.read_text()
+    assert "Table 1" in page and "Table 2" in page and "Data provenance" in page and "Environment" in page
+    assert "data:image/png;base64," in page
+    assert not re.search(r'src="(?!data:)', page)  # self-contained: no external images or scripts
+    markdown = (run / "report.md").read_text()
+    assert "| srresnet |" in markdown and "wall time: srresnet" in markdown
+
+
+def test_a_second_run_skips_finished_stages_and_from_forces_the_rest(finished_run):
+    root, config, _ = finished_run
+    stages = root / "run" / "stages"
+    before = {p.name: json.loads(p.read_text())["seconds"] for p in stages.glob("*.json")}
+    best = (root / "run" / "srresnet" / "best.pt").stat().st_mtime_ns
+    run_pipeline(config, progress=False)
+    assert (root / "run" / "srresnet" / "best.pt").stat().st_mtime_ns == best  # not retrained
+    assert {p.name: json.loads(p.read_text())["seconds"] for p in stages.glob("*.json")} == before
+    evaluated = (root / "run" / "eval-test" / "summary.json").stat().st_mtime_ns
+    assert main(["run", str(config), "--from", "evaluate"]) == 0
+    assert (root / "run" / "eval-test" / "summary.json").stat().st_mtime_ns > evaluated
+    assert (root / "run" / "srresnet" / "best.pt").stat().st_mtime_ns == best
+
+
+def test_run_configs_are_validated(tmp_path):
+    for name in ("demo.yaml", "paper.yaml"):
+        assert load_run_config(ROOT / "configs" / name).name
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: x\nprepare: {sizes: 512}\n")
+    with pytest.raises(ConfigError, match="prepare.sizes: unknown key"):
+        load_run_config(bad)
+    bad.write_text("name: x\ndata: {source: folder}\n")
+    with pytest.raises(ConfigError, match="data.path"):
+        load_run_config(bad)
