@@ -15,17 +15,15 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import sys
 import tempfile
-import time
 from datetime import date
 from pathlib import Path
 
 import numpy as np
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from _data import write_ct_dicom_tree
+from _common import median_time, write_ct_dicom_tree
 from medsr.data.degrade import Degradation, crop_to_scale, degrade_image
 from medsr.data.manifest import read_manifest
 from medsr.data.prepare import KeepRule, PrepareOptions, prepare
@@ -34,15 +32,6 @@ from medsr.evaluate import EvalOptions, evaluate
 from medsr.io.raster import read_png16
 from medsr.metrics import image_scores, body_mask
 from medsr.models import load_model
-
-
-def median_time(function, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def main() -> None:
@@ -56,7 +45,7 @@ def main() -> None:
         prepare([tmp / "src"], tmp / "ds", PrepareOptions(size=512, keep=KeepRule("all"), split=SplitSpec.parse("200,0,200")))
         rows = read_manifest(tmp / "ds", split="test")
         model = load_model("bicubic")
-        medsr_time = median_time(lambda: evaluate(tmp / "ds", [model], tmp / "eval", EvalOptions()), args.repeats)
+        medsr_time = median_time(lambda: evaluate(tmp / "ds", [model], tmp / "eval", EvalOptions()), args.repeats, warmup=0)
         pairs = []
         for row in rows:
             hr = crop_to_scale(read_png16(tmp / "ds" / row["file"]), 4)
@@ -71,8 +60,8 @@ def main() -> None:
             for sr, hr in pairs:
                 image_scores(sr, hr, body_mask(hr))
 
-        reference = median_time(skimage_metrics, args.repeats)
-        ours = median_time(medsr_metrics, args.repeats)
+        reference = median_time(skimage_metrics, args.repeats, warmup=0)
+        ours = median_time(medsr_metrics, args.repeats, warmup=0)
     result = {
         "date": date.today().isoformat(),
         "machine": f"{platform.machine()}, {os.cpu_count()} cores",

@@ -17,39 +17,25 @@ import json
 import os
 import platform
 import shutil
-import statistics
 import sys
 import tempfile
-import time
 from datetime import date
 from pathlib import Path
 
 import numpy as np
 
-from _data import write_ct_dicom_tree
+from _common import median_time, write_ct_dicom_tree
 from medsr.data.detail import pixel_difference_score, pixel_difference_score_loop
 from medsr.data.prepare import PrepareOptions, prepare
 from medsr.io import read_slices
 
 
 def time_prepare(src: Path, out: Path, workers: int, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
+    def run() -> None:
         shutil.rmtree(out, ignore_errors=True)
-        start = time.perf_counter()
         prepare([src], out, PrepareOptions(size=512, workers=workers))
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
-
-def time_call(function, repeats: int) -> float:
-    function()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return median_time(run, repeats, warmup=0)
 
 
 def main() -> None:
@@ -66,8 +52,8 @@ def main() -> None:
         one_core = time_prepare(tmp / "src", tmp / "out", 1, args.repeats)
         image = read_slices(next((tmp / "src").rglob("*.dcm")))[0].pixels
     unit = np.clip((image + 1024) / 4095, 0, 1)
-    vectorised = time_call(lambda: pixel_difference_score(unit), 20)
-    loop = time_call(lambda: pixel_difference_score_loop(unit), 3)
+    vectorised = median_time(lambda: pixel_difference_score(unit), 20)
+    loop = median_time(lambda: pixel_difference_score_loop(unit), 3)
     result = {
         "date": date.today().isoformat(),
         "machine": f"{platform.machine()}, {cores} cores, {platform.processor() or 'cpu'}",

@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def build_dataset(folder: Path) -> Path:
     """The sample data's lung CT (109 slices of 512x512) as a prepared data set."""
-    from _data import write_ct_dicom_tree
+    from _common import write_ct_dicom_tree
 
     write_ct_dicom_tree(folder / "src", 1)
     prepare([folder / "src"], folder / "ds", PrepareOptions(size=512, keep=KeepRule("all"), split=SplitSpec.parse("0.5,0.5,0")))

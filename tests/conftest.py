@@ -45,6 +45,18 @@ def write_ct_series(folder: Path, count: int = 3, *, patient: str = "PAT-1", ser
     return paths
 
 
+def make_ct_dataset(root: Path, patients: int, split: str) -> Path:
+    """A prepared data set of ``patients`` real-CT patients with 2 slices each (no detail filter)."""
+    from medsr.data.prepare import KeepRule, PrepareOptions, prepare
+    from medsr.data.split import SplitSpec
+
+    for index in range(patients):
+        write_ct_series(root / "src" / f"P{index}", 2, patient=f"P{index}")
+    out = root / "dataset"
+    prepare([root / "src"], out, PrepareOptions(size=None, min_size=64, keep=KeepRule("all"), split=SplitSpec.parse(split), workers=1))
+    return out
+
+
 def tree_digest(folder: Path) -> str:
     """Hash of every file's path, bytes and mtime under ``folder`` (to prove it is untouched)."""
     digest = hashlib.sha256()

@@ -11,25 +11,18 @@ import pytest
 from medsr.cli import main
 from medsr.data.degrade import Degradation, crop_to_scale, degrade_image
 from medsr.data.manifest import read_manifest
-from medsr.data.prepare import KeepRule, PrepareOptions, prepare
-from medsr.data.split import SplitSpec
 from medsr.errors import MedsrError
 from medsr.evaluate import EvalOptions, evaluate
 from medsr.io.raster import read_png16
 from medsr.models import SRModel, load_model
 from medsr.models.interpolation import InterpolationModel
 
-from conftest import write_ct_series
+from conftest import make_ct_dataset
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    root = tmp_path_factory.mktemp("eval")
-    for index in range(6):
-        write_ct_series(root / "src" / f"P{index}", 2, patient=f"P{index}")
-    out = root / "dataset"
-    prepare([root / "src"], out, PrepareOptions(size=None, min_size=64, keep=KeepRule("all"), split=SplitSpec.parse("6,2,4"), workers=1))
-    return out
+def dataset(tmp_path_factory) -> Path:
+    return make_ct_dataset(tmp_path_factory.mktemp("eval"), 6, "6,2,4")
 
 
 def _run(dataset, out, *extra):

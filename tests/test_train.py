@@ -12,26 +12,19 @@ import pytest
 import torch
 
 from medsr.cli import main
-from medsr.data.prepare import KeepRule, PrepareOptions, prepare
-from medsr.data.split import SplitSpec
 from medsr.models import load_model
 from medsr.models.checkpoint import read_checkpoint
 from medsr.train.config import load_config
 from medsr.train.loop import fit
 
-from conftest import write_ct_series
+from conftest import make_ct_dataset
 
 TINY = Path(__file__).parent.parent / "configs" / "tiny.yaml"
 
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("train")
-    for index in range(5):
-        write_ct_series(root / "src" / f"P{index}", 2, patient=f"P{index}")
-    out = root / "dataset"
-    prepare([root / "src"], out, PrepareOptions(size=None, min_size=64, keep=KeepRule("all"), split=SplitSpec.parse("6,2,2"), workers=1))
-    return out
+    return make_ct_dataset(tmp_path_factory.mktemp("train"), 5, "6,2,2")
 
 
 def _config(dataset: Path, run_dir: Path, *extra: str):

@@ -84,18 +84,9 @@ class RunConfig:
 
 def load_run_config(path: str | Path) -> RunConfig:
     """Read and validate a run config (unknown keys and wrong types name the key)."""
-    from medsr.train.config import build_dataclass  # one validator for every YAML config
+    from medsr.train.config import build_dataclass, read_yaml_mapping  # one reader and validator for every config
 
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"{path}: no such config file")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({' '.join(str(exc).split())[:120]})") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping")
-    config = build_dataclass(RunConfig, data)
+    config = build_dataclass(RunConfig, read_yaml_mapping(path))
     if config.data.source == "folder" and not config.data.path:
         raise ConfigError("data.path: needed when data.source is folder")
     return config

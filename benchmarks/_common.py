@@ -1,6 +1,11 @@
-"""Benchmark input: real 512x512 chest CT (the sample data's lung volumes) as DICOM files."""
+"""Shared by the benchmarks: real 512x512 chest CT (the sample data's lung volumes) as DICOM files,
+and the median timer."""
 
 from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable
 
 from pathlib import Path
 
@@ -36,3 +41,15 @@ def write_ct_dicom_tree(root: Path, copies: int) -> int:
                 ds.save_as(path, enforce_file_format=True)
                 count += 1
     return count
+
+
+def median_time(function: Callable[[], object], repeats: int, warmup: int = 1) -> float:
+    """Median wall time of ``function`` in seconds over ``repeats`` calls, after ``warmup`` calls."""
+    for _ in range(warmup):
+        function()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
