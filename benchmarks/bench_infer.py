@@ -52,11 +52,11 @@ def textbook(yardstick, device, batch, dtype=None, channels_last=False, compiled
     return run, batch
 
 
-def medsr(device, batch, dtype=None, compiled=False, graph=False):
+def medsr(device, batch, dtype=None, compiled=False, graph=False, mode=None):
     torch.manual_seed(0)
     model = fold_batchnorm(_with_statistics(SRResNet())).to(device).to(memory_format=torch.channels_last)
     x = torch.rand(batch, 1, 128, 128, device=device).to(memory_format=torch.channels_last)
-    network = torch.compile(model) if compiled else model
+    network = torch.compile(model, mode=mode) if compiled else model
 
     def forward():
         with torch.inference_mode(), torch.autocast(device.type, dtype=dtype, enabled=dtype is not None, cache_enabled=False):
@@ -129,6 +129,8 @@ def main() -> None:
             "medsr_folded_bf16_cl_compiled_b128": medsr(device, 128, bf16, compiled=True),
             "medsr_folded_bf16_cl_cudagraph_b128": medsr(device, 128, bf16, graph=True),
         }
+        if os.environ.get("MEDSR_BENCH_AUTOTUNE"):  # minutes of kernel autotuning
+            variants["medsr_folded_fp16_cl_autotuned_b128"] = medsr(device, 128, torch.float16, compiled=True, mode="max-autotune")
     else:
         variants = {
             "textbook_eager_fp32": textbook(yardstick, device, 1),
