@@ -21,7 +21,7 @@ import numpy as np
 
 from medsr.errors import MedsrError, UnreadableImage
 from medsr.fsutil import is_within
-from medsr.infer import enhance_tiled, tile_count
+from medsr.infer import enhance_tiled
 from medsr.io import detect_format, iter_image_files, read_slices
 from medsr.io.intensity import IntensityPolicy, fit_mapping, policy_from_dict
 from medsr.io.types import IntensityMapping
