@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from types import MappingProxyType
 
 import numpy as np
 
@@ -20,7 +22,7 @@ class SRModel(ABC):
     #: LR pixels beyond which an input pixel no longer affects an output pixel (for tiling).
     receptive_radius: int = 4
     #: Intensity settings (``ct_window``, ``percentiles``) the model expects; empty: the defaults.
-    intensity: dict = {}
+    intensity: Mapping[str, object] = MappingProxyType({})
 
     @abstractmethod
     def enhance_batch(self, lq: np.ndarray) -> np.ndarray:

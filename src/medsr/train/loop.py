@@ -48,7 +48,8 @@ class FitResult:
 def degradation_of(config: ExperimentConfig) -> Degradation:
     d = config.data.degradation
     try:
-        return Degradation(d.kind, config.model.scale, d.taper, 0.5, d.blur_sigma, d.noise, d.noise_level)
+        return Degradation(kind=d.kind, scale=config.model.scale, taper=d.taper, blur_sigma=d.blur_sigma,
+                           noise=d.noise, noise_level=d.noise_level)
     except ValueError as exc:
         raise ConfigError(f"data.degradation: {exc}") from None
 
