@@ -23,7 +23,7 @@ from medsr.errors import MedsrError, UnreadableImage
 from medsr.fsutil import is_within
 from medsr.infer import enhance_tiled
 from medsr.io import detect_format, iter_image_files, read_slices
-from medsr.io.intensity import IntensityPolicy, fit_mapping, policy_from_dict
+from medsr.io.intensity import IntensityPolicy, fit_mapping, policy_from_dict, value_samples
 from medsr.io.types import IntensityMapping
 from medsr.models.base import SRModel
 
@@ -97,13 +97,17 @@ def _enhance_dicom_series(runner: _Runner, paths: list[Path], targets: dict[Path
 
     from medsr.io.dicom_write import derived_dataset, stored_values, write_dataset
 
-    slices = {path: read_slices(path) for path in paths}
-    first = next(iter(slices.values()))[0]
-    values = np.concatenate([s.pixels.ravel() for items in slices.values() for s in items])
-    mapping = fit_mapping(first.meta, values, runner.policy)
+    samples, first = [], None
+    for path in paths:  # first pass: the series' value range, one file in memory at a time
+        for item in read_slices(path):
+            samples.append(value_samples(item.pixels))
+            first = first or item.meta
+    values = np.concatenate(samples)
+    mapping = fit_mapping(first, values, runner.policy)
     limits = (float(values.min()), float(values.max()))
     series_uid = generate_uid()
-    for path, items in slices.items():
+    for path in paths:
+        items = read_slices(path)
         source = pydicom.dcmread(str(path))
         frames = np.stack([stored_values(runner.physical(item.pixels, mapping, limits), source, item.meta.frame) for item in items])
         derived = derived_dataset(source, frames, scale=runner.model.scale, series_uid=series_uid, model_name=runner.model.name)

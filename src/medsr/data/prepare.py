@@ -33,7 +33,7 @@ from medsr.data.split import SPLIT_NAMES, UNUSED, SplitSpec, assign_splits, grou
 from medsr.errors import MedsrError, UnreadableImage
 from medsr.fsutil import atomic_write_csv, atomic_write_json, is_within
 from medsr.io import iter_image_files, read_slices
-from medsr.io.intensity import IntensityPolicy, fit_mapping
+from medsr.io.intensity import IntensityPolicy, fit_mapping, value_samples
 from medsr.io.raster import write_png16
 from medsr.io.types import IntensityMapping, SliceMeta
 
@@ -52,7 +52,6 @@ MANIFEST_COLUMNS = (
     "rescale_slope", "rescale_intercept", "stored_dtype",
 )
 SKIPPED_COLUMNS = ("source", "reason", "kind")
-_SAMPLES_PER_SLICE = 1024
 
 
 @dataclass(frozen=True)
@@ -193,10 +192,7 @@ def _survey(args: tuple[str, tuple[str, ...]]) -> tuple[str, list[tuple[SliceMet
         if not np.all(np.isfinite(pixels)):
             problems.append((f"{path}#frame={item.meta.frame}", "NaN/Inf values in the image"))
             continue
-        flat = pixels.ravel()
-        step = max(1, flat.size // _SAMPLES_PER_SLICE)
-        samples = np.concatenate([flat[::step], [flat.min(), flat.max()]]).astype(np.float32)
-        surveyed.append((item.meta, pixels.shape[0], pixels.shape[1], samples))
+        surveyed.append((item.meta, pixels.shape[0], pixels.shape[1], value_samples(pixels)))
     return path, surveyed, problems
 
 

@@ -44,6 +44,14 @@ class IntensityPolicy:
             raise ValueError(f"ct window needs LO < HI, got {self.ct_window}")
 
 
+def value_samples(pixels: np.ndarray, count: int = 1024) -> np.ndarray:
+    """About ``count`` evenly strided values of an image plus its min and max (float32): enough
+    to fit a series' mapping without holding the series (min/max stay exact)."""
+    flat = np.asarray(pixels).ravel()
+    step = max(1, flat.size // count)
+    return np.concatenate([flat[::step], [flat.min(), flat.max()]]).astype(np.float32)
+
+
 def fit_mapping(meta: SliceMeta, samples: np.ndarray, policy: IntensityPolicy = IntensityPolicy()) -> IntensityMapping:
     """Intensity mapping for a series.
 
