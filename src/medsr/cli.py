@@ -197,6 +197,8 @@ def _add_evaluate(sub) -> None:
                    help="image id to show in a figure (repeatable; default: the 2 most detailed images)")
     p.add_argument("--limit", type=int, help="score only the first N images of the split")
     p.add_argument("--device", default="auto", help="device for trained networks: auto, cpu or cuda")
+    p.add_argument("--save-outputs", action="store_true",
+                   help="also write every reconstruction and the HR reference to OUT/outputs/ (for medsr mos create)")
     p.set_defaults(handler=_run_evaluate)
 
 
@@ -217,6 +219,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     options = EvalOptions(
         split=args.split, degradation=degradation, baseline=args.baseline, seed=args.seed,
         crop_border=args.crop_border, figure_ids=tuple(args.figure_ids), limit=args.limit,
+        save_outputs=args.save_outputs,
     )
     result = evaluate(args.dataset, models, args.out, options, progress=sys.stderr.isatty())
     methods = result.summary["methods"]
@@ -309,6 +312,93 @@ def _run_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_mos(sub) -> None:
+    p = sub.add_parser("mos", help="blinded reader study (mean opinion score): create, serve, report",
+                       description="Build a reader study from an evaluation, serve it to raters in the browser, report the MOS.")
+    mos = p.add_subparsers(dest="mos_command", required=True, metavar="ACTION")
+
+    c = mos.add_parser("create", help="build a study folder from an evaluation's saved reconstructions",
+                       description="Render the original and each method's reconstruction of N test images as de-identified "
+                       "8-bit PNGs (same region and window for all, random names), add a calibration trial and hidden "
+                       "attention checks, and write STUDY/study.json.")
+    c.add_argument("eval_dir", type=Path, metavar="EVAL_DIR", help="output of medsr evaluate --save-outputs (medsr run: RUN/eval-test)")
+    c.add_argument("--methods", required=True, help="comma-separated methods to rate, e.g. bicubic,srresnet,srgan")
+    c.add_argument("--images", required=True, type=int, help="number of trials (images); one more is used for calibration")
+    c.add_argument("--out", required=True, type=Path, help="new study folder")
+    c.add_argument("--baseline", help="method the others are compared with (default: the first of --methods)")
+    c.add_argument("--crop", type=int, default=256, help="side of the region shown, in pixels (default 256)")
+    c.add_argument("--window", default="0.5,99.5", help="display window as percentiles of the original's region (default 0.5,99.5)")
+    c.add_argument("--check-fraction", type=float, default=0.25, help="share of trials with a hidden attention check (default 0.25)")
+    c.add_argument("--title", default="Super-resolution reader study", help="title shown to raters")
+    c.add_argument("--seed", type=int, default=0, help="seed of the image choice and the checks (default 0)")
+    c.set_defaults(handler=_run_mos_create)
+
+    s = mos.add_parser("serve", help="serve a study to raters (FastAPI + uvicorn)",
+                       description="Serve the study. Ratings go to SQLite in the study folder (WAL mode) or to the "
+                       "database of --db (e.g. postgresql://user:pass@host/db). The admin token is printed at start "
+                       "unless MEDSR_MOS_ADMIN_TOKEN gives it.")
+    s.add_argument("study", type=Path, metavar="STUDY")
+    s.add_argument("--db", help="SQLAlchemy database URL (default: sqlite in STUDY)")
+    s.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    s.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    s.add_argument("--invite-only", action="store_true", help="raters need a link made on the admin page")
+    s.set_defaults(handler=_run_mos_serve)
+
+    r = mos.add_parser("report", help="MOS with CIs, agreement and flagged raters (Markdown, CSV, JSON)",
+                       description="Write report.md, report.json, mos.csv and ratings.csv for the study's ratings.")
+    r.add_argument("study", type=Path, metavar="STUDY")
+    r.add_argument("--db", help="SQLAlchemy database URL (default: sqlite in STUDY)")
+    r.add_argument("--out", type=Path, help="output folder (default STUDY/report)")
+    r.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples (default 2000)")
+    r.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
+    r.set_defaults(handler=_run_mos_report)
+
+
+def _run_mos_create(args: argparse.Namespace) -> int:
+    from medsr.mos.study import StudyOptions, create_study
+
+    try:
+        window = tuple(float(v) for v in args.window.split(","))
+    except ValueError:
+        raise MedsrError(f"--window: expected LOW,HIGH percentiles, got {args.window!r}") from None
+    if len(window) != 2:
+        raise MedsrError(f"--window: expected LOW,HIGH percentiles, got {args.window!r}")
+    options = StudyOptions(methods=tuple(m.strip() for m in args.methods.split(",") if m.strip()), n_images=args.images,
+                           baseline=args.baseline, crop=args.crop, window_percentiles=window,  # type: ignore[arg-type]
+                           check_fraction=args.check_fraction, seed=args.seed, title=args.title)
+    study = create_study(args.eval_dir, args.out, options)
+    checks = sum(1 for t in study.trials for i in t.items if i.kind != "method")
+    print(f"study {args.out}: {len(study.trials)} trials x {len(study.methods)} methods, {checks} hidden attention checks, "
+          f"{study.n_ratings_per_rater} ratings per rater; serve it with: medsr mos serve {args.out}")
+    return 0
+
+
+def _run_mos_serve(args: argparse.Namespace) -> int:
+    from medsr.mos.serve import serve
+
+    serve(str(args.study), args.db, args.host, args.port, invite_only=args.invite_only)
+    return 0
+
+
+def _run_mos_report(args: argparse.Namespace) -> int:
+    from medsr.mos.db import Database, database_url
+    from medsr.mos.report import write_report
+    from medsr.mos.study import load_study
+
+    study = load_study(args.study)
+    db = Database(database_url(study, args.db), study)
+    try:
+        ratings = db.ratings()
+    finally:
+        db.close()
+    out = args.out or args.study / "report"
+    results = write_report(study, ratings, out, n_resamples=args.resamples, seed=args.seed)
+    parts = [f"{m} {v['mos']:.2f}" for m, v in results["all_raters"]["methods"].items() if v["mos"] is not None]
+    print(f"{results['n_raters']} raters, {results['n_ratings']} ratings, {results['n_flagged']} flagged; MOS "
+          + (", ".join(parts) or "-") + f" -> {out}/report.md")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="medsr", description="Super-resolution of medical images (CT, MR, X-ray).")
     parser.add_argument("--version", action="version", version=f"medsr {__version__}")
@@ -322,6 +412,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_enhance(sub)
     _add_run(sub)
+    _add_mos(sub)
     return parser
 
 

@@ -8,7 +8,9 @@ PSNR and SSIM on the whole image and inside the body mask. Outputs in ``OUT``:
 * ``summary.json``: the protocol, per method the mean and 95% CI of each metric, and the paired
   difference to the baseline (bootstrap CI clustered by patient, Wilcoxon p, % improvement);
 * ``table.md``: the paper's Table 2 layout (and Table 1 for the interpolation methods);
-* ``figures/``: Figures 4/5-style comparisons of chosen images and of the best and worst cases.
+* ``figures/``: Figures 4/5-style comparisons of chosen images and of the best and worst cases;
+* ``outputs/`` (with ``save_outputs``): every reconstruction and the HR reference as lossless 16-bit
+  PNG on the data set's [0, 1] scale, listed in ``outputs/index.csv`` (what ``medsr mos create`` reads).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from medsr.data.manifest import read_manifest
 from medsr.data.split import group_key
 from medsr.errors import MedsrError
 from medsr.fsutil import atomic_write_csv, atomic_write_json, atomic_write_text
-from medsr.io.raster import read_png16
+from medsr.io.raster import read_png16, write_png16
 from medsr.metrics import SSIM_K1, SSIM_K2, SSIM_SIGMA, SSIM_WINDOW, body_mask, image_scores
 from medsr.models import SRModel, load_model
 from medsr.models.interpolation import INTERPOLATIONS
@@ -35,6 +37,8 @@ from medsr.stats import bootstrap_ci, paired_comparison
 
 METRIC_COLUMNS = ("image_id", "patient_id", "modality", "method", "psnr", "ssim", "psnr_fg", "ssim_fg")
 METRICS = ("psnr", "ssim", "psnr_fg", "ssim_fg")
+OUTPUT_COLUMNS = ("image_id", "patient_id", "modality", "method", "file")
+REFERENCE = "hr"  # the method name of the HR reference in outputs/index.csv
 
 
 @dataclass(frozen=True)
@@ -51,6 +55,7 @@ class EvalOptions:
     n_figures: int = 2  # chosen images when figure_ids is empty: the most detailed ones
     limit: int | None = None
     n_resamples: int = 10_000
+    save_outputs: bool = False  # write outputs/ (reconstructions + HR) for a reader study
 
 
 @dataclass
@@ -111,6 +116,7 @@ def evaluate(
         raise MedsrError(f"each method must appear once, got {', '.join(names)}")
 
     records: list[dict] = []
+    saved: list[dict] = []
     bar = tqdm(total=len(rows), desc=f"evaluate {options.split}", unit="image", disable=not progress, leave=False)
     for start in range(0, len(rows), options.batch_size):
         chunk = rows[start : start + options.batch_size]
@@ -124,16 +130,31 @@ def evaluate(
                     "image_id": row["id"], "patient_id": group_key(row["patient_id"], row["series_uid"], row["source"]),
                     "modality": row["modality"], "method": model.name, **image_scores(sr, hr, mask, crop_border=options.crop_border),
                 })
+                if options.save_outputs:
+                    saved.append(_save_output(out, row, model.name, sr))
+        if options.save_outputs:
+            saved += [_save_output(out, row, REFERENCE, hr) for row, (hr, _, _) in zip(chunk, pairs)]
         bar.update(len(chunk))
     bar.close()
 
     out.mkdir(parents=True, exist_ok=True)
+    if options.save_outputs:
+        atomic_write_csv(out / "outputs" / "index.csv", OUTPUT_COLUMNS, saved)
     atomic_write_csv(out / "metrics.csv", METRIC_COLUMNS, ({**r, **{m: repr(r[m]) for m in METRICS}} for r in records))
     summary = _summarize(records, names, dataset, rows, models, options)
     atomic_write_json(out / "summary.json", summary)
     atomic_write_text(out / "table.md", _tables_markdown(summary, names, options.baseline))
     _write_figures(dataset, rows, records, models, out / "figures", options)
     return EvalResult(out, summary, records)
+
+
+def _save_output(out: Path, row: dict[str, str], method: str, image: np.ndarray) -> dict:
+    """Write one [0, 1] image as ``outputs/<method>/<image id>.png`` (16-bit); returns its index row."""
+    relative = Path("outputs") / method / f"{row['id']}.png"
+    (out / relative).parent.mkdir(parents=True, exist_ok=True)
+    write_png16(out / relative, image)
+    return {"image_id": row["id"], "patient_id": group_key(row["patient_id"], row["series_uid"], row["source"]),
+            "modality": row["modality"], "method": method, "file": relative.as_posix()}
 
 
 def _summarize(records, names, dataset, rows, models, options: EvalOptions) -> dict:

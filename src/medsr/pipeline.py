@@ -211,15 +211,16 @@ class Pipeline:
         self._say(f"[prepare] {result.summary_line()}")
         return [self.run_dir / "dataset" / "manifest.csv"], {"slices": len(result.records)}
 
-    def _evaluation(self, split: str, models: list, out: Path, figures: int) -> tuple[list[Path], dict]:
+    def _evaluation(self, split: str, models: list, out: Path, figures: int, *, save_outputs: bool = False) -> tuple[list[Path], dict]:
         from medsr.data.degrade import Degradation
         from medsr.evaluate import EvalOptions, evaluate
 
         section = self.config.evaluate
         options = EvalOptions(split=split, degradation=Degradation(section.degradation, section.scale),
-                              baseline=section.baseline, seed=section.seed, n_figures=figures)
+                              baseline=section.baseline, seed=section.seed, n_figures=figures, save_outputs=save_outputs)
         evaluate(self.run_dir / "dataset", models, out, options, progress=self.progress and sys.stderr.isatty())
-        return [out / "summary.json", out / "table.md"], {}
+        outputs = [out / "summary.json", out / "table.md"]
+        return outputs + [out / "outputs" / "index.csv"] if save_outputs else outputs, {}
 
     def _baselines(self) -> tuple[list[Path], dict]:
         from medsr.models import load_model
@@ -253,7 +254,8 @@ class Pipeline:
         for name in ("srresnet", "srgan"):
             if name in self.records:
                 models.append(load_model(self.run_dir / name / "best.pt", scale=scale))
-        return self._evaluation("test", models, self.run_dir / "eval-test", self.config.evaluate.figures)
+        # the test reconstructions are kept: `medsr mos create RUN/eval-test` builds a reader study from them
+        return self._evaluation("test", models, self.run_dir / "eval-test", self.config.evaluate.figures, save_outputs=True)
 
     def _report(self) -> tuple[list[Path], dict]:
         from medsr.report.html import write_report

@@ -1,0 +1,215 @@
+"""The reader-study web app (FastAPI): rater pages and API, admin pages and exports, images.
+
+Routes (``T`` is a rater's secret token, the key of their resume link ``/r/T``):
+
+* ``GET /`` instructions and enrolment; ``POST /api/raters`` enrols (unless invite-only);
+* ``GET /r/T`` the rater's page; ``GET /api/rater/T`` their progress; ``POST /api/rater/T/calibration``;
+  ``GET|POST /api/rater/T/trials/{position}`` one trial (original + unlabelled items, their stored order);
+* ``GET /images/{name}`` a study image (names are checked against the study: nothing else is served);
+* ``GET /admin`` the organiser's page; ``/api/admin/...`` progress, invitations, ratings.csv and results,
+  all behind ``Authorization: Bearer <admin token>``.
+
+A rater sees only their own trials and scores; which item is which method never leaves the server.
+"""
+
+
+import hmac
+import json
+import secrets
+from pathlib import Path
+from typing import Annotated
+
+from fastapi import Depends, FastAPI, Header, HTTPException, Path as PathParam, Request
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, ConfigDict, Field
+
+from medsr.mos.db import Database, Rater, Viewport
+from medsr.mos.study import IMAGE_NAME, SCALE_LABELS, Study
+
+STATIC = Path(__file__).parent / "static"
+TOKEN_PATTERN = r"^[A-Za-z0-9_-]{20,64}$"
+ALIAS_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,39}$"
+NARROW_SCREEN_PX = 1024
+
+
+class ViewportIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    width: int = Field(ge=1, le=100_000)
+    height: int = Field(ge=1, le=100_000)
+    device_pixel_ratio: float = Field(default=1.0, gt=0, le=16)
+
+
+class ScoresIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    scores: dict[Annotated[str, Field(max_length=32)], Annotated[int, Field(strict=True, ge=1, le=5)]] = Field(max_length=64)
+    viewport: ViewportIn
+
+
+class EnrolIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    alias: str = Field(pattern=ALIAS_PATTERN)
+
+
+def create_app(study: Study, db: Database, admin_token: str, *, invite_only: bool = False) -> FastAPI:
+    """The ASGI app of one study. ``admin_token`` guards ``/admin`` APIs; ``invite_only`` closes ``POST /api/raters``."""
+    app = FastAPI(title=f"medsr MOS: {study.title}", docs_url=None, redoc_url=None, openapi_url=None)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.middleware("http")
+    async def _headers(request: Request, call_next):
+        response: Response = await call_next(request)
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        response.headers["Referrer-Policy"] = "no-referrer"  # rater links carry their token
+        response.headers["X-Frame-Options"] = "DENY"
+        response.headers["Content-Security-Policy"] = "default-src 'self'; img-src 'self'; frame-ancestors 'none'"
+        if request.url.path.startswith("/api/"):
+            response.headers["Cache-Control"] = "no-store"
+        return response
+
+    def rater_of(token: Annotated[str, PathParam(pattern=TOKEN_PATTERN)]) -> Rater:
+        rater = db.rater_by_token(token)
+        if rater is None:
+            raise HTTPException(404, "unknown rater link")
+        return rater
+
+    def admin(authorization: Annotated[str | None, Header()] = None) -> None:
+        supplied = (authorization or "").removeprefix("Bearer ").strip()
+        if not hmac.compare_digest(supplied.encode(), admin_token.encode()):
+            raise HTTPException(401, "admin token required", headers={"WWW-Authenticate": "Bearer"})
+
+    RaterDep = Annotated[Rater, Depends(rater_of)]
+
+    # -- pages ------------------------------------------------------------------------------------
+    @app.get("/", include_in_schema=False)
+    def index() -> FileResponse:
+        return FileResponse(STATIC / "index.html")
+
+    @app.get("/r/{token}", include_in_schema=False)
+    def rater_page(rater: RaterDep) -> FileResponse:
+        return FileResponse(STATIC / "rater.html")
+
+    @app.get("/admin", include_in_schema=False)
+    def admin_page() -> FileResponse:
+        return FileResponse(STATIC / "admin.html")
+
+    @app.get("/healthz")
+    def health() -> dict:
+        return {"ok": True}
+
+    @app.get("/images/{name}")
+    def image(name: str) -> FileResponse:
+        if not IMAGE_NAME.match(name) or name not in study.image_files:
+            raise HTTPException(404, "no such image")
+        return FileResponse(study.images_dir / name, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
+
+    # -- rater API --------------------------------------------------------------------------------
+    @app.get("/api/study")
+    def study_info() -> dict:
+        return {"title": study.title, "n_trials": len(study.trials), "scale": {str(k): v for k, v in SCALE_LABELS.items()},
+                "enrolment": "invite" if invite_only else "open", "narrow_screen_px": NARROW_SCREEN_PX}
+
+    @app.post("/api/raters", status_code=201)
+    def enrol(body: EnrolIn) -> dict:
+        if invite_only:
+            raise HTTPException(403, "this study is by invitation: ask the organiser for your link")
+        return _new_rater(body.alias)
+
+    def _new_rater(alias: str) -> dict:
+        token = secrets.token_urlsafe(24)
+        rater = db.add_rater(alias, token)
+        return {"rater_id": rater.id, "alias": rater.alias, "token": token, "link": f"/r/{token}"}
+
+    @app.get("/api/rater/{token}")
+    def progress(rater: RaterDep) -> dict:
+        done = _trials_done(rater)
+        next_position = next((p for p in range(1, len(study.trials) + 1) if p not in done), None)
+        return {
+            "alias": rater.alias, "n_trials": len(study.trials), "n_done": len(done), "next_position": next_position,
+            "calibrated": rater.calibration is not None, "scale": {str(k): v for k, v in SCALE_LABELS.items()},
+            "calibration": {"original": f"/images/{study.calibration_original}",
+                            "items": [{"item_id": c.item_id, "url": f"/images/{c.file}"} for c in study.calibration]},
+        }
+
+    def _trials_done(rater: Rater) -> set[int]:
+        scores = db.scores_of(rater.id)
+        return {a.position for a in db.assignments(rater.id)
+                if all(i.item_id in scores for i in study.trial_by_id[a.trial_id].items)}
+
+    @app.post("/api/rater/{token}/calibration")
+    def calibrate(rater: RaterDep, body: ScoresIn) -> dict:
+        expected = {c.item_id: c for c in study.calibration}
+        if set(body.scores) != set(expected):
+            raise HTTPException(422, "score every calibration image, and only those")
+        stored = db.save_calibration(rater.id, body.scores)
+        return {"feedback": [{"item_id": i, "your_score": stored[i], "expected": c.expected, "explanation": c.explanation}
+                             for i, c in expected.items()]}
+
+    @app.get("/api/rater/{token}/trials/{position}")
+    def trial(rater: RaterDep, position: int) -> dict:
+        assignment = _assignment(rater, position)
+        t = study.trial_by_id[assignment.trial_id]
+        files = {i.item_id: i.file for i in t.items}
+        order = _item_order(assignment)
+        scores = db.scores_of(rater.id)
+        return {"position": position, "n_trials": len(study.trials), "original": f"/images/{t.original}",
+                "items": [{"item_id": item_id, "label": chr(ord("A") + k), "url": f"/images/{files[item_id]}",
+                           "score": scores.get(item_id)} for k, item_id in enumerate(order)]}
+
+    @app.post("/api/rater/{token}/trials/{position}")
+    def rate(rater: RaterDep, position: int, body: ScoresIn) -> dict:
+        if rater.calibration is None:
+            raise HTTPException(409, "complete the calibration trial first")
+        assignment = _assignment(rater, position)
+        order = _item_order(assignment)
+        if set(body.scores) != set(order):
+            raise HTTPException(422, "score every image of this trial, and only those")
+        viewport = Viewport(body.viewport.width, body.viewport.height, body.viewport.device_pixel_ratio)
+        rows = [(item_id, body.scores[item_id], k + 1) for k, item_id in enumerate(order)]
+        stored = db.add_ratings(rater.id, assignment.trial_id, rows, viewport)
+        done = _trials_done(rater)
+        next_position = next((p for p in range(1, len(study.trials) + 1) if p not in done), None)
+        return {"stored": stored, "already_stored": len(rows) - stored, "next_position": next_position}
+
+    def _assignment(rater: Rater, position: int):
+        assignment = db.assignment(rater.id, position) if 1 <= position <= len(study.trials) else None
+        if assignment is None:
+            raise HTTPException(404, f"no trial {position} (this study has {len(study.trials)})")
+        return assignment
+
+    # -- admin API --------------------------------------------------------------------------------
+    AdminDep = Depends(admin)
+
+    @app.get("/api/admin/progress", dependencies=[AdminDep])
+    def admin_progress() -> dict:
+        counts: dict[int, int] = {}
+        for rating in db.ratings():
+            counts[rating["rater_id"]] = counts.get(rating["rater_id"], 0) + 1
+        per_rater = study.n_ratings_per_rater
+        return {"title": study.title, "n_trials": len(study.trials), "ratings_per_rater": per_rater,
+                "raters": [{"rater_id": r.id, "alias": r.alias, "link": f"/r/{r.token}", "calibrated": r.calibration is not None,
+                            "ratings": counts.get(r.id, 0), "complete": counts.get(r.id, 0) == per_rater,
+                            "created_at": r.created_at.isoformat()} for r in db.raters()]}
+
+    @app.post("/api/admin/raters", dependencies=[AdminDep], status_code=201)
+    def admin_invite(body: EnrolIn) -> dict:
+        return _new_rater(body.alias)
+
+    @app.get("/api/admin/ratings.csv", dependencies=[AdminDep])
+    def admin_csv() -> PlainTextResponse:
+        from medsr.mos.report import ratings_csv
+
+        return PlainTextResponse(ratings_csv(study, db.ratings()), media_type="text/csv",
+                                 headers={"Content-Disposition": 'attachment; filename="ratings.csv"'})
+
+    @app.get("/api/admin/results", dependencies=[AdminDep])
+    def admin_results() -> JSONResponse:
+        from medsr.mos.analysis import analyse
+
+        return JSONResponse(analyse(study, db.ratings(), n_resamples=1000))
+
+    return app
+
+
+def _item_order(assignment) -> list[str]:
+    return json.loads(assignment.item_order)

@@ -1,0 +1,82 @@
+"""``medsr mos report``: the study's results as Markdown, CSV and JSON."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Sequence
+from pathlib import Path
+
+from medsr.fsutil import atomic_write_json, atomic_write_text
+from medsr.mos.analysis import RATING_COLUMNS, analyse, annotate
+from medsr.mos.study import CHECK_DEGRADED, CHECK_ORIGINAL, Study
+
+
+def ratings_csv(study: Study, ratings: Sequence[dict]) -> str:
+    """Every rating, one row each (columns ``RATING_COLUMNS``), images named by study key only."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(RATING_COLUMNS), extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(annotate(study, ratings))
+    return buffer.getvalue()
+
+
+def write_report(study: Study, ratings: Sequence[dict], out: str | Path, *, n_resamples: int = 2000, seed: int = 0) -> dict:
+    """Write ``report.md``, ``report.json``, ``mos.csv`` and ``ratings.csv`` to ``out``; returns the results."""
+    out = Path(out)
+    results = analyse(study, ratings, n_resamples=n_resamples, seed=seed)
+    atomic_write_text(out / "ratings.csv", ratings_csv(study, ratings))
+    atomic_write_text(out / "mos.csv", _mos_csv(results))
+    atomic_write_json(out / "report.json", results)
+    atomic_write_text(out / "report.md", markdown(results))
+    return results
+
+
+def _mos_csv(results: dict) -> str:
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["raters", "method", "mos", "ci_low", "ci_high", "n_ratings", "improvement_pct", "improvement_ci_low", "improvement_ci_high"])
+    for population in ("all_raters", "without_flagged"):
+        block = results[population]
+        for method, m in block["methods"].items():
+            vs = block["vs_baseline"].get(method, {})
+            writer.writerow([population, method, m["mos"], m["ci_low"], m["ci_high"], m["n_ratings"],
+                             vs.get("improvement_pct", ""), vs.get("ci_low", ""), vs.get("ci_high", "")])
+    return buffer.getvalue()
+
+
+def _f(value, digits: int = 2) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def markdown(results: dict) -> str:
+    """The report as Markdown: MOS table (paper Table 2 style) for all raters and without flagged ones."""
+    study = results["study"]
+    lines = [f"# Reader study: {study['title']}", "",
+             f"{results['n_raters']} raters, {results['n_ratings']} ratings, {study['n_trials']} trials; "
+             f"{results['n_flagged']} rater(s) flagged. Scale: 1 = poor reconstruction ... 5 = indistinguishable from the original.",
+             "", f"CIs: {results['rules']['ci']}.", ""]
+    for population, heading in (("all_raters", "All raters"), ("without_flagged", "Without flagged raters")):
+        block = results[population]
+        lines += [f"## {heading} ({block['n_raters']} raters, {block['n_images']} images)", "",
+                  "| Method | MOS | 95% CI | vs " + study["baseline"] + " | 95% CI | ratings |", "|---|---|---|---|---|---|"]
+        for method, m in block["methods"].items():
+            vs = block["vs_baseline"].get(method)
+            versus = ("(baseline)", "") if method == study["baseline"] else (
+                (f"{vs['improvement_pct']:+.1f}%", f"[{_f(vs['ci_low'], 1)}, {_f(vs['ci_high'], 1)}]%") if vs else ("-", ""))
+            lines.append(f"| {method} | {_f(m['mos'])} | [{_f(m['ci_low'])}, {_f(m['ci_high'])}] | {versus[0]} | {versus[1]} | {m['n_ratings']} |")
+        checks = block["checks"]
+        agreement = block["agreement"]
+        lines += ["", f"Hidden original: mean {_f(checks[CHECK_ORIGINAL]['mean'])} (n {checks[CHECK_ORIGINAL]['n']}); "
+                  f"hidden degraded image: mean {_f(checks[CHECK_DEGRADED]['mean'])} (n {checks[CHECK_DEGRADED]['n']}). "
+                  f"Inter-rater agreement, Krippendorff's alpha (ordinal): {_f(agreement['krippendorff_alpha_ordinal'], 3)} "
+                  f"over {agreement['n_units']} items.", ""]
+    lines += ["## Raters", "", "| Rater | Ratings | Checks failed | rho vs consensus | Narrow-screen ratings | Flag |", "|---|---|---|---|---|---|"]
+    for r in results["raters"]:
+        lines.append(f"| {r['alias']} (#{r['rater_id']}) | {r['n_ratings']} | {r['checks_failed']}/{r['checks']} | "
+                     f"{_f(r['consensus_rho'])} | {r['narrow_screen_ratings']} | {'; '.join(r['reasons']) or '-'} |")
+    rules = results["rules"]
+    lines += ["", f"Flags: attention checks fail when {rules['attention_check_fails']}; a rater is flagged at "
+              f"{rules['flag_failed_checks_share']:.0%} failed checks, or when {rules['flag_anti_consensus']}. "
+              "Narrow screen: a viewport under 1024 px wide (reported, not flagged).", ""]
+    return "\n".join(lines)

@@ -1,0 +1,360 @@
+"""A reader study on disk: ``medsr mos create`` builds it, the server and the report read it.
+
+A study folder holds only what raters may see, plus the organiser's key:
+
+* ``study.json``: trials and items with opaque ids, which item is which method (never sent to a
+  rater), the calibration trial, the rating scale and how the images were rendered;
+* ``images/<random>.png``: de-identified 8-bit renderings (no DICOM, no text chunks, random names),
+  the same region and the same window for the original and every reconstruction of one image;
+* ``private/provenance.csv``: which evaluation image each study image came from (patient included).
+  It stays in the study folder: the server serves nothing but ``images/``, and reports name images by
+  their study key (``image-01``), never by patient.
+
+Each trial shows one original and one reconstruction per method; some trials also hold a hidden
+attention check among the reconstructions: the original itself (a rater should give it a high score)
+or a blatantly degraded rendering (should score low).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import os
+import re
+import secrets
+import shutil
+import uuid
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from medsr.errors import MedsrError
+from medsr.evaluate import REFERENCE
+from medsr.fsutil import atomic_write_csv, atomic_write_json, read_csv
+from medsr.io.raster import read_png16
+from medsr.metrics import body_mask
+
+STUDY_FILE = "study.json"
+IMAGES = "images"
+PROVENANCE = Path("private") / "provenance.csv"
+FORMAT = "medsr-mos-study"
+IMAGE_NAME = re.compile(r"^[0-9a-f]{16}\.png$")
+SCALE_LABELS = {
+    1: "poor reconstruction: clearly different from the original",
+    2: "fair: obvious loss of detail or artefacts",
+    3: "good: differences visible at normal viewing",
+    4: "very good: small differences, seen only on close inspection",
+    5: "indistinguishable from the original",
+}
+# An attention check fails when the original scores at most this, or the degraded image at least that.
+CHECK_ORIGINAL = "check_original"
+CHECK_DEGRADED = "check_degraded"
+METHOD = "method"
+ORIGINAL_CHECK_FAIL_AT_MOST = 2
+DEGRADED_CHECK_FAIL_AT_LEAST = 4
+
+
+@dataclass(frozen=True)
+class StudyOptions:
+    """How ``medsr mos create`` builds a study (see ``medsr mos create --help``)."""
+
+    methods: tuple[str, ...]
+    n_images: int
+    baseline: str | None = None  # method the others are compared with; default: the first method
+    crop: int = 256  # side of the square region shown, in HR pixels (smaller images are shown whole)
+    window_percentiles: tuple[float, float] = (0.5, 99.5)  # display window from the original's region
+    check_fraction: float = 0.25  # share of trials with a hidden attention check (at least 2 checks)
+    seed: int = 0
+    title: str = "Super-resolution reader study"
+
+    def __post_init__(self) -> None:
+        if not self.methods:
+            raise MedsrError("--methods: give at least one method")
+        if len(set(self.methods)) != len(self.methods):
+            raise MedsrError(f"--methods: each method once, got {','.join(self.methods)}")
+        if self.n_images < 1:
+            raise MedsrError("--images: must be at least 1")
+        if self.baseline is not None and self.baseline not in self.methods:
+            raise MedsrError(f"--baseline: {self.baseline} is not one of --methods {','.join(self.methods)}")
+        if self.crop < 16:
+            raise MedsrError("--crop: must be at least 16 pixels")
+        low, high = self.window_percentiles
+        if not 0 <= low < high <= 100:
+            raise MedsrError("--window: percentiles must satisfy 0 <= low < high <= 100")
+        if not 0 <= self.check_fraction <= 1:
+            raise MedsrError("--check-fraction: must lie in [0, 1]")
+
+
+@dataclass(frozen=True)
+class Item:
+    """One image a rater scores: a method's reconstruction or a hidden attention check."""
+
+    item_id: str
+    file: str
+    kind: str  # METHOD, CHECK_ORIGINAL or CHECK_DEGRADED
+    method: str | None = None
+
+
+@dataclass(frozen=True)
+class Trial:
+    trial_id: str
+    image_key: str
+    original: str
+    items: tuple[Item, ...]
+
+
+@dataclass(frozen=True)
+class CalibrationItem:
+    item_id: str
+    file: str
+    expected: int
+    explanation: str
+
+
+@dataclass
+class Study:
+    """A loaded study folder; every id lookup the server and the report need."""
+
+    folder: Path
+    study_id: str
+    title: str
+    methods: tuple[str, ...]
+    baseline: str
+    trials: tuple[Trial, ...]
+    calibration_original: str
+    calibration: tuple[CalibrationItem, ...]
+    info: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.trial_by_id = {t.trial_id: t for t in self.trials}
+        self.item_by_id = {i.item_id: i for t in self.trials for i in t.items}
+        self.trial_of_item = {i.item_id: t for t in self.trials for i in t.items}
+        self.image_files = {t.original for t in self.trials} | {i.file for t in self.trials for i in t.items}
+        self.image_files |= {self.calibration_original} | {c.file for c in self.calibration}
+
+    @property
+    def images_dir(self) -> Path:
+        return self.folder / IMAGES
+
+    @property
+    def n_ratings_per_rater(self) -> int:
+        return len(self.item_by_id)
+
+
+def load_study(folder: str | Path) -> Study:
+    """Read and check ``folder/study.json`` (every image present, ids unique).
+
+    Raises:
+        MedsrError: not a study folder, or a study that does not hold together (the message says why).
+    """
+    folder = Path(folder)
+    path = folder / STUDY_FILE
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise MedsrError(f"{folder}: not a reader study (no {STUDY_FILE}; build one with medsr mos create)") from None
+    except (OSError, ValueError) as exc:
+        raise MedsrError(f"{path}: unreadable ({exc})") from None
+    if data.get("format") != FORMAT:
+        raise MedsrError(f"{path}: not a medsr reader study (format {data.get('format')!r})")
+    try:
+        trials = tuple(
+            Trial(t["trial_id"], t["image_key"], t["original"], tuple(Item(**item) for item in t["items"]))
+            for t in data["trials"]
+        )
+        calibration = tuple(CalibrationItem(**c) for c in data["calibration"]["items"])
+        study = Study(folder, data["study_id"], data["title"], tuple(data["methods"]), data["baseline"], trials,
+                      data["calibration"]["original"], calibration, data)
+    except (KeyError, TypeError) as exc:
+        raise MedsrError(f"{path}: malformed study ({exc})") from None
+    item_ids = [i.item_id for t in trials for i in t.items] + [c.item_id for c in calibration]
+    if len(set(item_ids)) != len(item_ids) or len({t.trial_id for t in trials}) != len(trials):
+        raise MedsrError(f"{path}: duplicate trial or item ids")
+    for name in study.image_files:
+        if not IMAGE_NAME.match(name) or not (study.images_dir / name).is_file():
+            raise MedsrError(f"{path}: image {name} is missing from {IMAGES}/")
+    return study
+
+
+def create_study(eval_dir: str | Path, out: str | Path, options: StudyOptions) -> Study:
+    """Build a study folder ``out`` from an evaluation run with ``--save-outputs``.
+
+    Images are chosen round-robin over patients (seeded), so a study of N images spreads over as many
+    patients as possible; one more image is used for the calibration trial. The folder is assembled
+    under a temporary name and renamed into place when complete.
+
+    Raises:
+        MedsrError: no saved outputs, a method missing, too few images, or ``out`` already exists.
+    """
+    eval_dir, out = Path(eval_dir), Path(out)
+    index_path = eval_dir / "outputs" / "index.csv"
+    if not index_path.is_file():
+        raise MedsrError(f"{eval_dir}: no saved reconstructions ({index_path} missing); "
+                         "run medsr evaluate with --save-outputs (medsr run keeps them for the test split)")
+    if out.exists():
+        raise MedsrError(f"{out}: already exists; choose a new study folder")
+    rows = read_csv(index_path)
+    files: dict[str, dict[str, Path]] = defaultdict(dict)
+    info: dict[str, dict[str, str]] = {}
+    for row in rows:
+        files[row["image_id"]][row["method"]] = eval_dir / row["file"]
+        info[row["image_id"]] = row
+    available = sorted({row["method"] for row in rows} - {REFERENCE})
+    for method in options.methods:
+        if method not in available:
+            raise MedsrError(f"--methods: {method} is not in {eval_dir} (it has {', '.join(available)})")
+    complete = [i for i in sorted(files) if REFERENCE in files[i] and all(m in files[i] for m in options.methods)]
+    if len(complete) < options.n_images + 1:
+        raise MedsrError(f"--images {options.n_images}: {eval_dir} has {len(complete)} images with every method; "
+                         f"a study needs --images + 1 (one for the calibration trial)")
+    chosen = _spread_over_patients(complete, info, options.n_images + 1, options.seed)
+    rng = np.random.default_rng(options.seed)
+
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    (tmp / IMAGES).mkdir(parents=True)
+    try:
+        renderer = _Renderer(tmp / IMAGES, options)
+        trials, provenance = [], []
+        n_checks = min(2 * options.n_images, max(2, round(options.check_fraction * options.n_images)))
+        if options.check_fraction == 0:
+            n_checks = 0
+        check_kinds = [(CHECK_ORIGINAL, CHECK_DEGRADED)[k % 2] for k in range(n_checks)]
+        check_slots = rng.permutation(np.arange(2 * options.n_images) % options.n_images)[:n_checks]
+        checks_of_trial: dict[int, list[str]] = defaultdict(list)
+        for kind, slot in zip(check_kinds, check_slots):
+            checks_of_trial[int(slot)].append(kind)
+        for number, image_id in enumerate(chosen[1:]):
+            image_key = f"image-{number + 1:02d}"
+            reference, region, window = renderer.prepare(files[image_id][REFERENCE])
+            items = [Item(_new_id("i"), renderer.render(files[image_id][m], region, window), METHOD, m) for m in options.methods]
+            for kind in checks_of_trial[number]:
+                image = reference if kind == CHECK_ORIGINAL else _blatantly_degraded(reference, rng)
+                items.append(Item(_new_id("i"), renderer.write(image), kind))
+            trials.append(Trial(f"t{number + 1:02d}", image_key, renderer.write(reference), tuple(items)))
+            provenance.append({"image_key": image_key, "image_id": image_id, "patient_id": info[image_id]["patient_id"],
+                               "modality": info[image_id]["modality"], "region_yxhw": " ".join(map(str, region)),
+                               "window_low": repr(window[0]), "window_high": repr(window[1])})
+        reference, region, window = renderer.prepare(files[chosen[0]][REFERENCE])
+        calibration = [
+            CalibrationItem(_new_id("c"), renderer.write(_blatantly_degraded(reference, rng)), 1,
+                            "This image is blocky and noisy: fine structures are lost. That is a poor reconstruction: 1."),
+            CalibrationItem(_new_id("c"), renderer.write(reference), 5,
+                            "This image was the original itself: identical in every detail, so 5. "
+                            "The better a reconstruction, the higher its score."),
+        ]
+        order = rng.permutation(len(calibration))
+        calibration = [calibration[i] for i in order]
+        provenance.append({"image_key": "calibration", "image_id": chosen[0], "patient_id": info[chosen[0]]["patient_id"],
+                           "modality": info[chosen[0]]["modality"], "region_yxhw": " ".join(map(str, region)),
+                           "window_low": repr(window[0]), "window_high": repr(window[1])})
+        document = {
+            "format": FORMAT, "version": 1, "study_id": uuid.uuid4().hex, "title": options.title,
+            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "methods": list(options.methods), "baseline": options.baseline or options.methods[0],
+            "scale": {str(k): v for k, v in SCALE_LABELS.items()},
+            "attention_checks": {"original_fails_at_most": ORIGINAL_CHECK_FAIL_AT_MOST,
+                                 "degraded_fails_at_least": DEGRADED_CHECK_FAIL_AT_LEAST, "count": n_checks},
+            "render": {"crop": options.crop, "window_percentiles": list(options.window_percentiles),
+                       "format": "8-bit grayscale PNG, no metadata", "seed": options.seed},
+            "source": {"evaluation": str(eval_dir.resolve()), "protocol": _protocol(eval_dir)},
+            "trials": [{"trial_id": t.trial_id, "image_key": t.image_key, "original": t.original,
+                        "items": [item.__dict__ for item in t.items]} for t in trials],
+            "calibration": {"original": renderer.write(reference), "items": [c.__dict__ for c in calibration]},
+        }
+        atomic_write_csv(tmp / PROVENANCE, list(provenance[0]), provenance)
+        atomic_write_json(tmp / STUDY_FILE, document)
+        os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return load_study(out)
+
+
+def _protocol(eval_dir: Path) -> dict:
+    """The evaluation's degradation and methods (no data paths), for the record."""
+    try:
+        protocol = json.loads((eval_dir / "summary.json").read_text())["protocol"]
+    except (OSError, ValueError, KeyError):
+        return {}
+    return {key: protocol[key] for key in ("split", "degradation", "scale", "seed", "methods") if key in protocol}
+
+
+def _new_id(prefix: str) -> str:
+    return prefix + secrets.token_hex(6)
+
+
+def _spread_over_patients(image_ids: list[str], info: dict[str, dict[str, str]], count: int, seed: int) -> list[str]:
+    """``count`` image ids taken round-robin over patients in a seeded random order."""
+    rng = np.random.default_rng(seed)
+    by_patient: dict[str, list[str]] = defaultdict(list)
+    for image_id in image_ids:
+        by_patient[info[image_id]["patient_id"]].append(image_id)
+    queues = [list(rng.permutation(by_patient[p])) for p in rng.permutation(sorted(by_patient))]
+    chosen: list[str] = []
+    while len(chosen) < count:
+        for queue in queues:
+            if queue and len(chosen) < count:
+                chosen.append(str(queue.pop(0)))
+    return chosen
+
+
+def _blatantly_degraded(reference: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """An 8-bit rendering made obviously worse: 8x block averaging shown blocky, plus strong noise."""
+    height, width = reference.shape
+    small = cv2.resize(reference, (max(1, width // 8), max(1, height // 8)), interpolation=cv2.INTER_AREA)
+    blocky = cv2.resize(small, (width, height), interpolation=cv2.INTER_NEAREST).astype(np.float64)
+    noisy = blocky + rng.normal(0.0, 20.0, blocky.shape)
+    return np.clip(np.rint(noisy), 0, 255).astype(np.uint8)
+
+
+class _Renderer:
+    """Windowing and cropping shared by an original and its reconstructions; writes random-named PNGs."""
+
+    def __init__(self, folder: Path, options: StudyOptions) -> None:
+        self.folder = folder
+        self.options = options
+
+    def prepare(self, reference_path: Path) -> tuple[np.ndarray, tuple[int, int, int, int], tuple[float, float]]:
+        """Region (a square centred on the body of the original), window (percentiles of that region), rendering."""
+        image = read_png16(reference_path)
+        region = _body_centred_region(image, self.options.crop)
+        y, x, h, w = region
+        low, high = np.percentile(image[y : y + h, x : x + w], self.options.window_percentiles)
+        window = (float(low), float(high) if high > low else float(low) + 1e-6)
+        return self._to_8bit(image, region, window), region, window
+
+    def render(self, path: Path, region: tuple[int, int, int, int], window: tuple[float, float]) -> str:
+        return self.write(self._to_8bit(read_png16(path), region, window))
+
+    def write(self, image: np.ndarray) -> str:
+        name = secrets.token_hex(8) + ".png"
+        ok, encoded = cv2.imencode(".png", image)  # OpenCV writes no text or time chunks
+        if not ok:
+            raise MedsrError(f"PNG encoding failed for {name}")
+        (self.folder / name).write_bytes(encoded.tobytes())
+        return name
+
+    @staticmethod
+    def _to_8bit(image: np.ndarray, region: tuple[int, int, int, int], window: tuple[float, float]) -> np.ndarray:
+        y, x, h, w = region
+        low, high = window
+        crop = (image[y : y + h, x : x + w].astype(np.float64) - low) / (high - low)
+        return np.clip(np.rint(crop * 255.0), 0, 255).astype(np.uint8)
+
+
+def _body_centred_region(image: np.ndarray, crop: int) -> tuple[int, int, int, int]:
+    """(y, x, h, w) of the ``crop`` x ``crop`` square centred on the body (whole image if smaller)."""
+    height, width = image.shape
+    h, w = min(crop, height), min(crop, width)
+    mask = body_mask(image)
+    if mask.any():
+        ys, xs = np.nonzero(mask)
+        cy, cx = float(ys.mean()), float(xs.mean())
+    else:
+        cy, cx = height / 2, width / 2
+    y = int(np.clip(round(cy - h / 2), 0, height - h))
+    x = int(np.clip(round(cx - w / 2), 0, width - w))
+    return y, x, h, w
