@@ -1,0 +1,77 @@
+"""50 raters at once against the real server (``medsr mos serve`` on loopback): 1,000 ratings, none lost.
+
+Runs on SQLite (the default, WAL mode) and on PostgreSQL when ``MEDSR_TEST_POSTGRES_URL`` names a
+server (``.ci/run`` starts one with ``scripts/ci_services.sh``).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+import requests
+
+from medsr.mos.db import Database, database_url
+
+from mos_support import ADMIN_TOKEN, make_evaluation, make_study, running_server
+
+RATERS = 50
+POSTGRES_URL = os.environ.get("MEDSR_TEST_POSTGRES_URL")
+
+
+@pytest.fixture(scope="module")
+def evaluation(tmp_path_factory):
+    return make_evaluation(tmp_path_factory.mktemp("mos-load"))
+
+
+def _one_rater(base: str, study, barrier: threading.Barrier, index: int) -> int:
+    """Enrol, calibrate and rate every trial; each trial is submitted twice (a double click)."""
+    http = requests.Session()
+    barrier.wait(timeout=60)
+    token = http.post(f"{base}/api/raters", json={"alias": f"load-{index}"}, timeout=60).json()["token"]
+    viewport = {"width": 1280 + index, "height": 800, "device_pixel_ratio": 1.0}
+    calibration = {c.item_id: c.expected for c in study.calibration}
+    http.post(f"{base}/api/rater/{token}/calibration", json={"scores": calibration, "viewport": viewport}, timeout=60).raise_for_status()
+    stored = 0
+    for position in range(1, len(study.trials) + 1):
+        items = http.get(f"{base}/api/rater/{token}/trials/{position}", timeout=60).json()["items"]
+        body = {"scores": {item["item_id"]: 1 + (index + k) % 5 for k, item in enumerate(items)}, "viewport": viewport}
+        for _ in range(2):
+            response = http.post(f"{base}/api/rater/{token}/trials/{position}", json=body, timeout=60)
+            response.raise_for_status()
+            stored += response.json()["stored"]
+    return stored
+
+
+def _load(study, db_url):
+    with running_server(study.folder, db_url) as base:
+        barrier = threading.Barrier(RATERS)
+        with ThreadPoolExecutor(RATERS) as pool:
+            stored = list(pool.map(lambda i: _one_rater(base, study, barrier, i), range(RATERS)))
+        export = requests.get(f"{base}/api/admin/ratings.csv", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=60).text
+    assert stored == [20] * RATERS                              # every first submit stored 20, every repeat 0
+    rows = list(csv.DictReader(io.StringIO(export)))
+    assert len(rows) == RATERS * 20 == 1000
+    assert len({(r["rater_id"], r["item_id"]) for r in rows}) == 1000
+    db = Database(database_url(study, db_url), study)
+    try:
+        assert db.count_ratings() == 1000 and len(db.raters()) == RATERS
+        by_rater = {}
+        for row in db.ratings():
+            by_rater.setdefault(row["rater_id"], set()).add(row["viewport_width"])
+        assert all(len(widths) == 1 for widths in by_rater.values()) and len(by_rater) == RATERS
+    finally:
+        db.close()
+
+
+def test_fifty_concurrent_raters_on_sqlite(evaluation, tmp_path):
+    _load(make_study(evaluation, tmp_path / "study"), None)
+
+
+@pytest.mark.skipif(not POSTGRES_URL, reason="MEDSR_TEST_POSTGRES_URL is not set (.ci/run starts PostgreSQL and sets it)")
+def test_fifty_concurrent_raters_on_postgresql(evaluation, tmp_path):
+    _load(make_study(evaluation, tmp_path / "study"), POSTGRES_URL)
