@@ -7,7 +7,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 DEMO := runs/demo
 
-.PHONY: install demo test bench clean
+.PHONY: install demo study test bench clean
 
 install: $(VENV)/.installed
 
@@ -21,6 +21,11 @@ $(VENV)/.installed: pyproject.toml
 demo: install
 	$(BIN)/medsr run configs/demo.yaml
 	@echo "open $(DEMO)/report.html"
+
+# A reader study of the demo's test images, served on http://127.0.0.1:8000 (needs make demo first).
+study: install
+	@test -d $(DEMO)/study || $(BIN)/medsr mos create $(DEMO)/eval-test --methods bicubic,srresnet,srgan --images 20 --out $(DEMO)/study
+	$(BIN)/medsr mos serve $(DEMO)/study
 
 test: install
 	$(BIN)/python -m pytest -n auto -q

@@ -27,7 +27,8 @@ from medsr.data.manifest import read_manifest
 from medsr.data.split import group_key
 from medsr.errors import MedsrError
 from medsr.fsutil import atomic_write_csv, atomic_write_json, atomic_write_text
-from medsr.io.raster import read_png16, write_png16
+from medsr.eval_outputs import REFERENCE, save_output, write_index
+from medsr.io.raster import read_png16
 from medsr.metrics import SSIM_K1, SSIM_K2, SSIM_SIGMA, SSIM_WINDOW, body_mask, image_scores
 from medsr.models import SRModel, load_model
 from medsr.models.interpolation import INTERPOLATIONS
@@ -37,8 +38,6 @@ from medsr.stats import bootstrap_ci, paired_comparison
 
 METRIC_COLUMNS = ("image_id", "patient_id", "modality", "method", "psnr", "ssim", "psnr_fg", "ssim_fg")
 METRICS = ("psnr", "ssim", "psnr_fg", "ssim_fg")
-OUTPUT_COLUMNS = ("image_id", "patient_id", "modality", "method", "file")
-REFERENCE = "hr"  # the method name of the HR reference in outputs/index.csv
 
 
 @dataclass(frozen=True)
@@ -122,39 +121,32 @@ def evaluate(
         chunk = rows[start : start + options.batch_size]
         pairs = [_load_pair(dataset, row, options) for row in chunk]
         lqs = [lq for _, lq, _ in pairs]
+        patients = [group_key(row["patient_id"], row["series_uid"], row["source"]) for row in chunk]
         for model in models:
-            for row, (hr, _, mask), sr in zip(chunk, pairs, _run_batch(model, lqs)):
+            for row, patient, (hr, _, mask), sr in zip(chunk, patients, pairs, _run_batch(model, lqs)):
                 if sr.shape != hr.shape:
                     raise MedsrError(f"{model.name} returned {sr.shape} for HR {hr.shape} (image {row['id']})")
                 records.append({
-                    "image_id": row["id"], "patient_id": group_key(row["patient_id"], row["series_uid"], row["source"]),
-                    "modality": row["modality"], "method": model.name, **image_scores(sr, hr, mask, crop_border=options.crop_border),
+                    "image_id": row["id"], "patient_id": patient, "modality": row["modality"], "method": model.name,
+                    **image_scores(sr, hr, mask, crop_border=options.crop_border),
                 })
                 if options.save_outputs:
-                    saved.append(_save_output(out, row, model.name, sr))
+                    saved.append(save_output(out, row["id"], patient, row["modality"], model.name, sr))
         if options.save_outputs:
-            saved += [_save_output(out, row, REFERENCE, hr) for row, (hr, _, _) in zip(chunk, pairs)]
+            saved += [save_output(out, row["id"], patient, row["modality"], REFERENCE, hr)
+                      for row, patient, (hr, _, _) in zip(chunk, patients, pairs)]
         bar.update(len(chunk))
     bar.close()
 
     out.mkdir(parents=True, exist_ok=True)
     if options.save_outputs:
-        atomic_write_csv(out / "outputs" / "index.csv", OUTPUT_COLUMNS, saved)
+        write_index(out, saved)
     atomic_write_csv(out / "metrics.csv", METRIC_COLUMNS, ({**r, **{m: repr(r[m]) for m in METRICS}} for r in records))
     summary = _summarize(records, names, dataset, rows, models, options)
     atomic_write_json(out / "summary.json", summary)
     atomic_write_text(out / "table.md", _tables_markdown(summary, names, options.baseline))
     _write_figures(dataset, rows, records, models, out / "figures", options)
     return EvalResult(out, summary, records)
-
-
-def _save_output(out: Path, row: dict[str, str], method: str, image: np.ndarray) -> dict:
-    """Write one [0, 1] image as ``outputs/<method>/<image id>.png`` (16-bit); returns its index row."""
-    relative = Path("outputs") / method / f"{row['id']}.png"
-    (out / relative).parent.mkdir(parents=True, exist_ok=True)
-    write_png16(out / relative, image)
-    return {"image_id": row["id"], "patient_id": group_key(row["patient_id"], row["series_uid"], row["source"]),
-            "modality": row["modality"], "method": method, "file": relative.as_posix()}
 
 
 def _summarize(records, names, dataset, rows, models, options: EvalOptions) -> dict:

@@ -32,8 +32,8 @@ import cv2
 import numpy as np
 
 from medsr.errors import MedsrError
-from medsr.evaluate import REFERENCE
-from medsr.fsutil import atomic_write_csv, atomic_write_json, read_csv
+from medsr.eval_outputs import INDEX, REFERENCE, read_index
+from medsr.fsutil import atomic_write_csv, atomic_write_json
 from medsr.io.raster import read_png16
 from medsr.metrics import body_mask
 
@@ -190,13 +190,12 @@ def create_study(eval_dir: str | Path, out: str | Path, options: StudyOptions) -
         MedsrError: no saved outputs, a method missing, too few images, or ``out`` already exists.
     """
     eval_dir, out = Path(eval_dir), Path(out)
-    index_path = eval_dir / "outputs" / "index.csv"
-    if not index_path.is_file():
-        raise MedsrError(f"{eval_dir}: no saved reconstructions ({index_path} missing); "
+    rows = read_index(eval_dir)
+    if rows is None:
+        raise MedsrError(f"{eval_dir}: no saved reconstructions ({eval_dir / INDEX} missing); "
                          "run medsr evaluate with --save-outputs (medsr run keeps them for the test split)")
     if out.exists():
         raise MedsrError(f"{out}: already exists; choose a new study folder")
-    rows = read_csv(index_path)
     files: dict[str, dict[str, Path]] = defaultdict(dict)
     info: dict[str, dict[str, str]] = {}
     for row in rows:
