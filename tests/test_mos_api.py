@@ -68,13 +68,14 @@ def test_rater_path_from_enrolment_to_done(client, study, db):
         assert [item["label"] for item in trial["items"]] == [chr(65 + k) for k in range(len(ids))]
         assert all("method" not in item and "kind" not in item for item in trial["items"])  # blinded
         answer = client.post(f"/api/rater/{token}/trials/{position}",
-                             json={"scores": {i: 3 for i in ids}, "viewport": VIEW}).json()
+                             json={"scores": {i: 3 for i in ids}, "viewport": VIEW, "trial_seconds": 10.0 + position}).json()
         assert answer["stored"] == len(ids) and answer["already_stored"] == 0
         assert answer["next_position"] == (position + 1 if position < 6 else None)
     assert sorted(seen_trials) == sorted(t.trial_id for t in study.trials)
     assert db.count_ratings() == 20
     rows = db.ratings()
     assert {(r["viewport_width"], r["viewport_height"], r["device_pixel_ratio"]) for r in rows} == {(1440, 900, 2.0)}
+    assert sorted({r["trial_seconds"] for r in rows}) == [11.0, 12.0, 13.0, 14.0, 15.0, 16.0]
     state = client.get(f"/api/rater/{token}").json()
     assert state["n_done"] == 6 and state["next_position"] is None
 
@@ -123,6 +124,7 @@ def test_unknown_missing_or_foreign_items_and_bad_ids_are_refused(client, study,
     assert post({**{i: 3 for i in ids}, other[0]: 3}).status_code == 422           # an item of another trial
     assert post({**{i: 3 for i in ids}, "x' OR 1=1 --": 3}).status_code == 422      # unknown id
     assert post({i: 3 for i in ids}, extra=1).status_code == 422                   # unknown field
+    assert post({i: 3 for i in ids}, trial_seconds=-1).status_code == 422
     assert client.post(f"/api/rater/{token}/trials/1", json={"scores": {i: 3 for i in ids}, "viewport": {"width": -5, "height": 9}}).status_code == 422
     assert client.get(f"/api/rater/{token}/trials/7").status_code == 404
     assert client.get(f"/api/rater/{token}/trials/0").status_code == 404

@@ -12,7 +12,7 @@ import pytest
 from medsr.cli import main
 from medsr.mos.study import CHECK_DEGRADED, CHECK_ORIGINAL
 
-from mos_support import make_evaluation, make_study, running_server
+from mos_support import ADMIN_TOKEN, make_evaluation, make_study, running_server
 
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
 pytestmark = pytest.mark.skipif(not (CHROMIUM and CHROMEDRIVER),
@@ -98,6 +98,14 @@ def test_a_rater_completes_the_study_in_chromium(browser, tmp_path):
             button.click()
         _wait(browser, lambda d: _visible(d, "done"))
 
+        browser.get(base + "/admin")                                       # the organiser's page, behind the token
+        browser.find_element("id", "token").send_keys("wrong-token-wrong-token\n")
+        _wait(browser, lambda d: "admin token required" in d.find_element("id", "error").text)
+        browser.find_element("id", "token").clear()
+        browser.find_element("id", "token").send_keys(ADMIN_TOKEN + "\n")
+        _wait(browser, lambda d: _visible(d, "dashboard") and "bicubic" in d.find_element("id", "results").text)
+        assert "20/20" in browser.find_element("id", "raters").text and "reader-e2e" in browser.find_element("id", "raters").text
+
     out = tmp_path / "report"
     assert main(["mos", "report", str(study.folder), "--out", str(out), "--resamples", "200"]) == 0
     results = json.loads((out / "report.json").read_text())
@@ -105,4 +113,5 @@ def test_a_rater_completes_the_study_in_chromium(browser, tmp_path):
     assert {m: v["mos"] for m, v in results["all_raters"]["methods"].items()} == INTENDED
     assert results["all_raters"]["checks"][CHECK_ORIGINAL]["mean"] == 5
     assert results["raters"][0]["alias"] == "reader-e2e" and results["raters"][0]["narrow_screen_ratings"] == 0
+    assert 0 < results["raters"][0]["median_trial_seconds"] < 60
     assert "| bicubic | 4.00 |" in (out / "report.md").read_text()

@@ -10,6 +10,7 @@ import csv
 import io
 import os
 import threading
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -72,6 +73,25 @@ def test_fifty_concurrent_raters_on_sqlite(evaluation, tmp_path):
     _load(make_study(evaluation, tmp_path / "study"), None)
 
 
-@pytest.mark.skipif(not POSTGRES_URL, reason="MEDSR_TEST_POSTGRES_URL is not set (.ci/run starts PostgreSQL and sets it)")
-def test_fifty_concurrent_raters_on_postgresql(evaluation, tmp_path):
-    _load(make_study(evaluation, tmp_path / "study"), POSTGRES_URL)
+@pytest.fixture
+def postgres_schema_url():
+    """A fresh schema on the test server for this test (dropped afterwards); yields its URL."""
+    if not POSTGRES_URL:
+        pytest.skip("MEDSR_TEST_POSTGRES_URL is not set (.ci/run starts PostgreSQL and sets it)")
+    from sqlalchemy import create_engine, text
+
+    schema = f"medsr_test_{uuid.uuid4().hex[:12]}"
+    url = POSTGRES_URL.replace("postgresql://", "postgresql+psycopg://", 1)
+    admin = create_engine(url)
+    with admin.begin() as connection:
+        connection.execute(text(f"CREATE SCHEMA {schema}"))
+    try:
+        yield f"{POSTGRES_URL}{'&' if '?' in POSTGRES_URL else '?'}options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as connection:
+            connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()
+
+
+def test_fifty_concurrent_raters_on_postgresql(evaluation, tmp_path, postgres_schema_url):
+    _load(make_study(evaluation, tmp_path / "study"), postgres_schema_url)

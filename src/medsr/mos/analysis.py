@@ -27,7 +27,7 @@ ANTI_CONSENSUS_P = 0.05
 MIN_ITEMS_FOR_CORRELATION = 5
 NARROW_SCREEN_PX = 1024
 RATING_COLUMNS = ("rating_id", "rater_id", "rater_alias", "trial_id", "image_key", "item_id", "kind", "method", "score",
-                  "shown_at", "viewport_width", "viewport_height", "device_pixel_ratio", "created_at")
+                  "shown_at", "viewport_width", "viewport_height", "device_pixel_ratio", "trial_seconds", "created_at")
 
 
 def annotate(study: Study, ratings: Sequence[dict]) -> list[dict]:
@@ -174,7 +174,9 @@ def _rater_quality(rows: list[dict]) -> list[dict]:
         if rho is not None and rho < 0 and p_value < ANTI_CONSENSUS_P:
             reasons.append(f"anti-correlated with the consensus (Spearman rho {rho:.2f}, p {p_value:.3g})")
         narrow = sum(1 for r in mine if r["viewport_width"] < NARROW_SCREEN_PX)
+        times = [r["trial_seconds"] for r in mine if r.get("trial_seconds") is not None]
         quality.append({"rater_id": rater_id, "alias": mine[0]["rater_alias"], "n_ratings": len(mine),
                         "checks": len(checks), "checks_failed": failed, "consensus_rho": rho, "consensus_p": p_value,
-                        "narrow_screen_ratings": narrow, "flagged": bool(reasons), "reasons": reasons})
+                        "narrow_screen_ratings": narrow, "median_trial_seconds": float(np.median(times)) if times else None,
+                        "flagged": bool(reasons), "reasons": reasons})
     return quality

@@ -44,6 +44,7 @@ class ScoresIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     scores: dict[Annotated[str, Field(max_length=32)], Annotated[int, Field(strict=True, ge=1, le=5)]] = Field(max_length=64)
     viewport: ViewportIn
+    trial_seconds: float | None = Field(default=None, ge=0, le=86_400)  # time from display to submit
 
 
 class EnrolIn(BaseModel):
@@ -166,7 +167,7 @@ def create_app(study: Study, db: Database, admin_token: str, *, invite_only: boo
             raise HTTPException(422, "score every image of this trial, and only those")
         viewport = Viewport(body.viewport.width, body.viewport.height, body.viewport.device_pixel_ratio)
         rows = [(item_id, body.scores[item_id], k + 1) for k, item_id in enumerate(order)]
-        stored = db.add_ratings(rater.id, assignment.trial_id, rows, viewport)
+        stored = db.add_ratings(rater.id, assignment.trial_id, rows, viewport, body.trial_seconds)
         done = _trials_done(rater)
         next_position = next((p for p in range(1, len(study.trials) + 1) if p not in done), None)
         return {"stored": stored, "already_stored": len(rows) - stored, "next_position": next_position}

@@ -65,6 +65,7 @@ class Rating(Base):
     viewport_width: Mapped[int] = mapped_column(Integer)
     viewport_height: Mapped[int] = mapped_column(Integer)
     device_pixel_ratio: Mapped[float] = mapped_column(Float)
+    trial_seconds: Mapped[float | None] = mapped_column(Float, nullable=True)  # time from display to submit
     created_at: Mapped[_dt.datetime] = mapped_column(DateTime(timezone=True))
 
 
@@ -160,7 +161,8 @@ class Database:
             return json.loads(rater.calibration)
 
     # -- ratings --------------------------------------------------------------------------------
-    def add_ratings(self, rater_id: int, trial_id: str, scores: Sequence[tuple[str, int, int]], viewport: Viewport) -> int:
+    def add_ratings(self, rater_id: int, trial_id: str, scores: Sequence[tuple[str, int, int]], viewport: Viewport,
+                    trial_seconds: float | None = None) -> int:
         """Insert (item_id, score, shown_at) ratings of one trial; returns how many were new."""
         if self.dialect == "postgresql":
             from sqlalchemy.dialects.postgresql import insert
@@ -169,7 +171,7 @@ class Database:
         now = _now()
         rows = [dict(rater_id=rater_id, trial_id=trial_id, item_id=item_id, score=score, shown_at=shown_at,
                      viewport_width=viewport.width, viewport_height=viewport.height,
-                     device_pixel_ratio=viewport.device_pixel_ratio, created_at=now)
+                     device_pixel_ratio=viewport.device_pixel_ratio, trial_seconds=trial_seconds, created_at=now)
                 for item_id, score, shown_at in scores]
         statement = insert(Rating).values(rows).on_conflict_do_nothing(index_elements=["rater_id", "item_id"])
         with self._session(write=True) as session:
@@ -191,7 +193,8 @@ class Database:
             return [{"rating_id": r.id, "rater_id": r.rater_id, "rater_alias": alias, "trial_id": r.trial_id,
                      "item_id": r.item_id, "score": r.score, "shown_at": r.shown_at,
                      "viewport_width": r.viewport_width, "viewport_height": r.viewport_height,
-                     "device_pixel_ratio": r.device_pixel_ratio, "created_at": r.created_at.isoformat()}
+                     "device_pixel_ratio": r.device_pixel_ratio, "trial_seconds": r.trial_seconds,
+                     "created_at": r.created_at.isoformat()}
                     for r, alias in rows]
 
     def count_ratings(self) -> int:

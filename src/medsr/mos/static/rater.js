@@ -103,6 +103,7 @@ async function renderTrial(position) {
   attachLoupe(grid);
   update();
   button.dataset.position = String(position);
+  button.dataset.shownAt = String(performance.now());
   show("trial");
   window.scrollTo(0, 0);
 }
@@ -112,7 +113,8 @@ async function submitTrial() {
   button.disabled = true;
   try {
     const result = await api("POST", base + "/trials/" + button.dataset.position,
-                             { scores: collect(document.getElementById("trial-grid")), viewport: viewport() });
+                             { scores: collect(document.getElementById("trial-grid")), viewport: viewport(),
+                               trial_seconds: (performance.now() - Number(button.dataset.shownAt)) / 1000 });
     showError("");
     if (result.next_position === null) show("done"); else await renderTrial(result.next_position);
   } catch (error) { showError(error.message); button.disabled = false; }
