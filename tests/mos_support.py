@@ -43,13 +43,19 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_server(study_dir: Path, db_url: str | None = None, *extra: str):
-    """``medsr mos serve STUDY`` in a subprocess; yields its base URL, stops it afterwards."""
+def running_server(study_dir: Path, db_url: str | None = None, *extra: str, admin_token: str | None = ADMIN_TOKEN):
+    """``medsr mos serve STUDY`` in a subprocess; yields its base URL, stops it afterwards.
+
+    ``admin_token=None`` leaves ``MEDSR_MOS_ADMIN_TOKEN`` unset; ``running_server.banner`` then holds the
+    lines the server printed at start.
+    """
     port = free_port()
     command = [sys.executable, "-m", "medsr.cli", "mos", "serve", str(study_dir), "--port", str(port), *extra]
     if db_url:
         command += ["--db", db_url]
-    env = {**os.environ, "MEDSR_MOS_ADMIN_TOKEN": ADMIN_TOKEN}
+    env = {key: value for key, value in os.environ.items() if key != "MEDSR_MOS_ADMIN_TOKEN"}
+    if admin_token:
+        env["MEDSR_MOS_ADMIN_TOKEN"] = admin_token
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     base = f"http://127.0.0.1:{port}"
     try:
@@ -63,6 +69,7 @@ def running_server(study_dir: Path, db_url: str | None = None, *extra: str):
             if process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"server did not start: {process.stdout.read() if process.poll() is not None else 'timeout'}")
             time.sleep(0.2)
+        running_server.banner = [process.stdout.readline().strip() for _ in range(4)]  # printed before serving
         yield base
     finally:
         process.terminate()

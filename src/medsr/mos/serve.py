@@ -27,10 +27,9 @@ def serve(study_dir: str, db_url: str | None, host: str, port: int, *, invite_on
     from medsr.mos.db import Database, database_url
     from medsr.mos.study import load_study
 
-    study = load_study(study_dir)
-    url = database_url(study, db_url)
-    db = Database(url, study)
     token = admin_token_from_environment()
+    study = load_study(study_dir)
+    db = Database(database_url(study, db_url), study)
     shown = f"(from {ADMIN_TOKEN_ENV})" if token else None
     token = token or secrets.token_urlsafe(24)
     app = create_app(study, db, token, invite_only=invite_only)
