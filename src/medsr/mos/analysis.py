@@ -20,12 +20,11 @@ import numpy as np
 from scipy import stats as sps
 
 from medsr.mos.study import (CHECK_DEGRADED, CHECK_ORIGINAL, DEGRADED_CHECK_FAIL_AT_LEAST, METHOD,
-                             ORIGINAL_CHECK_FAIL_AT_MOST, Study)
+                             NARROW_SCREEN_PX, ORIGINAL_CHECK_FAIL_AT_MOST, Study)
 
 FAILED_CHECKS_FLAG = 0.5  # flag at this share of failed attention checks
 ANTI_CONSENSUS_P = 0.05
 MIN_ITEMS_FOR_CORRELATION = 5
-NARROW_SCREEN_PX = 1024
 RATING_COLUMNS = ("rating_id", "rater_id", "rater_alias", "trial_id", "image_key", "item_id", "kind", "method", "score",
                   "shown_at", "viewport_width", "viewport_height", "device_pixel_ratio", "trial_seconds", "created_at")
 

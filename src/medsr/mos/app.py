@@ -25,12 +25,11 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
 
 from medsr.mos.db import Database, Rater, Viewport
-from medsr.mos.study import IMAGE_NAME, SCALE_LABELS, Study
+from medsr.mos.study import IMAGE_NAME, NARROW_SCREEN_PX, SCALE_LABELS, Study
 
 STATIC = Path(__file__).parent / "static"
 TOKEN_PATTERN = r"^[A-Za-z0-9_-]{20,64}$"
 ALIAS_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,39}$"
-NARROW_SCREEN_PX = 1024
 
 
 class ViewportIn(BaseModel):

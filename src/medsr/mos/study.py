@@ -53,6 +53,7 @@ SCALE_LABELS = {
 CHECK_ORIGINAL = "check_original"
 CHECK_DEGRADED = "check_degraded"
 METHOD = "method"
+NARROW_SCREEN_PX = 1024  # raters on narrower windows are warned; their ratings are counted in the report
 ORIGINAL_CHECK_FAIL_AT_MOST = 2
 DEGRADED_CHECK_FAIL_AT_LEAST = 4
 
