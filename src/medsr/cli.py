@@ -355,7 +355,7 @@ def _add_mos(sub) -> None:
 
 
 def _run_mos_create(args: argparse.Namespace) -> int:
-    from medsr.mos.study import StudyOptions, create_study
+    from medsr.mos.study import METHOD, StudyOptions, create_study
 
     try:
         window = tuple(float(v) for v in args.window.split(","))
@@ -367,7 +367,7 @@ def _run_mos_create(args: argparse.Namespace) -> int:
                            baseline=args.baseline, crop=args.crop, window_percentiles=window,  # type: ignore[arg-type]
                            check_fraction=args.check_fraction, seed=args.seed, title=args.title)
     study = create_study(args.eval_dir, args.out, options)
-    checks = sum(1 for t in study.trials for i in t.items if i.kind != "method")
+    checks = sum(1 for t in study.trials for i in t.items if i.kind != METHOD)
     print(f"study {args.out}: {len(study.trials)} trials x {len(study.methods)} methods, {checks} hidden attention checks, "
           f"{study.n_ratings_per_rater} ratings per rater; serve it with: medsr mos serve {args.out}")
     return 0

@@ -123,9 +123,8 @@ def create_app(study: Study, db: Database, admin_token: str, *, invite_only: boo
     @app.get("/api/rater/{token}")
     def progress(rater: RaterDep) -> dict:
         done = _trials_done(rater)
-        next_position = next((p for p in range(1, len(study.trials) + 1) if p not in done), None)
         return {
-            "alias": rater.alias, "n_trials": len(study.trials), "n_done": len(done), "next_position": next_position,
+            "alias": rater.alias, "n_trials": len(study.trials), "n_done": len(done), "next_position": _first_open(done),
             "calibrated": rater.calibration is not None, "scale": {str(k): v for k, v in SCALE_LABELS.items()},
             "calibration": {"original": f"/images/{study.calibration_original}",
                             "items": [{"item_id": c.item_id, "url": f"/images/{c.file}"} for c in study.calibration]},
@@ -135,6 +134,10 @@ def create_app(study: Study, db: Database, admin_token: str, *, invite_only: boo
         scores = db.scores_of(rater.id)
         return {a.position for a in db.assignments(rater.id)
                 if all(i.item_id in scores for i in study.trial_by_id[a.trial_id].items)}
+
+    def _first_open(done: set[int]) -> int | None:
+        """The first trial position not fully rated, None when all are."""
+        return next((p for p in range(1, len(study.trials) + 1) if p not in done), None)
 
     @app.post("/api/rater/{token}/calibration")
     def calibrate(rater: RaterDep, body: ScoresIn) -> dict:
@@ -167,9 +170,7 @@ def create_app(study: Study, db: Database, admin_token: str, *, invite_only: boo
         viewport = Viewport(body.viewport.width, body.viewport.height, body.viewport.device_pixel_ratio)
         rows = [(item_id, body.scores[item_id], k + 1) for k, item_id in enumerate(order)]
         stored = db.add_ratings(rater.id, assignment.trial_id, rows, viewport, body.trial_seconds)
-        done = _trials_done(rater)
-        next_position = next((p for p in range(1, len(study.trials) + 1) if p not in done), None)
-        return {"stored": stored, "already_stored": len(rows) - stored, "next_position": next_position}
+        return {"stored": stored, "already_stored": len(rows) - stored, "next_position": _first_open(_trials_done(rater))}
 
     def _assignment(rater: Rater, position: int):
         assignment = db.assignment(rater.id, position) if 1 <= position <= len(study.trials) else None
@@ -182,9 +183,7 @@ def create_app(study: Study, db: Database, admin_token: str, *, invite_only: boo
 
     @app.get("/api/admin/progress", dependencies=[AdminDep])
     def admin_progress() -> dict:
-        counts: dict[int, int] = {}
-        for rating in db.ratings():
-            counts[rating["rater_id"]] = counts.get(rating["rater_id"], 0) + 1
+        counts = db.ratings_per_rater()
         per_rater = study.n_ratings_per_rater
         return {"title": study.title, "n_trials": len(study.trials), "ratings_per_rater": per_rater,
                 "raters": [{"rater_id": r.id, "alias": r.alias, "link": f"/r/{r.token}", "calibrated": r.calibration is not None,

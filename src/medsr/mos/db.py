@@ -197,6 +197,13 @@ class Database:
                      "created_at": r.created_at.isoformat()}
                     for r, alias in rows]
 
+    def ratings_per_rater(self) -> dict[int, int]:
+        """{rater id: number of ratings} for the raters of this study who rated anything."""
+        with self._session() as session:
+            rows = session.execute(select(Rating.rater_id, func.count()).join(Rater, Rater.id == Rating.rater_id)
+                                   .where(Rater.study_id == self.study.study_id).group_by(Rating.rater_id))
+            return {rater_id: int(count) for rater_id, count in rows}
+
     def count_ratings(self) -> int:
         with self._session() as session:
             return int(session.scalar(select(func.count()).select_from(Rating).join(Rater, Rater.id == Rating.rater_id)

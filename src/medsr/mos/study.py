@@ -219,14 +219,8 @@ def create_study(eval_dir: str | Path, out: str | Path, options: StudyOptions) -
     try:
         renderer = _Renderer(tmp / IMAGES, options)
         trials, provenance = [], []
-        n_checks = min(2 * options.n_images, max(2, round(options.check_fraction * options.n_images)))
-        if options.check_fraction == 0:
-            n_checks = 0
-        check_kinds = [(CHECK_ORIGINAL, CHECK_DEGRADED)[k % 2] for k in range(n_checks)]
-        check_slots = rng.permutation(np.arange(2 * options.n_images) % options.n_images)[:n_checks]
-        checks_of_trial: dict[int, list[str]] = defaultdict(list)
-        for kind, slot in zip(check_kinds, check_slots):
-            checks_of_trial[int(slot)].append(kind)
+        checks_of_trial = _plan_checks(options.n_images, options.check_fraction, rng)
+        n_checks = sum(len(kinds) for kinds in checks_of_trial.values())
         for number, image_id in enumerate(chosen[1:]):
             image_key = f"image-{number + 1:02d}"
             reference, region, window = renderer.prepare(files[image_id][REFERENCE])
@@ -235,9 +229,7 @@ def create_study(eval_dir: str | Path, out: str | Path, options: StudyOptions) -
                 image = reference if kind == CHECK_ORIGINAL else _blatantly_degraded(reference, rng)
                 items.append(Item(_new_id("i"), renderer.write(image), kind))
             trials.append(Trial(f"t{number + 1:02d}", image_key, renderer.write(reference), tuple(items)))
-            provenance.append({"image_key": image_key, "image_id": image_id, "patient_id": info[image_id]["patient_id"],
-                               "modality": info[image_id]["modality"], "region_yxhw": " ".join(map(str, region)),
-                               "window_low": repr(window[0]), "window_high": repr(window[1])})
+            provenance.append(_provenance_row(image_key, info[image_id], region, window))
         reference, region, window = renderer.prepare(files[chosen[0]][REFERENCE])
         calibration = [
             CalibrationItem(_new_id("c"), renderer.write(_blatantly_degraded(reference, rng)), 1,
@@ -248,9 +240,7 @@ def create_study(eval_dir: str | Path, out: str | Path, options: StudyOptions) -
         ]
         order = rng.permutation(len(calibration))
         calibration = [calibration[i] for i in order]
-        provenance.append({"image_key": "calibration", "image_id": chosen[0], "patient_id": info[chosen[0]]["patient_id"],
-                           "modality": info[chosen[0]]["modality"], "region_yxhw": " ".join(map(str, region)),
-                           "window_low": repr(window[0]), "window_high": repr(window[1])})
+        provenance.append(_provenance_row("calibration", info[chosen[0]], region, window))
         document = {
             "format": FORMAT, "version": 1, "study_id": uuid.uuid4().hex, "title": options.title,
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -280,6 +270,25 @@ def _protocol(eval_dir: Path) -> dict:
     except (OSError, ValueError, KeyError):
         return {}
     return {key: protocol[key] for key in ("split", "degradation", "scale", "seed", "methods") if key in protocol}
+
+
+def _plan_checks(n_images: int, fraction: float, rng: np.random.Generator) -> dict[int, list[str]]:
+    """{trial number: hidden check kinds}: round(fraction x N) checks (at least 2 unless 0, at most 2 per
+    trial), alternately the original and the degraded image, on random trials."""
+    count = 0 if fraction == 0 else min(2 * n_images, max(2, round(fraction * n_images)))
+    slots = rng.permutation(np.arange(2 * n_images) % n_images)[:count]
+    plan: dict[int, list[str]] = defaultdict(list)
+    for k, slot in enumerate(slots):
+        plan[int(slot)].append((CHECK_ORIGINAL, CHECK_DEGRADED)[k % 2])
+    return plan
+
+
+def _provenance_row(image_key: str, source: dict[str, str], region: tuple[int, int, int, int],
+                    window: tuple[float, float]) -> dict[str, str]:
+    """One row of private/provenance.csv: which evaluation image a study image shows, and how."""
+    return {"image_key": image_key, "image_id": source["image_id"], "patient_id": source["patient_id"],
+            "modality": source["modality"], "region_yxhw": " ".join(map(str, region)),
+            "window_low": repr(window[0]), "window_high": repr(window[1])}
 
 
 def _new_id(prefix: str) -> str:
