@@ -1,7 +1,7 @@
 """Where SRResNet inference time goes on a GPU: each layer shape timed alone.
 
 Part 1 times each distinct layer of the 16 x 64 SRResNet at 128x128 -> 512x512 (channels-last,
-bf16 and fp16, cuDNN autotuned) with CUDA events, and the rewritten head and tail of
+bf16 and fp16, cuDNN autotuned) with CUDA events, and the rewritten tail of
 ``medsr.models.gemm_conv`` (compiled), in microseconds per image. ``bench_infer.py --profile``
 lists the kernels of the whole compiled networks.
 
@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from medsr.models.gemm_conv import PatchConv2d, TapSumConv2d
+from medsr.models.gemm_conv import TapSumConv2d
 
 
 def _time_us(fn, batch: int, reps: int = 10) -> float:
@@ -44,9 +44,9 @@ def _conv_case(batch, cin, cout, size, k, dtype, layout=torch.channels_last):
     return lambda: F.conv2d(x, w, b, padding=k // 2)
 
 
-def _module_case(module: nn.Module, batch, cin, size, dtype, input_dtype=torch.float32):
+def _module_case(module: nn.Module, batch, cin, size, dtype):
     module = torch.compile(module.cuda())
-    x = torch.randn(batch, cin, size, size, device="cuda", dtype=input_dtype).to(memory_format=torch.channels_last)
+    x = torch.randn(batch, cin, size, size, device="cuda", dtype=dtype).to(memory_format=torch.channels_last)
 
     def run():
         with torch.inference_mode(), torch.autocast("cuda", dtype=dtype):
@@ -69,8 +69,7 @@ def layer_times(batch: int) -> dict[str, float]:
             "tail_conv_64to1_k9_512_nchw": _conv_case(batch, 64, 1, 512, 9, dtype, torch.contiguous_format),
         }
         if tag == "bf16":
-            cases["head_patchconv_compiled"] = _module_case(PatchConv2d(nn.Conv2d(1, 64, 9, padding=4)), batch, 1, 128, dtype)
-            cases["tail_tapsum_compiled"] = _module_case(TapSumConv2d(nn.Conv2d(64, 1, 9, padding=4)), batch, 64, 512, dtype, dtype)
+            cases["tail_tapsum_compiled"] = _module_case(TapSumConv2d(nn.Conv2d(64, 1, 9, padding=4)), batch, 64, 512, dtype)
         for name, fn in cases.items():
             with torch.inference_mode():
                 try:

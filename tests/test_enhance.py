@@ -122,3 +122,17 @@ def test_refuses_its_input_and_reports_bad_files(tmp_path, ct_small, capsys):
     assert code == 1 and "failed" in captured.err and "bad.dcm" in captured.err
     assert (tmp_path / "out" / "good.dcm").is_file() and not (tmp_path / "out" / "bad.dcm").exists()
     assert captured.out.startswith("1 files written")
+
+
+def test_cli_bf16_precision_stays_close_to_fp32(tmp_path, checkpoint):
+    source = tmp_path / "in"
+    write_ct_series(source, 1, patient="PAT-B")
+    for precision in ("fp32", "bf16"):
+        code = main(["enhance", str(source), "--model", str(checkpoint), "-o", str(tmp_path / precision),
+                     "--device", "cpu", "--precision", precision])
+        assert code == 0
+    exact, low = (pydicom.dcmread(next((tmp_path / p).rglob("*.dcm"))) for p in ("fp32", "bf16"))
+    hu_exact, hu_low = (ds.pixel_array * float(ds.RescaleSlope) + float(ds.RescaleIntercept) for ds in (exact, low))
+    assert exact.pixel_array.shape == low.pixel_array.shape
+    # 0.2% of the 4095 HU training window (bf16 has an 8-bit mantissa), and not bit-equal
+    assert 0 < np.abs(hu_low - hu_exact).max() < 0.002 * 4095 * 2

