@@ -274,8 +274,8 @@ def _add_enhance(sub) -> None:
     p.add_argument("--batch", type=int, default=4, help="tiles per forward pass (default 4)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
-                   help="network arithmetic: fp32 (default) or bf16 (about 2x faster on GPUs and AMX CPUs; "
-                   "outputs differ by about 0.1%% of the intensity range)")
+                   help="network arithmetic: fp32 (default) or bf16 (faster on GPUs and AMX CPUs; "
+                   "outputs move by up to about 0.3%% of the intensity window)")
     p.add_argument("--compile", action="store_true", help="torch.compile the network (pays off for many images)")
     p.set_defaults(handler=_run_enhance)
 

@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+
 def _check_same_padding(conv: nn.Conv2d) -> int:
     k = conv.kernel_size[0]
     if (conv.kernel_size != (k, k) or k % 2 == 0 or conv.stride != (1, 1) or conv.dilation != (1, 1)
@@ -46,7 +47,7 @@ class TapSumConv2d(nn.Module):
         self.bias = nn.Parameter(conv.bias.detach().clone()) if conv.bias is not None else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        n, c, h, w = x.shape
+        n, _, h, w = x.shape
         k, p = self.kernel, self.kernel // 2
         taps = torch.matmul(self.weight.to(x.dtype), x.flatten(2))  # (N, O*k*k, H*W): coalesced rows per tap
         taps = F.pad(taps.view(n, self.out_channels, k * k, h, w).float(), (p, p, p, p))

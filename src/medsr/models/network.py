@@ -46,8 +46,8 @@ class NetworkModel(SRModel):
         source: where the weights came from (checkpoint path), for reports.
         intensity: the ``ct_window``/``percentiles`` its training data were prepared with.
         batch_size: images per forward pass in ``enhance_batch``.
-        precision: ``fp32`` (default) or ``bf16`` (autocast: about 2x faster on GPUs and CPUs with
-            AMX; outputs differ by about 1e-3 of the [0, 1] range).
+        precision: ``fp32`` (default) or ``bf16`` (autocast: faster on GPUs and CPUs with AMX;
+            outputs move by up to about 3e-3 of the [0, 1] range).
         compile: run the network through ``torch.compile`` (pays off for many images of one size).
     """
 
