@@ -61,3 +61,31 @@ def test_network_model_on_cuda_rewrites_the_tail_and_matches_the_cpu():
     gpu = NetworkModel(SRResNet(blocks=2, channels=16), "srresnet", 4, device="cuda", precision="bf16", compile=True)
     assert isinstance(gpu.module.tail, TapSumConv2d)
     assert np.abs(gpu.enhance_batch(lq) - reference).max() < 2e-2
+
+
+def test_enhance_cli_on_cuda_gives_the_cpu_values(tmp_path):
+    """A real CT slice through ``medsr enhance`` on CPU, on CUDA in fp32 (TF32 convolutions) and on
+    CUDA in bf16 compiled: the same derived DICOM, HU values within rounding of each other."""
+    import numpy as np
+    import pydicom
+
+    from conftest import write_ct_series
+    from medsr.cli import main
+    from medsr.models.checkpoint import model_entry, save_checkpoint
+
+    torch.manual_seed(0)
+    kwargs = {"scale": 4, "blocks": 2, "channels": 8, "upsample_skip": True}  # output = bicubic + residual
+    checkpoint = tmp_path / "best.pt"
+    save_checkpoint(checkpoint, {"model": model_entry("srresnet", kwargs, SRResNet(**kwargs)), "config": {"name": "tiny"},
+                                 "intensity": {"ct_window": [-1024, 3071], "percentiles": [0, 100]}})
+    write_ct_series(tmp_path / "in", 1)
+    runs = {"cpu": ["--device", "cpu"], "cuda": ["--device", "cuda"],
+            "cuda_bf16": ["--device", "cuda", "--precision", "bf16", "--compile"]}
+    hu = {}
+    for name, flags in runs.items():
+        assert main(["enhance", str(tmp_path / "in"), "--model", str(checkpoint), "-o", str(tmp_path / name), *flags]) == 0
+        ds = pydicom.dcmread(next((tmp_path / name).rglob("*.dcm")))
+        hu[name] = ds.pixel_array * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
+    assert hu["cpu"].shape == (512, 512) and hu["cpu"].std() > 50  # a real image, not a constant
+    assert np.abs(hu["cuda"] - hu["cpu"]).max() <= 0.001 * 4095 + 1
+    assert np.abs(hu["cuda_bf16"] - hu["cpu"]).max() <= 0.004 * 4095
