@@ -185,6 +185,17 @@ def test_invite_only_study_refuses_self_enrolment(study, db):
         assert client.get(invited.json()["link"]).status_code == 200
 
 
+def test_open_enrolment_closes_at_max_raters_but_invitations_still_work(study, db):
+    with TestClient(create_app(study, db, ADMIN_TOKEN, max_raters=2)) as client:
+        _enrol(client, "first")
+        _enrol(client, "second")
+        refused = client.post("/api/raters", json={"alias": "third"})
+        assert refused.status_code == 403 and "enrolment is closed: this study has its 2 raters" in refused.json()["detail"]
+        invited = client.post("/api/admin/raters", json={"alias": "invited"}, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+        assert invited.status_code == 201
+    assert [r.alias for r in db.raters()] == ["first", "second", "invited"]
+
+
 def test_sqlite_database_lives_in_the_study_folder_in_wal_mode(study, db, client):
     _enrol(client)
     assert sqlite_journal_mode(study.folder / "mos.sqlite") == "wal"

@@ -1,4 +1,5 @@
-"""50 raters at once against the real server (``medsr mos serve`` on loopback): 1,000 ratings, none lost.
+"""50 raters at once against the real server (``medsr mos serve`` on loopback): 1,000 ratings, none lost;
+and 30 simultaneous enrolments against a cap of 10 raters: exactly 10 get in.
 
 Runs on SQLite (the default, WAL mode) and on PostgreSQL when ``MEDSR_TEST_POSTGRES_URL`` names a
 server (``.ci/run`` starts one with ``scripts/ci_services.sh``).
@@ -69,8 +70,30 @@ def _load(study, db_url):
         db.close()
 
 
+def _enrolment_rush(study, db_url, cap=10, visitors=30):
+    with running_server(study.folder, db_url, "--max-raters", str(cap)) as base:
+        barrier = threading.Barrier(visitors)
+
+        def visit(index: int) -> int:
+            barrier.wait(timeout=60)
+            return requests.post(f"{base}/api/raters", json={"alias": f"rush-{index}"}, timeout=60).status_code
+
+        with ThreadPoolExecutor(visitors) as pool:
+            codes = list(pool.map(visit, range(visitors)))
+    assert sorted(codes) == [201] * cap + [403] * (visitors - cap)
+    db = Database(database_url(study, db_url), study)
+    try:
+        assert len(db.raters()) == cap
+    finally:
+        db.close()
+
+
 def test_fifty_concurrent_raters_on_sqlite(evaluation, tmp_path):
     _load(make_study(evaluation, tmp_path / "study"), None)
+
+
+def test_enrolment_cap_holds_under_a_rush_on_sqlite(evaluation, tmp_path):
+    _enrolment_rush(make_study(evaluation, tmp_path / "study"), None)
 
 
 @pytest.fixture
@@ -95,3 +118,7 @@ def postgres_schema_url():
 
 def test_fifty_concurrent_raters_on_postgresql(evaluation, tmp_path, postgres_schema_url):
     _load(make_study(evaluation, tmp_path / "study"), postgres_schema_url)
+
+
+def test_enrolment_cap_holds_under_a_rush_on_postgresql(evaluation, tmp_path, postgres_schema_url):
+    _enrolment_rush(make_study(evaluation, tmp_path / "study"), postgres_schema_url)

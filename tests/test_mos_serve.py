@@ -29,6 +29,8 @@ def test_bad_study_or_database_is_one_line(tmp_path, capsys, monkeypatch):
     study = make_study(make_evaluation(tmp_path / "e"), tmp_path / "study", images=2)
     assert main(["mos", "report", str(study.folder), "--db", "oracle://x@y/z"]) == 1
     assert "oracle is not supported" in capsys.readouterr().err
+    assert main(["mos", "serve", str(study.folder), "--max-raters", "0"]) == 1
+    assert "--max-raters: must be at least 1, got 0" in capsys.readouterr().err
     monkeypatch.setenv("MEDSR_MOS_ADMIN_TOKEN", "short")
     assert main(["mos", "serve", str(study.folder)]) == 1
     assert "MEDSR_MOS_ADMIN_TOKEN: use at least 16 characters" in capsys.readouterr().err

@@ -346,6 +346,9 @@ def _add_mos(sub) -> None:
     s.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     s.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     s.add_argument("--invite-only", action="store_true", help="raters need a link made on the admin page")
+    s.add_argument("--max-raters", type=int, default=None,
+                   help="open enrolment closes when the study has this many raters (default 200); "
+                   "links made on the admin page still work")
     s.set_defaults(handler=_run_mos_serve)
 
     r = mos.add_parser("report", help="MOS with CIs, agreement and flagged raters (Markdown, CSV, JSON)",
@@ -380,7 +383,9 @@ def _run_mos_create(args: argparse.Namespace) -> int:
 def _run_mos_serve(args: argparse.Namespace) -> int:
     from medsr.mos.serve import serve
 
-    serve(str(args.study), args.db, args.host, args.port, invite_only=args.invite_only)
+    if args.max_raters is not None and args.max_raters < 1:
+        raise MedsrError(f"--max-raters: must be at least 1, got {args.max_raters}")
+    serve(str(args.study), args.db, args.host, args.port, invite_only=args.invite_only, max_raters=args.max_raters)
     return 0
 
 

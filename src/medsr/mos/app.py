@@ -2,7 +2,7 @@
 
 Routes (``T`` is a rater's secret token, the key of their resume link ``/r/T``):
 
-* ``GET /`` instructions and enrolment; ``POST /api/raters`` enrols (unless invite-only);
+* ``GET /`` instructions and enrolment; ``POST /api/raters`` enrols (unless invite-only or the study has its ``max_raters``);
 * ``GET /r/T`` the rater's page; ``GET /api/rater/T`` their progress; ``POST /api/rater/T/calibration``;
   ``GET|POST /api/rater/T/trials/{position}`` one trial (original + unlabelled items, their stored order);
 * ``GET /images/{name}`` a study image (names are checked against the study: nothing else is served);
@@ -30,6 +30,7 @@ from medsr.mos.study import IMAGE_NAME, NARROW_SCREEN_PX, SCALE_LABELS, Study
 STATIC = Path(__file__).parent / "static"
 TOKEN_PATTERN = r"^[A-Za-z0-9_-]{20,64}$"
 ALIAS_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,39}$"
+DEFAULT_MAX_RATERS = 200  # open enrolment closes here: bounds what an anonymous visitor can add
 
 
 class ViewportIn(BaseModel):
@@ -51,8 +52,11 @@ class EnrolIn(BaseModel):
     alias: str = Field(pattern=ALIAS_PATTERN)
 
 
-def create_app(study: Study, db: Database, admin_token: str, *, invite_only: bool = False) -> FastAPI:
-    """The ASGI app of one study. ``admin_token`` guards ``/admin`` APIs; ``invite_only`` closes ``POST /api/raters``."""
+def create_app(study: Study, db: Database, admin_token: str, *, invite_only: bool = False,
+               max_raters: int = DEFAULT_MAX_RATERS) -> FastAPI:
+    """The ASGI app of one study. ``admin_token`` guards ``/admin`` APIs; ``invite_only`` closes
+    ``POST /api/raters``, which otherwise closes once the study has ``max_raters`` raters (invitations
+    made on the admin page are always possible)."""
     app = FastAPI(title=f"medsr MOS: {study.title}", docs_url=None, redoc_url=None, openapi_url=None)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
@@ -113,11 +117,13 @@ def create_app(study: Study, db: Database, admin_token: str, *, invite_only: boo
     def enrol(body: EnrolIn) -> dict:
         if invite_only:
             raise HTTPException(403, "this study is by invitation: ask the organiser for your link")
-        return _new_rater(body.alias)
+        return _new_rater(body.alias, max_raters)
 
-    def _new_rater(alias: str) -> dict:
+    def _new_rater(alias: str, limit: int | None = None) -> dict:
         token = secrets.token_urlsafe(24)
-        rater = db.add_rater(alias, token)
+        rater = db.add_rater(alias, token, max_raters=limit)
+        if rater is None:
+            raise HTTPException(403, f"enrolment is closed: this study has its {limit} raters; ask the organiser for a link")
         return {"rater_id": rater.id, "alias": rater.alias, "token": token, "link": f"/r/{token}"}
 
     @app.get("/api/rater/{token}")

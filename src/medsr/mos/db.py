@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from sqlalchemy import (CheckConstraint, DateTime, Float, ForeignKey, Integer, SmallInteger, String, Text,
-                        UniqueConstraint, create_engine, event, func, select)
+                        UniqueConstraint, create_engine, event, func, select, text)
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
@@ -26,6 +26,7 @@ from medsr.errors import MedsrError
 from medsr.mos.study import Study
 
 SQLITE_NAME = "mos.sqlite"
+_ENROLMENT_LOCK = 0x6D65_6473_725F_6D6F  # PostgreSQL advisory lock key of enrolments ("medsr_mo")
 
 
 class Base(DeclarativeBase):
@@ -120,12 +121,22 @@ class Database:
                 yield session
 
     # -- raters ---------------------------------------------------------------------------------
-    def add_rater(self, alias: str, token: str) -> Rater:
-        """A new rater with a freshly shuffled trial order and, per trial, item order (both stored)."""
+    def add_rater(self, alias: str, token: str, *, max_raters: int | None = None) -> Rater | None:
+        """A new rater with a freshly shuffled trial order and, per trial, item order (both stored).
+
+        With ``max_raters``, nothing is added (returns None) once the study has that many raters;
+        the count and the insert are one serialised write, so simultaneous enrolments cannot
+        overshoot it (SQLite: ``BEGIN IMMEDIATE``; PostgreSQL: a transaction advisory lock)."""
         rng = random.SystemRandom()
         trials = list(self.study.trials)
         rng.shuffle(trials)
         with self._session(write=True) as session:
+            if max_raters is not None:
+                if self.dialect == "postgresql":
+                    session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _ENROLMENT_LOCK})
+                present = session.scalar(select(func.count()).select_from(Rater).where(Rater.study_id == self.study.study_id))
+                if present >= max_raters:
+                    return None
             rater = Rater(study_id=self.study.study_id, token=token, alias=alias, created_at=_now())
             session.add(rater)
             session.flush()

@@ -19,11 +19,12 @@ def admin_token_from_environment() -> str | None:
     return token
 
 
-def serve(study_dir: str, db_url: str | None, host: str, port: int, *, invite_only: bool = False) -> None:
+def serve(study_dir: str, db_url: str | None, host: str, port: int, *, invite_only: bool = False,
+          max_raters: int | None = None) -> None:
     """Open the study and its database, print the addresses and the admin token, and serve until Ctrl-C."""
     import uvicorn
 
-    from medsr.mos.app import create_app
+    from medsr.mos.app import DEFAULT_MAX_RATERS, create_app
     from medsr.mos.db import Database, database_url
     from medsr.mos.study import load_study
 
@@ -32,11 +33,13 @@ def serve(study_dir: str, db_url: str | None, host: str, port: int, *, invite_on
     db = Database(database_url(study, db_url), study)
     shown = f"(from {ADMIN_TOKEN_ENV})" if token else None
     token = token or secrets.token_urlsafe(24)
-    app = create_app(study, db, token, invite_only=invite_only)
+    limit = DEFAULT_MAX_RATERS if max_raters is None else max_raters
+    app = create_app(study, db, token, invite_only=invite_only, max_raters=limit)
     address = f"http://{host}:{port}"
     print(f"study '{study.title}': {len(study.trials)} trials, {study.n_ratings_per_rater} ratings per rater; "
           f"database {db.dialect}", flush=True)
-    print(f"raters: {address}/" + ("  (invitation only: create links on the admin page)" if invite_only else ""), flush=True)
+    enrolment = "invitation only: create links on the admin page" if invite_only else f"open enrolment up to {limit} raters"
+    print(f"raters: {address}/  ({enrolment})", flush=True)
     print(f"admin:  {address}/admin", flush=True)
     print(f"admin token: {shown or token}", flush=True)
     if host not in ("127.0.0.1", "localhost", "::1"):
