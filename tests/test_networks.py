@@ -47,14 +47,23 @@ def test_batchnorm_folding_keeps_outputs():
     torch.testing.assert_close(folded, reference, atol=1e-5, rtol=1e-4)
 
 
-@pytest.mark.parametrize("cin,cout,kernel", [(1, 16, 9), (2, 8, 5), (16, 1, 9), (8, 3, 3)])
-def test_tap_sum_rewrite_computes_the_same_convolution(cin, cout, kernel):
+@pytest.mark.parametrize("cin,cout,kernel,size", [(1, 16, 9, (13, 17)), (2, 8, 5, (13, 17)), (16, 1, 9, (13, 17)),
+                                                  (8, 3, 3, (13, 17)), (16, 1, 9, (3, 6))])
+@pytest.mark.parametrize("mode", ["eager", "traced"])
+def test_tap_sum_rewrite_computes_the_same_convolution(cin, cout, kernel, size, mode):
+    """Both sums: in place (eager) and over a padded view (what torch.compile traces; the "eager"
+    backend runs the traced graph without code generation). Odd sizes and an image smaller than
+    the kernel: the borders must see zero padding exactly."""
     torch.manual_seed(0)
     conv = nn.Conv2d(cin, cout, kernel, padding=kernel // 2)
-    x = torch.randn(2, cin, 13, 17)  # odd sizes: the borders must see zero padding exactly
+    x = torch.randn(2, cin, *size)
+    rewritten = TapSumConv2d(conv)
+    if mode == "traced":
+        torch._dynamo.reset()
+        rewritten = torch.compile(rewritten, backend="eager", fullgraph=True)
     with torch.no_grad():
         reference = conv(x)
-        out = TapSumConv2d(conv)(x)
+        out = rewritten(x)
     assert out.shape == reference.shape
     torch.testing.assert_close(out, reference, atol=1e-5, rtol=1e-4)
     with pytest.raises(ValueError, match="same"):
