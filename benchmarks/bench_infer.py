@@ -5,8 +5,8 @@ CPU, 32 on a GPU), and on a GPU also bf16 channels_last and torch.compile'd bf16
 same architecture (16 blocks x 64 channels, channel-wise PReLU, BatchNorm with non-trivial
 statistics) through its inference path: BatchNorm folded into the convolutions, channels_last,
 bf16 on GPUs (and on CPUs with AMX), larger batches, and on a GPU a CUDA graph of the forward pass
-or the 9 x 9 tail rewritten as a matrix product and a shifted sum (``for_gpu_inference``),
-eager or compiled.
+or the 9 x 9 tail rewritten as partial maps and a shifted sum (``for_inference``), eager or
+compiled.
 Images per second, medians of interleaved rounds.
 
 Usage: python benchmarks/bench_infer.py [--yardstick PATH] [--json OUT] [--profile OUT.txt]
@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 from bench_train import ROOT, load_yardstick, sync
-from medsr.models.srresnet import SRResNet, fold_batchnorm, for_gpu_inference
+from medsr.models.srresnet import SRResNet, fold_batchnorm, for_inference
 
 
 def _with_statistics(model: torch.nn.Module) -> torch.nn.Module:
@@ -57,7 +57,7 @@ def textbook(yardstick, device, batch, dtype=None, channels_last=False, compiled
 def medsr(device, batch, dtype=None, compiled=False, graph=False, mode=None, rewrite=False):
     torch.manual_seed(0)
     model = _with_statistics(SRResNet())
-    model = (for_gpu_inference(model) if rewrite else fold_batchnorm(model)).to(device).to(memory_format=torch.channels_last)
+    model = (for_inference(model, device) if rewrite else fold_batchnorm(model)).to(device).to(memory_format=torch.channels_last)
     x = torch.rand(batch, 1, 128, 128, device=device).to(memory_format=torch.channels_last)
     network = torch.compile(model, mode=mode) if compiled else model
 
@@ -157,10 +157,12 @@ def main() -> None:
         variants = {
             "textbook_eager_fp32": textbook(yardstick, device, 1),
             "medsr_folded_fp32_cl_b1": medsr(device, 1),
-            "medsr_folded_fp32_cl_b4": medsr(device, 4),
+            "medsr_tapsum_fp32_cl_b1": medsr(device, 1, rewrite=True),
+            "medsr_tapsum_fp32_cl_b4": medsr(device, 4, rewrite=True),
         }
         if torch.ops.mkldnn._is_mkldnn_bf16_supported():
             variants["medsr_folded_bf16_cl_b4"] = medsr(device, 4, bf16)
+            variants["medsr_tapsum_bf16_cl_b4"] = medsr(device, 4, bf16, rewrite=True)
     measured, errors = rates(variants, device, args.seconds or (6.0 if device.type == "cpu" else 2.0))
     result = {
         "date": date.today().isoformat(),
@@ -171,7 +173,7 @@ def main() -> None:
     best = max(v for k, v in measured.items() if k.startswith("medsr"))
     reference = "textbook_compiled_bf16_cl" if "textbook_compiled_bf16_cl" in measured else "textbook_eager_fp32"
     result[f"ratio_vs_{reference}"] = round(best / measured[reference], 2)
-    fp32 = [v for k, v in measured.items() if k.startswith("medsr_folded_fp32")]
+    fp32 = [v for k, v in measured.items() if k.startswith("medsr") and "_fp32_" in k]
     if fp32 and device.type == "cpu":
         result["ratio_fp32_vs_textbook_eager_fp32"] = round(max(fp32) / measured["textbook_eager_fp32"], 2)
     if {"medsr_tapsum_bf16_cl_compiled_b128", "medsr_folded_bf16_cl_b128"} <= set(variants):

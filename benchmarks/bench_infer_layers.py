@@ -1,25 +1,28 @@
-"""Where SRResNet inference time goes on a GPU: each layer shape timed alone.
+"""Where SRResNet inference time goes: each layer shape timed alone.
 
-Part 1 times each distinct layer of the 16 x 64 SRResNet at 128x128 -> 512x512 (channels-last,
-bf16 and fp16, cuDNN autotuned) with CUDA events, and the rewritten tail of
-``medsr.models.gemm_conv`` (compiled), in microseconds per image. ``bench_infer.py --profile``
-lists the kernels of the whole compiled networks.
+On a GPU: each distinct layer of the 16 x 64 SRResNet at 128x128 -> 512x512 (channels-last, bf16
+and fp16, cuDNN autotuned) timed with CUDA events, and the rewritten tail of
+``medsr.models.tap_sum_conv`` (compiled), in microseconds per image. ``bench_infer.py --profile``
+lists the kernels of the whole compiled networks. On a CPU: the 9 x 9 tail (64 -> 1 at 512x512)
+as a oneDNN convolution and rewritten both ways (eager), in milliseconds per image, medians.
 
-Usage: python benchmarks/bench_infer_layers.py [--batch 128] [--json OUT]
+Usage: python benchmarks/bench_infer_layers.py [--batch 128 (GPU) | 2 (CPU)] [--json OUT]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
+import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from medsr.models.gemm_conv import TapSumConv2d
+from medsr.models.tap_sum_conv import TapSumConv2d
 
 
 def _time_us(fn, batch: int, reps: int = 10) -> float:
@@ -81,14 +84,42 @@ def layer_times(batch: int) -> dict[str, float]:
     return results
 
 
+def cpu_tail_times(batch: int, repeats: int = 5) -> dict[str, float]:
+    """Milliseconds per image of the tail on the CPU: the convolution and both rewrites."""
+    torch.manual_seed(0)
+    conv = nn.Conv2d(64, 1, 9, padding=4).eval()
+    x = torch.randn(batch, 64, 512, 512)
+    layers = {"conv": conv, "tapsum_pixel": TapSumConv2d(conv, "pixel"), "tapsum_column": TapSumConv2d(conv, "column")}
+    results = {}
+    for layout_name, layout in (("nchw", torch.contiguous_format), ("cl", torch.channels_last)):
+        xl = x.to(memory_format=layout)
+        for tag, dtype in (("fp32", None), ("bf16", torch.bfloat16)):
+            if dtype is not None and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+                continue
+            for name, layer in layers.items():
+                with torch.inference_mode(), torch.autocast("cpu", dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+                    layer(xl)
+                    samples = []
+                    for _ in range(repeats):
+                        start = time.perf_counter()
+                        layer(xl)
+                        samples.append((time.perf_counter() - start) * 1000 / batch)
+                results[f"tail_{name}_{layout_name}_{tag}_ms"] = round(statistics.median(samples), 1)
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--batch", type=int, default=128)
+    parser.add_argument("--batch", type=int)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
-    torch.backends.cudnn.benchmark = True
-    result = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "batch": args.batch,
-              **layer_times(args.batch)}
+    if torch.cuda.is_available():
+        torch.backends.cudnn.benchmark = True
+        batch = args.batch or 128
+        result = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "batch": batch, **layer_times(batch)}
+    else:
+        batch = args.batch or 2
+        result = {"device": f"cpu ({os.cpu_count()} cores)", "torch": torch.__version__, "batch": batch, **cpu_tail_times(batch)}
     print(json.dumps(result, indent=1), flush=True)
     if args.json:
         args.json.write_text(json.dumps(result, indent=1) + "\n")

@@ -34,14 +34,14 @@ def test_cuda_graph_step_trains_like_the_eager_step():
 
 
 def test_compiled_gpu_inference_rewrite_matches_the_plain_network():
-    from medsr.models.srresnet import for_gpu_inference
+    from medsr.models.srresnet import for_inference
 
     torch.manual_seed(0)
     model = SRResNet(blocks=2, channels=16).cuda().eval()
     x = torch.rand(3, 1, 40, 36, device="cuda")
     with torch.inference_mode():
         reference = model(x)
-    fast = torch.compile(for_gpu_inference(model))
+    fast = torch.compile(for_inference(model, "cuda"))
     with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16):
         out = fast(x.to(memory_format=torch.channels_last))
     assert out.shape == reference.shape and out.dtype == torch.float32
@@ -51,7 +51,7 @@ def test_compiled_gpu_inference_rewrite_matches_the_plain_network():
 def test_network_model_on_cuda_rewrites_the_tail_and_matches_the_cpu():
     import numpy as np
 
-    from medsr.models.gemm_conv import TapSumConv2d
+    from medsr.models.tap_sum_conv import TapSumConv2d
     from medsr.models.network import NetworkModel
 
     torch.manual_seed(0)

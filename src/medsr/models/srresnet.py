@@ -92,13 +92,14 @@ def _fold(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> None:
         conv.bias.copy_(new_bias)
 
 
-def for_gpu_inference(model: SRResNet) -> SRResNet:
-    """Prepare an eval-mode SRResNet for fast GPU inference, in place: BatchNorm folded, the 9 x 9
-    tail convolution (64 -> 1 channel at the output resolution) rewritten as a matrix product and
-    a shifted sum (``medsr.models.gemm_conv.TapSumConv2d``), channels-last memory. Same outputs up
-    to float rounding; fastest under ``torch.compile``, which fuses the shifted sum."""
-    from medsr.models.gemm_conv import TapSumConv2d
+def for_inference(model: SRResNet, device: torch.device | str = "cpu") -> SRResNet:
+    """Prepare an eval-mode SRResNet for fast inference on ``device``, in place: BatchNorm folded,
+    the 9 x 9 tail convolution (64 -> 1 channel at the output resolution) rewritten as partial
+    maps plus shifted sums (``medsr.models.tap_sum_conv.TapSumConv2d``: a matrix product on GPUs,
+    a 9 x 1 convolution on CPUs), channels-last memory. Same outputs up to float rounding; on a GPU
+    fastest under ``torch.compile``, which fuses the shifted sum."""
+    from medsr.models.tap_sum_conv import TapSumConv2d
 
     fold_batchnorm(model.eval())
-    model.tail = TapSumConv2d(model.tail)
+    model.tail = TapSumConv2d(model.tail, partial="pixel" if torch.device(device).type == "cuda" else "column")
     return model.to(memory_format=torch.channels_last)
