@@ -5,8 +5,8 @@ CPU, 32 on a GPU), and on a GPU also bf16 channels_last and torch.compile'd bf16
 same architecture (16 blocks x 64 channels, channel-wise PReLU, BatchNorm with non-trivial
 statistics) through its inference path: BatchNorm folded into the convolutions, channels_last,
 bf16 on GPUs (and on CPUs with AMX), larger batches, and on a GPU a CUDA graph of the forward pass
-or the 9 x 9 tail rewritten as partial maps and a shifted sum (``for_inference``), eager or
-compiled.
+or the 9 x 9 tail computed as partial maps and a shifted sum (``medsr.models.tap_sum_conv``),
+eager or compiled.
 Images per second, medians of interleaved rounds.
 
 Usage: python benchmarks/bench_infer.py [--yardstick PATH] [--json OUT] [--profile OUT.txt]
@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 from bench_train import ROOT, load_yardstick, sync
-from medsr.models.srresnet import SRResNet, fold_batchnorm, for_inference
+from medsr.models.srresnet import SRResNet, fold_batchnorm
 
 
 def _with_statistics(model: torch.nn.Module) -> torch.nn.Module:
@@ -54,10 +54,10 @@ def textbook(yardstick, device, batch, dtype=None, channels_last=False, compiled
     return run, batch
 
 
-def medsr(device, batch, dtype=None, compiled=False, graph=False, mode=None, rewrite=False):
+def medsr(device, batch, dtype=None, compiled=False, graph=False, mode=None, tap_sum=False):
     torch.manual_seed(0)
-    model = _with_statistics(SRResNet())
-    model = (for_inference(model, device) if rewrite else fold_batchnorm(model)).to(device).to(memory_format=torch.channels_last)
+    model = fold_batchnorm(_with_statistics(SRResNet())).to(device).to(memory_format=torch.channels_last)
+    model.tail.form = "auto" if tap_sum else "conv"  # "folded" variants: the plain convolution as tail
     x = torch.rand(batch, 1, 128, 128, device=device).to(memory_format=torch.channels_last)
     network = torch.compile(model, mode=mode) if compiled else model
 
@@ -148,8 +148,8 @@ def main() -> None:
             "medsr_folded_bf16_cl_b128": medsr(device, 128, bf16),
             "medsr_folded_bf16_cl_compiled_b128": medsr(device, 128, bf16, compiled=True),
             "medsr_folded_bf16_cl_cudagraph_b128": medsr(device, 128, bf16, graph=True),
-            "medsr_tapsum_bf16_cl_b128": medsr(device, 128, bf16, rewrite=True),
-            "medsr_tapsum_bf16_cl_compiled_b128": medsr(device, 128, bf16, compiled=True, rewrite=True),
+            "medsr_tapsum_bf16_cl_b128": medsr(device, 128, bf16, tap_sum=True),
+            "medsr_tapsum_bf16_cl_compiled_b128": medsr(device, 128, bf16, compiled=True, tap_sum=True),
         }
         if os.environ.get("MEDSR_BENCH_AUTOTUNE"):  # minutes of kernel autotuning
             variants["medsr_folded_fp16_cl_autotuned_b128"] = medsr(device, 128, torch.float16, compiled=True, mode="max-autotune")
@@ -157,12 +157,12 @@ def main() -> None:
         variants = {
             "textbook_eager_fp32": textbook(yardstick, device, 1),
             "medsr_folded_fp32_cl_b1": medsr(device, 1),
-            "medsr_tapsum_fp32_cl_b1": medsr(device, 1, rewrite=True),
-            "medsr_tapsum_fp32_cl_b4": medsr(device, 4, rewrite=True),
+            "medsr_tapsum_fp32_cl_b1": medsr(device, 1, tap_sum=True),
+            "medsr_tapsum_fp32_cl_b4": medsr(device, 4, tap_sum=True),
         }
         if torch.ops.mkldnn._is_mkldnn_bf16_supported():
             variants["medsr_folded_bf16_cl_b4"] = medsr(device, 4, bf16)
-            variants["medsr_tapsum_bf16_cl_b4"] = medsr(device, 4, bf16, rewrite=True)
+            variants["medsr_tapsum_bf16_cl_b4"] = medsr(device, 4, bf16, tap_sum=True)
     measured, errors = rates(variants, device, args.seconds or (6.0 if device.type == "cpu" else 2.0))
     result = {
         "date": date.today().isoformat(),

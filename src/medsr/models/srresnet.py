@@ -8,6 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from medsr.models.tap_sum_conv import TapSumConv2d
+
 
 class ResidualBlock(nn.Module):
     """conv3x3 - BN - PReLU - conv3x3 - BN, plus the identity."""
@@ -53,7 +55,7 @@ class SRResNet(nn.Module):
         for _ in range(int(math.log2(scale))):
             stages += [nn.Conv2d(channels, 4 * channels, 3, padding=1), nn.PixelShuffle(2), nn.PReLU(channels)]
         self.upsample = nn.Sequential(*stages)
-        self.tail = nn.Conv2d(channels, in_channels, 9, padding=4)
+        self.tail = TapSumConv2d(channels, in_channels, 9)  # an nn.Conv2d, computed faster (see its module)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         features = self.head(x)
@@ -91,15 +93,3 @@ def _fold(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> None:
     else:
         conv.bias.copy_(new_bias)
 
-
-def for_inference(model: SRResNet, device: torch.device | str = "cpu") -> SRResNet:
-    """Prepare an eval-mode SRResNet for fast inference on ``device``, in place: BatchNorm folded,
-    the 9 x 9 tail convolution (64 -> 1 channel at the output resolution) rewritten as partial
-    maps plus shifted sums (``medsr.models.tap_sum_conv.TapSumConv2d``: a matrix product on GPUs,
-    a 9 x 1 convolution on CPUs), channels-last memory. Same outputs up to float rounding; on a GPU
-    fastest under ``torch.compile``, which fuses the shifted sum."""
-    from medsr.models.tap_sum_conv import TapSumConv2d
-
-    fold_batchnorm(model.eval())
-    model.tail = TapSumConv2d(model.tail, partial="pixel" if torch.device(device).type == "cuda" else "column")
-    return model.to(memory_format=torch.channels_last)

@@ -1,24 +1,23 @@
-"""A large-kernel convolution to few output channels, rewritten as partial maps plus shifted sums.
+"""A large-kernel convolution to few output channels, computed as partial maps plus shifted sums.
 
 SRResNet's last layer is a 9 x 9 convolution from 64 feature channels to the single image channel,
 run at 4x the resolution of the rest of the network. Neither cuDNN nor oneDNN has a good kernel for
 one output channel: this one layer took 58% of the network's time on an H100 and about 30% on a
-CPU (``benchmarks/README.md``). ``TapSumConv2d`` computes the same function in two steps:
+CPU (``benchmarks/README.md``). ``TapSumConv2d`` is an ``nn.Conv2d`` (same parameters, same
+``state_dict``, so checkpoints do not change) whose forward computes the same function in two steps:
 
 1. partial maps with many channels, which the libraries do run well:
-   - ``partial="pixel"`` (GPUs): one dense (k*k*O x C) @ (C x pixels) product gives the
+   - ``pixel`` (GPU inference): one dense (k*k*O x C) @ (C x pixels) product gives the
      contribution of every tap (a, b) at every pixel: k*k maps per output channel;
-   - ``partial="column"`` (CPUs): a k x 1 convolution gives, for every column offset b, the sum
-     over the kernel's column at every pixel: k maps per output channel;
+   - ``column`` (CPUs, training and inference): a k x 1 convolution gives, for every column
+     offset b, the sum over the kernel's column at every pixel: k maps per output channel;
 2. each output pixel sums its maps, each shifted by its tap's offset, in float32: under
    ``torch.compile`` one fused kernel over a padded view; in eager mode in-place additions over
    each map's valid region (no padded copy).
 
+GPU training keeps cuDNN's convolution (its speed there was measured with it), as do other devices.
 (The same trick the other way round, im2col + one product for the 1 -> 64 head, was slower than
 cuDNN's convolution on the H100: the gather of 81 shifted copies compiled to one kernel per copy.)
-
-Only stride 1, dilation 1, one group and zero "same" padding, as SRResNet uses; outputs equal the
-original convolution's up to float rounding (tested). Used by ``medsr.models.srresnet.for_inference``.
 """
 
 from __future__ import annotations
@@ -29,54 +28,63 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-Partial = Literal["pixel", "column"]
+Form = Literal["auto", "conv", "pixel", "column"]
+FORMS = ("auto", "conv", "pixel", "column")
 
 
-def _check_same_padding(conv: nn.Conv2d) -> int:
-    k = conv.kernel_size[0]
-    if (conv.kernel_size != (k, k) or k % 2 == 0 or conv.stride != (1, 1) or conv.dilation != (1, 1)
-            or conv.groups != 1 or conv.padding != (k // 2, k // 2) or conv.padding_mode != "zeros"):
-        raise ValueError(f"only odd square stride-1 'same' convolutions can be rewritten, got {conv}")
-    return k
+class TapSumConv2d(nn.Conv2d):
+    """``nn.Conv2d(in_channels, out_channels, k, padding=k // 2)`` (odd k, stride 1, zero padding),
+    computed as partial maps plus shifted sums where that is faster (see the module docstring).
 
-
-class TapSumConv2d(nn.Module):
-    """A k x k convolution computed as partial maps and a float32 sum of the shifted maps.
-
-    Args:
-        conv: the convolution to replace (its weights are copied).
-        partial: ``pixel`` (one matrix product to k*k maps; fastest on GPUs) or ``column`` (a k x 1
-            convolution to k maps; fastest on CPUs).
-
-    Shapes: (N, C_in, H, W) -> (N, C_out, H, W) float32.
+    ``form`` forces one computation (``conv``: the plain convolution, ``pixel``, ``column``) on any
+    device; ``auto`` (default) picks by device and grad mode. Shapes: (N, C_in, H, W) -> (N, C_out, H, W); float32 from the rewritten
+    forms (their sum is accumulated in float32), the input's dtype from the plain convolution.
     """
 
-    def __init__(self, conv: nn.Conv2d, partial: Partial = "pixel") -> None:
-        super().__init__()
-        if partial not in ("pixel", "column"):
-            raise ValueError(f"partial must be 'pixel' or 'column', got {partial!r}")
-        k = self.kernel = _check_same_padding(conv)
-        self.partial, self.out_channels = partial, conv.out_channels
-        weight = conv.weight.detach()  # (O, C, a, b)
-        if partial == "pixel":  # (O*k*k, C): row (o, a, b) holds tap (a, b) of output channel o
-            weight = weight.permute(0, 2, 3, 1).reshape(-1, conv.in_channels)
-            self.shifts = [(a - k // 2, b - k // 2) for a in range(k) for b in range(k)]
-        else:  # (O*k, C, k, 1): filter (o, b) is column b of output channel o's kernel
-            weight = weight.permute(0, 3, 1, 2).reshape(-1, conv.in_channels, k, 1)
-            self.shifts = [(0, b - k // 2) for b in range(k)]
-        self.weight = nn.Parameter(weight.contiguous())
-        self.bias = nn.Parameter(conv.bias.detach().clone()) if conv.bias is not None else None
+    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, *, form: Form = "auto") -> None:
+        if kernel_size % 2 == 0:
+            raise ValueError(f"TapSumConv2d needs an odd kernel size, got {kernel_size}")
+        super().__init__(in_channels, out_channels, kernel_size, padding=kernel_size // 2)
+        self.form = form
+
+    @property
+    def form(self) -> Form:
+        return self._form
+
+    @form.setter
+    def form(self, value: Form) -> None:
+        if value not in FORMS:
+            raise ValueError(f"form must be one of {', '.join(FORMS)}, got {value!r}")
+        self._form = value
+
+    def form_for(self, x: torch.Tensor) -> Form:
+        """The computation used for input ``x``: ``conv``, ``pixel`` or ``column``."""
+        if self.form != "auto":
+            return self.form
+        if x.device.type == "cpu":
+            return "column"
+        if x.device.type == "cuda" and not torch.is_grad_enabled():
+            return "pixel"
+        return "conv"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        form = self.form_for(x)
+        if form == "conv":
+            return super().forward(x)
         n, _, h, w = x.shape
-        weight = self.weight.to(x.dtype)
-        if self.partial == "pixel":
-            maps = torch.matmul(weight, x.flatten(2))  # (N, O*k*k, H*W): coalesced rows per tap
-        else:
-            maps = F.conv2d(x, weight, padding=(self.kernel // 2, 0))  # (N, O*k, H, W)
-        maps = maps.view(n, self.out_channels, len(self.shifts), h, w)
+        k, out_channels = self.kernel_size[0], self.out_channels
+        weight = self.weight.to(x.dtype)  # (O, C, a, b)
+        if form == "pixel":  # (O*k*k, C): row (o, a, b) holds tap (a, b) of output channel o
+            rows = weight.permute(0, 2, 3, 1).reshape(-1, self.in_channels)
+            maps = torch.matmul(rows, x.flatten(2))  # (N, O*k*k, H*W): coalesced rows per tap
+            shifts = [(a - k // 2, b - k // 2) for a in range(k) for b in range(k)]
+        else:  # (O*k, C, k, 1): filter (o, b) is column b of output channel o's kernel
+            columns = weight.permute(0, 3, 1, 2).reshape(-1, self.in_channels, k, 1)
+            maps = F.conv2d(x, columns, padding=(k // 2, 0))  # (N, O*k, H, W)
+            shifts = [(0, b - k // 2) for b in range(k)]
+        maps = maps.view(n, out_channels, len(shifts), h, w)
         shift_sum = _padded_shift_sum if torch.compiler.is_compiling() else _shift_sum_in_place
-        out = shift_sum(maps, self.shifts, self.kernel // 2)
+        out = shift_sum(maps, shifts, k // 2)
         if self.bias is not None:
             out = out + self.bias.float().view(1, -1, 1, 1)
         return out
