@@ -37,8 +37,10 @@ class TapSumConv2d(nn.Conv2d):
     computed as partial maps plus shifted sums where that is faster (see the module docstring).
 
     ``form`` forces one computation (``conv``: the plain convolution, ``pixel``, ``column``) on any
-    device; ``auto`` (default) picks by device and grad mode. Shapes: (N, C_in, H, W) -> (N, C_out, H, W); float32 from the rewritten
-    forms (their sum is accumulated in float32), the input's dtype from the plain convolution.
+    device; ``auto`` (default) picks by device and grad mode.
+
+    Shapes: (N, C_in, H, W) -> (N, C_out, H, W); float32 from the rewritten forms (their sum is
+    accumulated in float32), the input's dtype from the plain convolution.
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, *, form: Form = "auto") -> None:
