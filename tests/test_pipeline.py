@@ -9,7 +9,10 @@ from pathlib import Path
 import pytest
 
 from medsr.cli import main
+from medsr.data.manifest import read_manifest
+from medsr.data.provenance import dataset_fingerprint
 from medsr.errors import ConfigError
+from medsr.models.checkpoint import read_checkpoint
 from medsr.pipeline import load_run_config, run_pipeline
 
 from conftest import write_ct_series
@@ -81,3 +84,32 @@ def test_run_configs_are_validated(tmp_path):
     bad.write_text("name: x\ndata: {source: folder}\n")
     with pytest.raises(ConfigError, match="data.path"):
         load_run_config(bad)
+
+
+def test_changed_split_retrains_afresh_instead_of_resuming_a_model_of_other_patients(tmp_path, capsys):
+    """The reviewer's reproduction: run, change prepare's split, run again. The old SRResNet must not
+    be resumed (it trained on patients that are now test patients) and nothing of it may remain."""
+    for index in range(6):
+        write_ct_series(tmp_path / "tree" / f"P{index}" / "s1", 2, patient=f"P{index}")
+    config = tmp_path / "run.yaml"
+    text = f"""
+name: split-change
+run_dir: {tmp_path / 'run'}
+data: {{source: folder, path: {tmp_path / 'tree'}}}
+prepare: {{size: any, min_size: 64, keep: all, split: "0.5,0.25,0.25", seed: SEED}}
+evaluate: {{figures: 0}}
+srresnet: {{config: {ROOT / 'configs' / 'tiny.yaml'}, set: ["data.val_limit=2", "train.epochs=1", "data.batch_size=4"]}}
+srgan: {{enabled: false}}
+"""
+    config.write_text(text.replace("SEED", "1"))
+    run_pipeline(config, progress=False)
+    first = read_checkpoint(tmp_path / "run" / "srresnet" / "best.pt")["trained_on"]
+    config.write_text(text.replace("SEED", "2"))
+    run_pipeline(config, progress=True)
+    err = capsys.readouterr().err
+    assert "[srresnet] inputs changed (data.dataset:" in err and "starting afresh" in err and "resuming" not in err
+    second = read_checkpoint(tmp_path / "run" / "srresnet" / "best.pt")["trained_on"]
+    assert second["fingerprint"] != first["fingerprint"]
+    assert second["fingerprint"] == dataset_fingerprint(read_manifest(tmp_path / "run" / "dataset"))
+    summary = json.loads((tmp_path / "run" / "eval-test" / "summary.json").read_text())
+    assert summary["protocol"]["held_out"] is True

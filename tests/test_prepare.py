@@ -187,3 +187,17 @@ def test_info_summarises_and_checks(mixed, tmp_path, capsys):
     assert "no patient in two splits" in text and "CT" in text
     (out / read_manifest(out)[0]["file"]).unlink()
     assert any("missing slice file" in p for p in check_dataset(out))
+
+
+def test_score_original_code_ranks_by_the_authors_score(tmp_path):
+    from medsr.data.detail import original_code_score, pixel_difference_score
+
+    write_ct_series(tmp_path / "src" / "P1", 3, patient="P1")
+    for score, function in (("equation-1", pixel_difference_score), ("original-code", original_code_score)):
+        out = tmp_path / score
+        prepare([tmp_path / "src"], out, _options(score=score, split=SplitSpec.parse("1,0,0"), keep=KeepRule.parse("top:1")))
+        (row,) = read_manifest(out)
+        assert float(row["detail_score"]) == pytest.approx(function(read_png16(out / row["file"]), sigma=5.0), rel=1e-4)  # the PNG is the 16-bit rounding
+        assert json.loads((out / "prepare.json").read_text())["options"]["score"] == score
+    with pytest.raises(MedsrError, match="score must be one of"):
+        prepare([tmp_path / "src"], tmp_path / "bad", _options(score="eq1"))

@@ -26,13 +26,13 @@ def _floats(text: str, count: int, name: str) -> tuple[float, ...]:
 
 
 def _checked(parser_function, name: str):
-    """Wrap a parse function so that its ValueError becomes an argparse error naming the option."""
+    """Wrap a parse function so that its ValueError becomes an argparse error (which names the option)."""
 
     def parse(text: str):
         try:
             return parser_function(text)
         except ValueError as exc:
-            raise argparse.ArgumentTypeError(f"{name}: {exc}") from None
+            raise argparse.ArgumentTypeError(str(exc)) from None
 
     parse.__name__ = name
     return parse
@@ -43,7 +43,9 @@ def _ct_window(text: str):
 
 
 def _add_prepare(sub) -> None:
-    from medsr.data.prepare import KeepRule, parse_size
+    from medsr.data.detail import SCORES
+    from medsr.data.patients import PatientRule
+    from medsr.data.prepare import STRATIFY, KeepRule, parse_size
     from medsr.data.split import SplitSpec
     from medsr.io.intensity import CT_FULL_RANGE
     from medsr.io.volume import parse_axes
@@ -63,7 +65,16 @@ def _add_prepare(sub) -> None:
     p.add_argument("--keep", default=KeepRule(), type=_checked(KeepRule.parse, "--keep"), help="above-mean (default), top:N, min:X or all")
     p.add_argument("--split", default=SplitSpec(fractions=(0.7, 0.15, 0.15)), type=_checked(SplitSpec.parse, "--split"),
                    help="train,val,test as counts (1000,200,200) or fractions (default 0.7,0.15,0.15), by patient")
-    p.add_argument("--stratify", choices=("modality",), help="deal the patients of each modality separately (fractions only)")
+    p.add_argument("--stratify", choices=STRATIFY, default="auto",
+                   help="deal the patients of each modality separately: auto (default: when the data hold several "
+                   "modalities and the split is fractions), modality, or none")
+    p.add_argument("--patient-id", dest="patients", default=PatientRule(), type=_checked(PatientRule.parse, "--patient-id"),
+                   metavar="RULE", help="how patients are told apart: auto (default: the id in the file or a sidecar, "
+                   "else a BIDS sub-XX folder, else the folder holding the file, else the file), dicom, folder, file, "
+                   "or regex:PATTERN (first group, searched in the path relative to the source folder)")
+    p.add_argument("--score", choices=tuple(SCORES), default="equation-1",
+                   help="detail score: equation-1 (default, the paper's Equation 1) or original-code (what the "
+                   "authors' code computed: horizontal differences twice, no vertical ones), to replicate its selection")
     p.add_argument("--seed", default=0, type=int, help="seed of the patient split (default 0)")
     p.add_argument("--axes", default=("axial",), type=_checked(parse_axes, "--axes"), help="volume slice orientations: axial (default), coronal, sagittal, comma-separated, or all")
     p.add_argument("--ct-window", default=CT_FULL_RANGE, type=_ct_window, help="CT window LO,HI in HU (default -1024,3071, the full 12-bit CT range), range (series min..max) or stored (the file's full stored range)")
@@ -85,10 +96,12 @@ def _run_prepare(args: argparse.Namespace) -> int:
         raise MedsrError(str(exc)) from None
     options = PrepareOptions(
         size=args.size, min_size=args.min_size, sigma=args.sigma, keep=args.keep, split=args.split,
-        stratify=args.stratify, seed=args.seed,
+        stratify=args.stratify, patients=args.patients, score=args.score, seed=args.seed,
         axes=args.axes, intensity=policy, workers=args.workers or os.cpu_count() or 1,
     )
     result = prepare(args.sources, args.out, options, progress=sys.stderr.isatty())
+    for warning in result.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     for row in result.errors[:_MAX_SKIP_LINES]:
         print(f"skipped {row['source']}: {row['reason']}", file=sys.stderr)
     if len(result.errors) > _MAX_SKIP_LINES:
@@ -199,6 +212,9 @@ def _add_evaluate(sub) -> None:
     p.add_argument("--device", default="auto", help="device for trained networks: auto, cpu or cuda")
     p.add_argument("--save-outputs", action="store_true",
                    help="also write every reconstruction and the HR reference to OUT/outputs/ (for medsr mos create)")
+    p.add_argument("--allow-overlap", action="store_true",
+                   help="score a network even on patients it was trained or validated on (refused by default); "
+                   "summary.json and table.md then mark its results as not held out")
     p.set_defaults(handler=_run_evaluate)
 
 
@@ -219,7 +235,7 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     options = EvalOptions(
         split=args.split, degradation=degradation, baseline=args.baseline, seed=args.seed,
         crop_border=args.crop_border, figure_ids=tuple(args.figure_ids), limit=args.limit,
-        save_outputs=args.save_outputs,
+        save_outputs=args.save_outputs, allow_overlap=args.allow_overlap,
     )
     result = evaluate(args.dataset, models, args.out, options, progress=sys.stderr.isatty())
     methods = result.summary["methods"]
@@ -239,7 +255,11 @@ def _add_train(sub) -> None:
     p.add_argument("config", type=Path, metavar="CONFIG", help="YAML experiment config")
     p.add_argument("--set", action="append", default=[], dest="overrides", metavar="KEY=VALUE",
                    help="override a config value, e.g. --set train.epochs=3 (repeatable)")
-    p.add_argument("--resume", action="store_true", help="continue from RUN/last.pt")
+    run = p.add_mutually_exclusive_group()
+    run.add_argument("--resume", action="store_true",
+                     help="continue the run in RUN (refused when the data set, model, stage or settings differ; "
+                     "more epochs, device and threads may change)")
+    run.add_argument("--overwrite", action="store_true", help="start afresh, removing an earlier run's checkpoints and logs in RUN")
     p.set_defaults(handler=_run_train)
 
 
@@ -248,9 +268,7 @@ def _run_train(args: argparse.Namespace) -> int:
     from medsr.train.loop import fit
 
     config = load_config(args.config, args.overrides)
-    if args.resume and not (Path(config.run_dir) / "last.pt").is_file():
-        raise MedsrError(f"--resume: {Path(config.run_dir) / 'last.pt'} does not exist (nothing to resume)")
-    result = fit(config, resume=args.resume, progress=True)
+    result = fit(config, resume=args.resume, overwrite=args.overwrite, progress=True)
     if result.best:
         best = result.best
         print(f"{config.name}: best epoch {best['epoch']} (val PSNR {best['val_psnr']:.2f} dB, SSIM {best['val_ssim']:.4f}) "

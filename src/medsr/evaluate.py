@@ -2,12 +2,21 @@
 
 For each image of the split: crop the HR slice to a multiple of the scale, make its LR image once
 (deterministic per image id and seed), and give that same LR image to every method. Scores:
-PSNR and SSIM on the whole image and inside the body mask. Outputs in ``OUT``:
+PSNR and SSIM on the whole image and inside the body mask. A trained network is scored only on
+patients it never saw (train or validation split of its checkpoint's ``trained_on`` record);
+``allow_overlap`` overrides that, and the summary and tables then say so in bold.
+
+Statistics treat patients as the units (``medsr.stats``): per metric, an image is kept only where
+every method has a finite score (dropped images are counted), then the mean, a cluster t-interval
+and the patient bootstrap, and paired differences to the baseline with the exact sign-flip test
+over patients (primary) and the Wilcoxon test over slices (secondary), overall and per modality.
+Outputs in ``OUT``:
 
 * ``metrics.csv``: one row per image and method;
-* ``summary.json``: the protocol, per method the mean and 95% CI of each metric, and the paired
-  difference to the baseline (bootstrap CI clustered by patient, Wilcoxon p, % improvement);
-* ``table.md``: the paper's Table 2 layout (and Table 1 for the interpolation methods);
+* ``summary.json``: the protocol, the overall block (``methods``, ``vs_baseline``, counts) and one
+  block per modality (``by_modality``);
+* ``table.md``: the paper's Table 2 layout (and Table 1 for the interpolation methods), overall and
+  per modality, each stating its patients and slices;
 * ``figures/``: Figures 4/5-style comparisons of chosen images and of the best and worst cases;
 * ``outputs/`` (with ``save_outputs``): every reconstruction and the HR reference as lossless 16-bit
   PNG on the data set's [0, 1] scale, listed in ``outputs/index.csv`` (what ``medsr mos create`` reads).
@@ -18,13 +27,14 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
 from medsr.data.degrade import Degradation, crop_to_scale, degrade_image
-from medsr.data.manifest import read_manifest
-from medsr.data.split import group_key
+from medsr.data.manifest import patient_of, read_manifest
+from medsr.data.provenance import Overlap, check_held_out
 from medsr.errors import MedsrError
 from medsr.fsutil import atomic_write_csv, atomic_write_json, atomic_write_text
 from medsr.eval_outputs import REFERENCE, save_output, write_index
@@ -34,7 +44,7 @@ from medsr.models import SRModel, load_model
 from medsr.models.interpolation import INTERPOLATIONS
 from medsr.report import tables
 from medsr.report.figures import comparison_figure
-from medsr.stats import bootstrap_ci, paired_comparison
+from medsr.stats import describe_mean, paired_comparison
 
 METRIC_COLUMNS = ("image_id", "patient_id", "modality", "method", "psnr", "ssim", "psnr_fg", "ssim_fg")
 METRICS = ("psnr", "ssim", "psnr_fg", "ssim_fg")
@@ -55,6 +65,7 @@ class EvalOptions:
     limit: int | None = None
     n_resamples: int = 10_000
     save_outputs: bool = False  # write outputs/ (reconstructions + HR) for a reader study
+    allow_overlap: bool = False  # score networks on patients they were trained on (marked in bold)
 
 
 @dataclass
@@ -113,6 +124,7 @@ def evaluate(
     names = [m.name for m in models]
     if len(set(names)) != len(names):
         raise MedsrError(f"each method must appear once, got {', '.join(names)}")
+    overlaps = held_out_check(models, rows, options)
 
     records: list[dict] = []
     saved: list[dict] = []
@@ -121,7 +133,7 @@ def evaluate(
         chunk = rows[start : start + options.batch_size]
         pairs = [_load_pair(dataset, row, options) for row in chunk]
         lqs = [lq for _, lq, _ in pairs]
-        patients = [group_key(row["patient_id"], row["series_uid"], row["source"]) for row in chunk]
+        patients = [patient_of(row) for row in chunk]
         for model in models:
             for row, patient, (hr, _, mask), sr in zip(chunk, patients, pairs, _run_batch(model, lqs)):
                 if sr.shape != hr.shape:
@@ -142,39 +154,68 @@ def evaluate(
     if options.save_outputs:
         write_index(out, saved)
     atomic_write_csv(out / "metrics.csv", METRIC_COLUMNS, ({**r, **{m: repr(r[m]) for m in METRICS}} for r in records))
-    summary = _summarize(records, names, dataset, rows, models, options)
+    summary = _summarize(records, names, dataset, rows, models, options, overlaps)
     atomic_write_json(out / "summary.json", summary)
     atomic_write_text(out / "table.md", _tables_markdown(summary, names, options.baseline))
     _write_figures(dataset, rows, records, models, out / "figures", options)
     return EvalResult(out, summary, records)
 
 
-def _summarize(records, names, dataset, rows, models, options: EvalOptions) -> dict:
-    per_method = {name: [r for r in records if r["method"] == name] for name in names}
-    groups = [r["patient_id"] for r in per_method[names[0]]]
-    stat = dict(n_resamples=options.n_resamples, seed=options.seed)
-    methods = {}
-    for name, items in per_method.items():
-        methods[name] = {}
-        for metric in METRICS:
-            values = [r[metric] for r in items]
-            finite = [v for v in values if np.isfinite(v)]
-            mean, low, high = bootstrap_ci(finite, groups=[g for g, v in zip(groups, values) if np.isfinite(v)], **stat)
-            methods[name][metric] = {"mean": mean, "ci_low": low, "ci_high": high, "n": len(finite)}
-    vs_baseline = {}
-    base = per_method[options.baseline]
-    for name in names:
-        if name == options.baseline:
-            continue
-        vs_baseline[name] = {}
-        for metric in METRICS:
-            pairs = [(r[metric], b[metric], g) for r, b, g in zip(per_method[name], base, groups) if np.isfinite(r[metric]) and np.isfinite(b[metric])]
-            vs_baseline[name][metric] = paired_comparison([p[0] for p in pairs], [p[1] for p in pairs], groups=[p[2] for p in pairs], **stat)
+def held_out_check(models: Sequence[SRModel], rows: Sequence[dict[str, str]], options: EvalOptions) -> list[Overlap]:
+    """The overlap of each model's training patients with the evaluated split's patients.
+
+    Raises:
+        MedsrError: a model saw some of these patients, or its training patients are unknown, and
+            ``options.allow_overlap`` is off.
+    """
+    keys = {patient_of(row) for row in rows}
+    overlaps = [o for m in models if (o := check_held_out(m.name, m.trained_on, keys, options.split))]
+    if overlaps and not options.allow_overlap:
+        raise MedsrError(f"{overlaps[0].describe()}; its scores would not be held out "
+                         "(--allow-overlap scores it anyway and marks the results as not held out)")
+    return overlaps
+
+
+def _finite_ids(by_method: dict[str, dict[str, dict]], ids: Sequence[str], metric: str) -> list[str]:
+    """The images where every method has a finite ``metric`` (the others are dropped for all methods)."""
+    return [i for i in ids if all(np.isfinite(scores[i][metric]) for scores in by_method.values())]
+
+
+def summary_block(records: Sequence[dict], names: Sequence[str], baseline: str, *, n_resamples: int = 10_000, seed: int = 0) -> dict:
+    """Means with intervals per method and paired differences to ``baseline``, over ``records``.
+
+    Returns:
+        ``{"n_images", "n_patients", "dropped": {metric: images}, "methods": {name: {metric:
+        describe_mean(...)}}, "vs_baseline": {name: {metric: paired_comparison(...)}}}``.
+    """
+    by_method = {name: {r["image_id"]: r for r in records if r["method"] == name} for name in names}
+    ids = list(by_method[names[0]])
+    patient = {r["image_id"]: r["patient_id"] for r in records}
+    stat = dict(n_resamples=n_resamples, seed=seed)
+    block = {"n_images": len(ids), "n_patients": len({patient[i] for i in ids}), "dropped": {},
+             "methods": {name: {} for name in names}, "vs_baseline": {name: {} for name in names if name != baseline}}
+    for metric in METRICS:
+        kept = _finite_ids(by_method, ids, metric)
+        block["dropped"][metric] = len(ids) - len(kept)
+        groups = [patient[i] for i in kept]
+        values = {name: [by_method[name][i][metric] for i in kept] for name in names}
+        for name in names:
+            block["methods"][name][metric] = describe_mean(values[name], groups=groups, **stat)
+            if name != baseline:
+                block["vs_baseline"][name][metric] = paired_comparison(values[name], values[baseline], groups=groups, **stat)
+    return block
+
+
+def _summarize(records, names, dataset, rows, models, options: EvalOptions, overlaps: Sequence[Overlap]) -> dict:
+    block = partial(summary_block, names=names, baseline=options.baseline, n_resamples=options.n_resamples, seed=options.seed)
+    overall = block(records)
+    modalities = sorted({r["modality"] for r in records})
     protocol = {
         "dataset": str(dataset),
         "split": options.split,
         "n_images": len(rows),
-        "n_patients": len(set(groups)),
+        "n_patients": overall["n_patients"],
+        "modalities": modalities,
         "degradation": options.degradation.describe(),
         "scale": options.degradation.scale,
         "seed": options.seed,
@@ -184,20 +225,29 @@ def _summarize(records, names, dataset, rows, models, options: EvalOptions) -> d
         "sr_clip": "method outputs clipped to [0, 1]",
         "ssim": f"Gaussian window {SSIM_WINDOW}x{SSIM_WINDOW}, sigma {SSIM_SIGMA}, K1 {SSIM_K1}, K2 {SSIM_K2}, valid region (Wang et al. 2004)",
         "foreground": "body mask of the HR image: above half its Otsu threshold after a sigma-2 blur, closed, holes filled, specks removed",
+        "intervals": "cluster t-interval with patients as units (patients - 1 degrees of freedom); patient bootstrap beside it",
+        "tests": "exact sign-flip permutation test over per-patient mean differences (primary); Wilcoxon signed-rank over slices (secondary, assumes independent slices)",
+        "non_finite": "per metric, an image without a finite score for some method is dropped for every method",
         "resampling": "patient",
         "n_resamples": options.n_resamples,
         "baseline": options.baseline,
         "methods": [m.describe() for m in models],
+        "held_out": not overlaps,
+        "overlap": [o.as_dict() for o in overlaps],
     }
-    return {"protocol": protocol, "methods": methods, "vs_baseline": vs_baseline}
+    by_modality = {m: block([r for r in records if r["modality"] == m]) for m in modalities} if len(modalities) > 1 else {}
+    return {"protocol": protocol, **overall, "by_modality": by_modality}
 
 
 def _tables_markdown(summary: dict, names: Sequence[str], baseline: str) -> str:
-    text = [f"# Evaluation: {summary['protocol']['split']} split", "", tables.protocol_text(summary["protocol"]), ""]
-    text += ["## Table 2 layout: methods against " + baseline, "", tables.table2(summary, names, baseline), ""]
+    protocol = summary["protocol"]
+    text = [f"# Evaluation: {protocol['split']} split", "", tables.protocol_text(protocol), ""]
+    text += [note + "\n" for note in tables.warnings(summary)]
     interpolation = [n for n in names if n in INTERPOLATIONS]
-    if interpolation:
-        text += ["## Table 1 layout: interpolation methods", "", tables.table1(summary, interpolation), ""]
+    for title, block in tables.blocks(summary):
+        text += [f"## Table 2 layout ({title}): methods against {baseline}", "", tables.table2(block, names, baseline), ""]
+        if interpolation:
+            text += [f"## Table 1 layout ({title}): interpolation methods", "", tables.table1(block, interpolation), ""]
     return "\n".join(text)
 
 

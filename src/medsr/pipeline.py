@@ -47,7 +47,9 @@ class PrepareSection:
     sigma: float = 5.0
     keep: str = "above-mean"
     split: str = "1000,200,200"
-    stratify: str | None = None  # "modality"
+    stratify: str = "auto"  # auto (modality when there are several and the split is fractions) | modality | none
+    patient_id: str = "auto"  # auto | dicom | folder | file | regex:PATTERN (medsr.data.patients)
+    score: str = "equation-1"  # detail score: equation-1 | original-code
     seed: int = 0
     axes: str = "axial"
     ct_window: list[float] | str = field(default_factory=lambda: [-1024.0, 3071.0])
@@ -89,7 +91,34 @@ def load_run_config(path: str | Path) -> RunConfig:
     config = build_dataclass(RunConfig, read_yaml_mapping(path))
     if config.data.source == "folder" and not config.data.path:
         raise ConfigError("data.path: needed when data.source is folder")
+    prepare_options(config.prepare)
     return config
+
+
+def prepare_options(section: PrepareSection):
+    """The ``PrepareOptions`` of a run config's ``prepare`` section, validated.
+
+    Raises:
+        ConfigError: naming the section and the problem.
+    """
+    from medsr.data.patients import PatientRule
+    from medsr.data.prepare import KeepRule, PrepareOptions, check_options, parse_size
+    from medsr.data.split import SplitSpec
+    from medsr.io.intensity import policy_from_dict
+    from medsr.io.volume import parse_axes
+
+    try:
+        options = PrepareOptions(
+            size=parse_size(section.size), min_size=section.min_size, sigma=section.sigma,
+            keep=KeepRule.parse(section.keep), split=SplitSpec.parse(section.split), stratify=section.stratify,
+            patients=PatientRule.parse(section.patient_id), score=section.score, seed=section.seed,
+            axes=parse_axes(section.axes),
+            intensity=policy_from_dict({"ct_window": section.ct_window, "percentiles": section.percentiles}),
+        )
+        check_options(options)
+    except (ValueError, MedsrError) as exc:
+        raise ConfigError(f"prepare: {exc}") from None
+    return options
 
 
 def _fingerprint(*parts: object) -> str:
@@ -143,6 +172,7 @@ class Pipeline:
             self.records[name] = previous
             return previous
         self._say(f"[{name}] running")
+        self._record_path(name).unlink(missing_ok=True)  # an interrupted stage must not look finished
         began = time.perf_counter()
         outputs, info = work()
         record = StageRecord(name, fingerprint, round(time.perf_counter() - began, 1),
@@ -190,25 +220,14 @@ class Pipeline:
         return [out], {"folder": str(out / data.collection), "kind": "tcia", "failed_series": len(report.failed)}
 
     def _prepare(self) -> tuple[list[Path], dict]:
-        from medsr.data.prepare import KeepRule, PrepareOptions, parse_size, prepare
-        from medsr.data.split import SplitSpec
-        from medsr.io.intensity import policy_from_dict
-        from medsr.io.volume import parse_axes
+        from medsr.data.prepare import prepare
 
-        section = self.config.prepare
-        try:
-            options = PrepareOptions(
-                size=parse_size(section.size), min_size=section.min_size, sigma=section.sigma,
-                keep=KeepRule.parse(section.keep), split=SplitSpec.parse(section.split), stratify=section.stratify,
-                seed=section.seed,
-                axes=parse_axes(section.axes),
-                intensity=policy_from_dict({"ct_window": section.ct_window, "percentiles": section.percentiles}),
-            )
-        except ValueError as exc:
-            raise ConfigError(f"prepare: {exc}") from None
+        options = prepare_options(self.config.prepare)
         folder = Path(self.records["data"].info["folder"])
         result = prepare([folder], self.run_dir / "dataset", options, progress=self.progress and sys.stderr.isatty())
         self._say(f"[prepare] {result.summary_line()}")
+        for warning in result.warnings:
+            self._say(f"[prepare] warning: {warning}")
         return [self.run_dir / "dataset" / "manifest.csv"], {"slices": len(result.records)}
 
     def _evaluation(self, split: str, models: list, out: Path, figures: int, *, save_outputs: bool = False) -> tuple[list[Path], dict]:
@@ -238,12 +257,29 @@ class Pipeline:
         if init_from is not None:
             overrides.append(f"train.init_from={init_from}")
         config = load_config(section.config, overrides)
-        resume = (run_dir / "last.pt").is_file() and name not in self.forced
-        if resume:
-            self._say(f"[{name}] resuming from {run_dir / 'last.pt'}")
-        result = fit(config, resume=resume, progress=self.progress)
+        resume = self._resumable(name, run_dir, config)
+        result = fit(config, resume=resume, overwrite=not resume, progress=self.progress)
         return [run_dir / "best.pt", run_dir / "log.csv"], {"best": result.best, "epochs": config.train.epochs,
                                                             "model": config.model.__dict__, "config": section.config}
+
+    def _resumable(self, name: str, run_dir: Path, config) -> bool:
+        """Whether the stage's earlier, unfinished training is the same run (then it resumes);
+        otherwise say why it starts afresh (``fit`` removes the old checkpoints first)."""
+        from medsr.train.loop import run_record
+        from medsr.train.resume import latest_checkpoint, resume_problem
+
+        found = latest_checkpoint(run_dir)
+        if found is None:
+            return False
+        if name in self.forced:
+            self._say(f"[{name}] --from {name}: starting afresh (the earlier checkpoints are removed)")
+            return False
+        problem = resume_problem(found[1], config.to_dict(), run_record(config))
+        if problem is not None:
+            self._say(f"[{name}] inputs changed ({problem}): starting afresh (the earlier checkpoints are removed)")
+            return False
+        self._say(f"[{name}] resuming from {found[0]}")
+        return True
 
     def _evaluate(self) -> tuple[list[Path], dict]:
         from medsr.models import load_model

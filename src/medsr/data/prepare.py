@@ -28,7 +28,8 @@ from pathlib import Path
 import numpy as np
 
 from medsr import __version__
-from medsr.data.detail import normalised_score, pixel_difference_score
+from medsr.data.detail import SCORES, detail_score, normalised_score
+from medsr.data.patients import PatientRule
 from medsr.data.split import SPLIT_NAMES, UNUSED, SplitSpec, assign_splits, group_key
 from medsr.errors import MedsrError, UnreadableImage
 from medsr.fsutil import atomic_write_csv, atomic_write_json, is_within
@@ -46,12 +47,13 @@ SLICES = "slices"
 STAGING = ".staging"
 
 MANIFEST_COLUMNS = (
-    "id", "file", "split", "source", "frame", "format", "patient_id", "study_uid", "series_uid",
+    "id", "file", "split", "source", "frame", "format", "patient_id", "patient_from", "study_uid", "series_uid",
     "modality", "height", "width", "pixel_spacing", "position", "axis", "detail_score", "detail_score_norm",
     "unit", "intensity_method", "intensity_params", "intensity_lo", "intensity_hi", "intensity_invert",
     "rescale_slope", "rescale_intercept", "stored_dtype",
 )
 SKIPPED_COLUMNS = ("source", "reason", "kind")
+STRATIFY = ("auto", "modality", "none")
 
 
 @dataclass(frozen=True)
@@ -102,7 +104,9 @@ class PrepareOptions:
     sigma: float = 5.0
     keep: KeepRule = KeepRule()
     split: SplitSpec = SplitSpec(fractions=(0.7, 0.15, 0.15))
-    stratify: str | None = None  # "modality": deal the patients of each modality separately
+    stratify: str = "auto"  # modality: deal each modality's patients separately; auto: when there are several; none
+    patients: PatientRule = PatientRule()  # how patients are told apart (medsr.data.patients)
+    score: str = "equation-1"  # detail score: equation-1 (as printed) or original-code (the authors' code)
     seed: int = 0
     axes: tuple[str, ...] = ("axial",)
     intensity: IntensityPolicy = IntensityPolicy()
@@ -116,6 +120,8 @@ class PrepareOptions:
             "keep": str(self.keep),
             "split": str(self.split),
             "stratify": self.stratify,
+            "patient_id": str(self.patients),
+            "score": self.score,
             "seed": self.seed,
             "axes": list(self.axes),
             "ct_window": list(self.intensity.ct_window) if isinstance(self.intensity.ct_window, tuple) else self.intensity.ct_window,
@@ -146,6 +152,8 @@ class PrepareResult:
     records: list[SliceRecord]
     skipped: list[dict[str, str]]
     files: int
+
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def errors(self) -> list[dict[str, str]]:
@@ -196,9 +204,9 @@ def _survey(args: tuple[str, tuple[str, ...]]) -> tuple[str, list[tuple[SliceMet
     return path, surveyed, problems
 
 
-def _score_and_stage(args: tuple[str, tuple[str, ...], dict[int, tuple[str, IntensityMapping]], float, str]) -> list[tuple[int, float]]:
+def _score_and_stage(args: tuple[str, tuple[str, ...], dict[int, tuple[str, IntensityMapping]], float, str, str]) -> list[tuple[int, float]]:
     """Read one file again; for each wanted frame map to [0, 1], score, and stage it as PNG16."""
-    path, axes, wanted, sigma, staging = args
+    path, axes, wanted, sigma, method, staging = args
     results = []
     try:
         slices = read_slices(path, axes=axes)
@@ -209,7 +217,7 @@ def _score_and_stage(args: tuple[str, tuple[str, ...], dict[int, tuple[str, Inte
             continue
         record_id, mapping = wanted[item.meta.frame]
         unit = mapping.to_unit(item.pixels)
-        results.append((item.meta.frame, pixel_difference_score(unit, sigma=sigma)))
+        results.append((item.meta.frame, detail_score(unit, sigma=sigma, method=method)))
         write_png16(Path(staging) / f"{record_id}.png", unit)
     return results
 
@@ -256,6 +264,7 @@ def _manifest_row(record: SliceRecord) -> dict[str, object]:
         "frame": meta.frame,
         "format": meta.format,
         "patient_id": meta.patient_id,
+        "patient_from": meta.extra.get("patient_from", ""),
         "study_uid": meta.study_uid,
         "series_uid": meta.series_uid,
         "modality": meta.modality,
@@ -278,6 +287,77 @@ def _manifest_row(record: SliceRecord) -> dict[str, object]:
     }
 
 
+def check_options(options: PrepareOptions) -> None:
+    """Refuse inconsistent options before any file is read.
+
+    Raises:
+        MedsrError: unknown stratify or score value, or stratifying a split given as counts.
+    """
+    if options.stratify not in STRATIFY:
+        raise MedsrError(f"stratify must be one of {', '.join(STRATIFY)}; got {options.stratify!r}")
+    if options.stratify == "modality" and options.split.counts is not None:
+        raise MedsrError("stratifying needs a split given as fractions (e.g. 0.7,0.15,0.15)")
+    if options.score not in SCORES:
+        raise MedsrError(f"score must be one of {', '.join(SCORES)}; got {options.score!r}")
+
+
+def _discover(sources: Sequence[Path], out: Path) -> dict[str, Path]:
+    """Every image file under ``sources`` (never inside ``out``) and the root it was found under."""
+    files: dict[str, Path] = {}
+    for source in sources:
+        if not source.exists():
+            raise MedsrError(f"{source}: no such file or folder")
+        if is_within(source, out):
+            raise MedsrError(f"{source}: the data set folder {out} cannot also be a source")
+    for source in sources:
+        root = source if source.is_dir() else source.parent
+        for path in iter_image_files([source]):
+            if not is_within(path, out):
+                files.setdefault(str(path), root)
+    return files
+
+
+def _survey_files(files: dict[str, Path], options: PrepareOptions, progress: bool) -> tuple[list[SliceRecord], dict[str, list[np.ndarray]], list[dict[str, str]]]:
+    """Survey every file (in parallel) and give each slice its patient; unreadable files and files
+    without a patient under the rule are listed in the returned skipped rows."""
+    skipped: list[dict[str, str]] = []
+    records: list[SliceRecord] = []
+    samples: dict[str, list[np.ndarray]] = defaultdict(list)
+    for path, surveyed, problems in _run_parallel(_survey, [(f, options.axes) for f in files], options.workers, "survey", progress):
+        skipped.extend({"source": src, "reason": reason, "kind": "error"} for src, reason in problems)
+        for meta, height, width, values in surveyed:
+            patient = options.patients.resolve(meta, Path(path), files[path])
+            if patient is None:
+                skipped.append({"source": path, "reason": options.patients.missing_reason(), "kind": "filtered"})
+                break
+            meta.patient_id, meta.extra["patient_from"] = patient
+            key = _series_key(meta)
+            samples[key].append(values)
+            records.append(SliceRecord(slice_id(meta), meta, height, width, key))
+    return records, samples, skipped
+
+
+def _split(kept: Sequence[SliceRecord], options: PrepareOptions) -> bool:
+    """Deal ``kept`` to the splits by patient (setting ``record.split``); returns whether the deal
+    was stratified by modality (``auto``: when the split is fractions and there are several)."""
+    modalities = {r.meta.modality for r in kept}
+    stratify = options.stratify == "modality" or (options.stratify == "auto" and options.split.counts is None and len(modalities) > 1)
+    splits = assign_splits([group_key(r.meta.patient_id, r.meta.series_uid, r.meta.source) for r in kept], options.split,
+                           seed=options.seed, strata=[r.meta.modality for r in kept] if stratify else None)
+    for record, name in zip(kept, splits):
+        record.split = name
+    return stratify
+
+
+def _patient_warnings(records: Sequence[SliceRecord]) -> list[str]:
+    """Warn when every slice is its own patient: slices of one person may then land in several splits."""
+    patients = {group_key(r.meta.patient_id, r.meta.series_uid, r.meta.source) for r in records}
+    if len(records) > 1 and len(patients) == len(records):
+        return [f"every one of the {len(records)} images is its own patient (no patient id found in the files); if some "
+                "show the same person, say how to tell patients apart with --patient-id folder or regex:PATTERN"]
+    return []
+
+
 def prepare(
     sources: Iterable[str | Path],
     out: str | Path,
@@ -291,39 +371,27 @@ def prepare(
         sources: files and folders (walked recursively); never modified.
         out: data set folder; created if needed. Re-running with the same inputs and options
             gives the same data set.
-        options: size/detail/split/intensity settings.
+        options: size/detail/split/intensity/patient settings.
         progress: show progress bars on stderr.
 
     Returns:
-        A ``PrepareResult``; unreadable or unusable inputs are listed in ``skipped``, never raised.
+        A ``PrepareResult``; unreadable or unusable inputs are listed in ``skipped``, never raised;
+        ``warnings`` holds what the user should know about the split (e.g. one image per patient).
 
     Raises:
-        MedsrError: a source does not exist, nothing usable was found, or the split cannot be met.
+        MedsrError: bad options, a source does not exist, nothing usable was found, or the split
+            cannot be met.
     """
+    check_options(options)
     out = Path(out)
-    sources = [Path(s) for s in sources]
-    for source in sources:
-        if not source.exists():
-            raise MedsrError(f"{source}: no such file or folder")
-        if is_within(source, out):
-            raise MedsrError(f"{source}: the data set folder {out} cannot also be a source")
-    files = [str(p) for p in iter_image_files(sources) if not is_within(p, out)]
+    files = _discover([Path(s) for s in sources], out)
     out.mkdir(parents=True, exist_ok=True)
     (out / MANIFEST).unlink(missing_ok=True)  # the data set is incomplete until the end
     staging = out / STAGING
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
 
-    skipped: list[dict[str, str]] = []
-    records: list[SliceRecord] = []
-    samples: dict[str, list[np.ndarray]] = defaultdict(list)
-    for path, surveyed, problems in _run_parallel(_survey, [(f, options.axes) for f in files], options.workers, "survey", progress):
-        skipped.extend({"source": src, "reason": reason, "kind": "error"} for src, reason in problems)
-        for meta, height, width, values in surveyed:
-            key = _series_key(meta)
-            samples[key].append(values)
-            records.append(SliceRecord(slice_id(meta), meta, height, width, key))
-
+    records, samples, skipped = _survey_files(files, options, progress)
     mappings: dict[str, IntensityMapping] = {}
     first_meta = {r.series_key: r.meta for r in reversed(records)}
     for key, parts in samples.items():
@@ -342,7 +410,7 @@ def prepare(
     for record in sized:
         by_source[record.meta.source][record.meta.frame] = record
     tasks = [
-        (source, options.axes, {f: (r.id, r.mapping) for f, r in frames.items()}, options.sigma, str(staging))
+        (source, options.axes, {f: (r.id, r.mapping) for f, r in frames.items()}, options.sigma, options.score, str(staging))
         for source, frames in by_source.items()
     ]
     for (source, *_), results in zip(tasks, _run_parallel(_score_and_stage, tasks, options.workers, "score", progress)):
@@ -359,16 +427,8 @@ def prepare(
 
     norms = np.array([r.score_norm for r in sized])
     kept = [r for r, keep in zip(sized, options.keep.select(norms)) if keep]
-    if options.stratify not in (None, "modality"):
-        raise MedsrError(f"stratify must be 'modality' or absent, got {options.stratify!r}")
-    if options.stratify and options.split.counts is not None:
-        raise MedsrError("stratifying needs a split given as fractions (e.g. 0.7,0.15,0.15)")
-    splits = assign_splits(
-        [group_key(r.meta.patient_id, r.meta.series_uid, r.meta.source) for r in kept], options.split, seed=options.seed,
-        strata=[r.meta.modality for r in kept] if options.stratify else None,
-    )
-    for record, name in zip(kept, splits):
-        record.split = name
+    warnings = _patient_warnings(records)
+    stratified = _split(kept, options)
     final = [r for r in kept if r.split != UNUSED]
 
     slices_dir = out / SLICES
@@ -383,9 +443,10 @@ def prepare(
 
     final.sort(key=lambda r: (SPLIT_NAMES.index(r.split), r.meta.patient_id, r.meta.source, r.meta.frame))
     atomic_write_csv(out / SKIPPED, SKIPPED_COLUMNS, skipped)
-    atomic_write_json(out / INFO, _describe(final, sized, kept, skipped, files, options))
+    atomic_write_json(out / INFO, {**_describe(final, sized, kept, skipped, files, options), "stratified_by_modality": stratified,
+                                   "warnings": warnings})
     atomic_write_csv(out / MANIFEST, MANIFEST_COLUMNS, (_manifest_row(r) for r in final))
-    return PrepareResult(out, final, skipped, len(files))
+    return PrepareResult(out, final, skipped, len(files), warnings)
 
 
 def _shapes_by_source(records: Sequence[SliceRecord]) -> dict[str, str]:

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 
 from medsr.errors import UnreadableImage
-from medsr.io.sidecar import patient_from_path, read_sidecar
+from medsr.io.sidecar import read_sidecar
 from medsr.io.types import Slice, SliceMeta
 
 PNG16_MAX = 65535
@@ -49,7 +49,7 @@ def read_raster(path: str | Path) -> list[Slice]:
             format="raster",
             frame=index,
             modality=sidecar.get("Modality", "OT"),
-            patient_id=sidecar.get("PatientID", patient_from_path(path)),
+            patient_id=sidecar.get("PatientID", ""),  # else prepare's --patient-id rule decides
             series_uid=sidecar.get("SeriesInstanceUID", ""),
             series_description=sidecar.get("SeriesDescription", ""),
             stored_dtype=str(gray.dtype),

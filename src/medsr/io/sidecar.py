@@ -1,14 +1,13 @@
 """BIDS-style JSON sidecars: ``scan.json`` beside ``scan.nii.gz`` carries what the format lacks.
 
 Recognised keys: ``Modality``, ``PatientID``, ``SeriesDescription``, ``SeriesInstanceUID``,
-``Source``, ``License``. Files without a sidecar fall back to the ``sub-XX`` folder of a BIDS tree,
-then to the file name, for the patient id.
+``Source``, ``License``. Files without a patient id get one from ``medsr prepare``'s
+``--patient-id`` rule (``medsr.data.patients``): a BIDS ``sub-XX`` folder, the folder, or the file.
 """
 
 from __future__ import annotations
 
 import json
-import re
 from pathlib import Path
 
 IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".png", ".tif", ".tiff", ".dcm")
@@ -37,11 +36,3 @@ def read_sidecar(path: Path) -> dict[str, str]:
     except (OSError, ValueError):
         return {}
     return {str(k): str(v) for k, v in data.items() if isinstance(v, (str, int, float))} if isinstance(data, dict) else {}
-
-
-def patient_from_path(path: Path) -> str:
-    """``sub-XX`` from a BIDS path, else the image's stem."""
-    for part in reversed(path.parts):
-        if re.fullmatch(r"sub-[A-Za-z0-9]+", part):
-            return part
-    return image_stem(path)

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from medsr.errors import UnreadableImage
-from medsr.io.sidecar import patient_from_path, read_sidecar
+from medsr.io.sidecar import read_sidecar
 from medsr.io.types import Slice, SliceMeta
 
 #: Slice orientations, named after the RAS axis they are normal to.
@@ -66,7 +66,7 @@ def volume_to_slices(
         source=str(path),
         format=file_format,
         modality=modality,
-        patient_id=sidecar.get("PatientID", patient_from_path(path)),
+        patient_id=sidecar.get("PatientID", ""),  # else prepare's --patient-id rule decides
         series_uid=sidecar.get("SeriesInstanceUID", ""),
         series_description=sidecar.get("SeriesDescription", ""),
         rescale_slope=rescale[0],

@@ -78,7 +78,7 @@ def load_model(path_or_name: str | Path, *, device: str = "auto", scale: int | N
         raise MedsrError(f"{text} is a x{model_scale} model, x{scale} was asked for")
     name = str(checkpoint.get("config", {}).get("name") or entry["name"])
     return NetworkModel(module, name, model_scale, device=device, source=text, kwargs=entry["kwargs"],
-                        intensity=checkpoint.get("intensity") or {}, **kwargs)
+                        intensity=checkpoint.get("intensity") or {}, trained_on=checkpoint.get("trained_on"), **kwargs)
 
 
 for _method in INTERPOLATIONS:
@@ -88,4 +88,4 @@ for _method in INTERPOLATIONS:
 @register_model("srresnet")
 def _srresnet(scale: int = 4, blocks: int = 16, channels: int = 64, device: str = "auto") -> SRModel:
     return NetworkModel(SRResNet(scale, blocks, channels), "srresnet", scale, device=device,
-                        kwargs={"scale": scale, "blocks": blocks, "channels": channels})
+                        kwargs={"scale": scale, "blocks": blocks, "channels": channels}, trained_on={})

@@ -23,6 +23,9 @@ class SRModel(ABC):
     receptive_radius: int = 4
     #: Intensity settings (``ct_window``, ``percentiles``) the model expects; empty: the defaults.
     intensity: Mapping[str, object] = MappingProxyType({})
+    #: What the model learnt from (``data.provenance``): empty for methods that learnt from no data
+    #: (interpolation, untrained networks), None when unknown (a checkpoint without the record).
+    trained_on: Mapping[str, object] | None = MappingProxyType({})
 
     @abstractmethod
     def enhance_batch(self, lq: np.ndarray) -> np.ndarray:

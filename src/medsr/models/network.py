@@ -51,15 +51,17 @@ class NetworkModel(SRModel):
         precision: ``fp32`` (default) or ``bf16`` (autocast: faster on GPUs and CPUs with AMX;
             outputs move by up to about 3e-3 of the [0, 1] range).
         compile: run the network through ``torch.compile`` (pays off for many images of one size).
+        trained_on: the checkpoint's ``trained_on`` record (``data.provenance``); None: unknown.
     """
 
     def __init__(self, module: nn.Module, name: str, scale: int, *, device: str = "auto", fold_bn: bool = True,
                  source: str = "", batch_size: int = 8, kwargs: dict | None = None, intensity: dict | None = None,
-                 precision: str = "fp32", compile: bool = False) -> None:
+                 precision: str = "fp32", compile: bool = False, trained_on: dict | None = None) -> None:
         if precision not in PRECISIONS:
             raise MedsrError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
         self.name, self.scale, self.source, self.batch_size = name, int(scale), source, batch_size
         self.intensity = dict(intensity or {})
+        self.trained_on = trained_on
         self.kwargs = dict(kwargs or {})
         self.device = pick_device(device)
         self.precision = precision

@@ -36,17 +36,21 @@ def _environment(stage_seconds: dict[str, float]) -> list[list[str]]:
 
 
 def _headline(summary: dict, baseline: str) -> str:
+    """One sentence per learned method and block (overall, then each modality): paired gains with CIs."""
     lines = []
-    for name, diff in summary.get("vs_baseline", {}).items():
-        if name in ("nearest", "bilinear", "lanczos"):
-            continue
-        psnr, ssim = diff["psnr"], diff["ssim"]
-        verdict = "above" if psnr["ci_low"] > 0 and ssim["ci_low"] > 0 else "not clearly above"
-        lines.append(
-            f"**{name}** vs {baseline}: PSNR {psnr['mean_diff']:+.2f} dB [95% CI {psnr['ci_low']:+.2f}, {psnr['ci_high']:+.2f}] "
-            f"({psnr['improvement_pct']:+.2f}%), SSIM {ssim['mean_diff']:+.4f} [{ssim['ci_low']:+.4f}, {ssim['ci_high']:+.4f}] "
-            f"({ssim['improvement_pct']:+.2f}%): {verdict} {baseline} on the held-out patients."
-        )
+    for title, block in tables.blocks(summary):
+        for name, diff in block.get("vs_baseline", {}).items():
+            if name in ("nearest", "bilinear", "lanczos"):
+                continue
+            psnr, ssim = diff["psnr"], diff["ssim"]
+            verdict = "above" if psnr["ci_low"] > 0 and ssim["ci_low"] > 0 else "not clearly above"
+            lines.append(
+                f"**{name}** vs {baseline} ({title}; {block['n_patients']} patients, {block['n_images']} slices): "
+                f"PSNR {psnr['mean_diff']:+.2f} dB [95% CI {psnr['ci_low']:+.2f}, {psnr['ci_high']:+.2f}] "
+                f"({psnr['improvement_pct']:+.2f}%, p {tables._p(psnr['p_patients'])} over patients), "
+                f"SSIM {ssim['mean_diff']:+.4f} [{ssim['ci_low']:+.4f}, {ssim['ci_high']:+.4f}] "
+                f"({ssim['improvement_pct']:+.2f}%): {verdict} {baseline} on the held-out patients."
+            )
     return "\n\n".join(lines)
 
 
@@ -113,15 +117,20 @@ def write_report(run_dir: Path, config, stage_seconds: dict[str, float]) -> list
     doc.paragraph(f"{config.description} Generated {generated} by medsr {__version__}.".strip())
     if test:
         baseline = test["protocol"]["baseline"]
+        for note in tables.warnings(test):
+            doc.paragraph(note)
         doc.paragraph(_headline(test, baseline))
     if val:
         doc.heading("Table 1: interpolation baselines (validation split)")
         doc.paragraph(tables.protocol_text(val["protocol"]))
-        doc.table(tables.table1(val, [m["name"] for m in val["protocol"]["methods"]]))
+        for title, block in tables.blocks(val):
+            doc.table(tables.table1(block, [m["name"] for m in val["protocol"]["methods"]]).replace("| Method (", f"| Method, {title} (", 1))
     if test:
         doc.heading("Table 2: methods against the baseline (test split, held-out patients)")
         doc.paragraph(tables.protocol_text(test["protocol"]))
-        doc.table(tables.table2(test, [m["name"] for m in test["protocol"]["methods"]], test["protocol"]["baseline"]))
+        for title, block in tables.blocks(test):
+            doc.heading(f"Table 2, {title}", 3)
+            doc.table(tables.table2(block, [m["name"] for m in test["protocol"]["methods"]], baseline))
     doc.heading("Training")
     for name in ("srresnet", "srgan"):
         folder = run_dir / name

@@ -1,52 +1,109 @@
 """Markdown tables in the layout of the paper's Table 1 (interpolation scores) and Table 2
-(every method with its % improvement over the baseline), with 95% confidence intervals."""
+(every method with its % improvement over the baseline), with 95% confidence intervals, and the
+notes that must travel with them (patients and slices, few-patients warning, overlap warning).
+
+Each table takes one summary block of ``medsr.evaluate`` (overall or one modality) and names its
+patients and slices in its header."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 METRICS = ("ssim", "psnr", "ssim_fg", "psnr_fg")
 LABELS = {"ssim": "SSIM", "psnr": "PSNR (dB)", "ssim_fg": "SSIM fg", "psnr_fg": "PSNR fg (dB)"}
+#: Below this many patients, intervals and p-values are flagged as unreliable.
+FEW_PATIENTS = 10
+
+
+def _digits(metric: str) -> int:
+    return 4 if metric.startswith("ssim") else 2
+
+
+def _number(value: float, digits: int, sign: str = "") -> str:
+    return "-" if value != value else f"{value:{sign}.{digits}f}"  # NaN (one patient): no interval
 
 
 def _score(entry: dict, metric: str) -> str:
-    digits = 4 if metric.startswith("ssim") else 2
-    return f"{entry['mean']:.{digits}f} [{entry['ci_low']:.{digits}f}, {entry['ci_high']:.{digits}f}]"
+    d = _digits(metric)
+    return f"{_number(entry['mean'], d)} [{_number(entry['ci_low'], d)}, {_number(entry['ci_high'], d)}]"
 
 
 def _p(value: float) -> str:
+    if value != value:
+        return "-"
     return "<0.001" if value < 0.001 else f"{value:.3f}"
 
 
-def table1(summary: dict, methods: Sequence[str]) -> str:
+def _difference(diff: dict, metric: str) -> str:
+    d = _digits(metric)
+    return (
+        f"{diff['improvement_pct']:+.2f}% ({_number(diff['mean_diff'], d, '+')} [{_number(diff['ci_low'], d, '+')}, "
+        f"{_number(diff['ci_high'], d, '+')}], bootstrap [{_number(diff['boot_low'], d, '+')}, {_number(diff['boot_high'], d, '+')}]; "
+        f"p {_p(diff['p_patients'])} over patients, {_p(diff['p_slices'])} over slices)"
+    )
+
+
+def _units(block: dict) -> str:
+    return f"{block['n_patients']} patients, {block['n_images']} slices"
+
+
+def table1(block: dict, methods: Sequence[str]) -> str:
     """Table 1 layout: SSIM and PSNR of the interpolation methods (mean [95% CI])."""
-    lines = ["| Method | SSIM | PSNR (dB) |", "|---|---|---|"]
+    lines = [f"| Method ({_units(block)}) | SSIM | PSNR (dB) |", "|---|---|---|"]
     for name in methods:
-        entry = summary["methods"][name]
+        entry = block["methods"][name]
         lines.append(f"| {name} | {_score(entry['ssim'], 'ssim')} | {_score(entry['psnr'], 'psnr')} |")
     return "\n".join(lines)
 
 
-def table2(summary: dict, methods: Sequence[str], baseline: str) -> str:
+def table2(block: dict, methods: Sequence[str], baseline: str) -> str:
     """Table 2 layout: scores and % improvement over the baseline, with paired CIs and p-values."""
-    head = "| Method | SSIM | PSNR (dB) | SSIM vs " + baseline + " | PSNR vs " + baseline + " | SSIM fg | PSNR fg (dB) |"
+    head = (f"| Method ({_units(block)}) | SSIM | PSNR (dB) | SSIM vs {baseline} | PSNR vs {baseline} "
+            "| SSIM fg | PSNR fg (dB) |")
     lines = [head, "|---|---|---|---|---|---|---|"]
     for name in methods:
-        entry = summary["methods"][name]
+        entry = block["methods"][name]
         cells = [name, _score(entry["ssim"], "ssim"), _score(entry["psnr"], "psnr")]
         for metric in ("ssim", "psnr"):
-            if name == baseline:
-                cells.append("(baseline)")
-                continue
-            diff = summary["vs_baseline"][name][metric]
-            digits = 4 if metric == "ssim" else 2
-            cells.append(
-                f"{diff['improvement_pct']:+.2f}% ({diff['mean_diff']:+.{digits}f} [{diff['ci_low']:+.{digits}f}, "
-                f"{diff['ci_high']:+.{digits}f}], p {_p(diff['wilcoxon_p'])})"
-            )
+            cells.append("(baseline)" if name == baseline else _difference(block["vs_baseline"][name][metric], metric))
         cells += [_score(entry["ssim_fg"], "ssim_fg"), _score(entry["psnr_fg"], "psnr_fg")]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def blocks(summary: dict) -> Iterator[tuple[str, dict]]:
+    """(title, block): the overall block, then one per modality when there are several."""
+    yield "all modalities" if summary.get("by_modality") else "all images", summary
+    for modality, block in summary.get("by_modality", {}).items():
+        yield modality, block
+
+
+def warnings(summary: dict) -> list[str]:
+    """Bold notes that must stand beside the tables: training patients among the evaluated ones,
+    too few patients for the statistics, images dropped for a non-finite score."""
+    notes = []
+    for overlap in summary["protocol"].get("overlap", []):
+        if overlap["unknown"]:
+            notes.append(f"**Not shown to be held out: {overlap['model']} has no record of its training patients "
+                         "(scored with --allow-overlap).**")
+        else:
+            notes.append(f"**Not held out: {overlap['model']} was trained on {overlap['n_seen']} of the "
+                         f"{overlap['n_evaluated']} evaluated patients (scored with --allow-overlap); its scores are optimistic.**")
+    for title, block in blocks(summary):
+        n = block["n_patients"]
+        if n < FEW_PATIENTS:
+            smallest = 2.0 / 2**n if n else float("nan")
+            notes.append(
+                f"**{title}: only {n} patients, so intervals and p-values are unreliable.** Slices of one patient are "
+                f"not independent, so the patients are the units: the t-interval has {max(n - 1, 0)} degrees of freedom, "
+                f"the bootstrap has few distinct resamples, and the smallest p the patient-level test can give is "
+                f"{smallest:.3g}. Aim for at least {FEW_PATIENTS} test patients."
+            )
+        dropped = {m: k for m, k in block["dropped"].items() if k}
+        if dropped:
+            notes.append(f"{title}: images without a finite score for some method were dropped for every method ("
+                         + ", ".join(f"{LABELS[m]}: {k}" for m, k in dropped.items()) + ").")
+    return notes
 
 
 def protocol_text(protocol: dict) -> str:
@@ -57,7 +114,9 @@ def protocol_text(protocol: dict) -> str:
         f"({protocol['n_patients']} patients); every method scored on the same LR images "
         f"(degradation: {degradation}; seed {protocol['seed']}). Images in [0, 1], data_range 1, "
         f"border crop {protocol['crop_border']} px; SSIM: {protocol['ssim']}. "
-        f"Mean [95% CI] by {protocol['resampling']} bootstrap ({protocol['n_resamples']} resamples); "
-        "differences are paired (same images), p from the Wilcoxon signed-rank test over images; "
-        "fg: foreground (body) mask."
+        "Mean [95% CI]: t-interval with the patients as units (cluster-robust, patients - 1 degrees of freedom); "
+        f"differences are paired (same images), with the patient bootstrap interval ({protocol['n_resamples']} "
+        "resamples) beside the t-interval, p over patients from the exact sign-flip permutation test on per-patient "
+        "mean differences (primary) and p over slices from the Wilcoxon signed-rank test (secondary: it treats "
+        "slices of one patient as independent); fg: foreground (body) mask."
     )

@@ -4,8 +4,10 @@ Per epoch: the step (``SupervisedStep`` or ``AdversarialStep``) runs over the ep
 then, on rank 0, the generator (its EMA when enabled) is scored on whole validation images
 (PSNR, SSIM, exactly as ``medsr evaluate`` scores) and on a few training images (the train curve);
 ``last.pt`` is written atomically every epoch, ``best.pt`` when the epoch is the best so far by
-the paper's rule: highest validation SSIM, ties broken by PSNR. ``resume=True`` continues from
-``last.pt`` and reaches the same result as an uninterrupted run.
+the paper's rule: highest validation SSIM, ties broken by PSNR (``best.pt`` first, so a kill
+between the two writes is repaired by the next resume: see ``train.resume``). Each checkpoint
+records what it was trained on (``data.provenance``). ``resume=True`` continues the run only when
+it is the same run (``train.resume``) and reaches the same result as an uninterrupted run.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import torch
 from torch import nn
 
 from medsr.data.degrade import Degradation
+from medsr.data.provenance import training_record
 from medsr.errors import ConfigError, MedsrError
 from medsr.fsutil import atomic_write_text
 from medsr.metrics import psnr, ssim
@@ -33,6 +36,7 @@ from medsr.train import distributed
 from medsr.train.config import ExperimentConfig, dump_config
 from medsr.train.data import PatchSampler, ScoringSet, scoring_set
 from medsr.train.logs import RunLog
+from medsr.train.resume import BEST, LAST, check_resumable, realign_last, starting_weights, weights_digest
 from medsr.train.steps import AdversarialStep, CudaGraphStep, SupervisedStep
 
 log = logging.getLogger(__name__)
@@ -109,6 +113,35 @@ def dataset_intensity(dataset: str | Path) -> dict:
         return {}
 
 
+#: What a run writes into its folder (removed by ``fit(..., overwrite=True)`` before a fresh start).
+RUN_ARTEFACTS = (BEST, LAST, "log.csv", "config.yaml", "curves_ssim.png", "curves_psnr.png", "tensorboard")
+
+
+def run_record(config: ExperimentConfig) -> dict:
+    """The ``trained_on`` record a run of ``config`` gets (its data set, and the checkpoint it starts from)."""
+    init = None
+    if config.train.init_from:
+        start = read_checkpoint(config.train.init_from)
+        init = {**(start.get("trained_on") or {"unknown": True}), "path": str(config.train.init_from),
+                "weights": weights_digest(starting_weights(start))}
+    return training_record(config.data.dataset, init_from=init)
+
+
+def clear_run(run_dir: Path, *, overwrite: bool) -> None:
+    """Refuse to train afresh over an earlier run's checkpoints, or (``overwrite``) remove them first,
+    so that nothing of the earlier run survives a kill of the new one."""
+    import shutil
+
+    existing = [run_dir / name for name in RUN_ARTEFACTS if (run_dir / name).exists()]
+    if not existing:
+        return
+    if not overwrite and any(p.name in (BEST, LAST) for p in existing):
+        raise MedsrError(f"{run_dir} already holds a run ({', '.join(p.name for p in existing if p.suffix == '.pt')}); "
+                         "resume it (--resume), train into another run_dir, or replace it (--overwrite)")
+    for path in existing:
+        shutil.rmtree(path) if path.is_dir() else path.unlink()
+
+
 def _amp_dtype(config: ExperimentConfig, device: torch.device) -> torch.dtype | None:
     if config.train.amp == "bf16" or (config.train.amp == "auto" and device.type == "cuda"):
         return torch.bfloat16
@@ -125,6 +158,7 @@ def fit(
     config: ExperimentConfig,
     *,
     resume: bool = False,
+    overwrite: bool = False,
     progress: bool = True,
     after_epoch: Callable[[int, dict], None] | None = None,
 ) -> FitResult:
@@ -132,12 +166,16 @@ def fit(
 
     Args:
         config: a validated experiment config.
-        resume: continue from ``run_dir/last.pt`` (an error if there is none).
+        resume: continue the run in ``run_dir`` (an error if there is none, or if it is another run:
+            other data set, model, stage or settings; see ``train.resume``).
+        overwrite: for a fresh run, remove an earlier run's checkpoints and logs in ``run_dir``
+            first (without it, an earlier run there is an error).
         progress: show a progress bar and one line per epoch on stderr (rank 0).
         after_epoch: called on rank 0 after each epoch's checkpoint with (epoch, log row).
 
     Raises:
-        MedsrError / ConfigError: bad data set, missing checkpoint, bad init_from.
+        MedsrError / ConfigError: bad data set, missing checkpoint, bad init_from, a resume of
+            another run, a fresh run over an earlier one.
     """
     from tqdm import tqdm
 
@@ -148,13 +186,21 @@ def fit(
         torch.set_num_threads(config.train.threads)
     torch.manual_seed(config.seed)
     degradation = degradation_of(config)
+    if resume and not any((run_dir / name).is_file() for name in (BEST, LAST)):
+        raise MedsrError(f"--resume: {run_dir / LAST} does not exist (nothing to resume)")
+    record = run_record(config)
+    resume_from: tuple[Path, dict] | None = None
+    if resume:
+        resume_from = check_resumable(run_dir, config.to_dict(), record, map_location=device)
+    elif info.is_main:
+        clear_run(run_dir, overwrite=overwrite)
 
     generator: nn.Module = SRResNet(**generator_kwargs(config)).to(device)
     if config.train.init_from and not resume:
         start = read_checkpoint(config.train.init_from)
         if start["model"]["kwargs"] != generator_kwargs(config):
             raise ConfigError(f"train.init_from: {config.train.init_from} is {start['model']['kwargs']}, the config asks for {generator_kwargs(config)}")
-        generator.load_state_dict(start.get("ema") or start["model"]["state_dict"])
+        generator.load_state_dict(starting_weights(start))
     channels_last = config.train.channels_last == "on" or (config.train.channels_last == "auto" and device.type == "cuda")
     if channels_last:
         generator = generator.to(memory_format=torch.channels_last)
@@ -178,8 +224,10 @@ def fit(
     history: list[dict] = []
     best: dict = {}
     start_epoch = 1
-    if resume:
-        checkpoint = read_checkpoint(run_dir / "last.pt", map_location=device)
+    if resume_from is not None:
+        source, checkpoint = resume_from
+        if info.is_main:
+            realign_last(run_dir, source)
         generator.load_state_dict(checkpoint["model"]["state_dict"])
         opt_g.load_state_dict(checkpoint["optimizers"]["generator"])
         if ema is not None and checkpoint.get("ema") is not None:
@@ -263,11 +311,12 @@ def fit(
                 "optimizers": {"generator": opt_g.state_dict(), **({"discriminator": opt_d.state_dict()} if opt_d else {})},
                 "config": config.to_dict(), "epoch": epoch, "history": history, "best": best,
                 "intensity": intensity,
+                "trained_on": record,
                 "rng": {"torch": torch.get_rng_state()},
             }
-            save_checkpoint(run_dir / "last.pt", payload)
-            if row["best"]:
-                save_checkpoint(run_dir / "best.pt", payload)
+            if row["best"]:  # best first: see train.resume
+                save_checkpoint(run_dir / BEST, payload)
+            save_checkpoint(run_dir / LAST, payload)
             run_log.write(history)
             if show:
                 print(f"epoch {epoch}/{config.train.epochs}: loss {means[0]:.5f}, val PSNR {val['psnr']:.2f} dB, "

@@ -1,0 +1,109 @@
+"""When a run may be resumed, and from which checkpoint.
+
+A run is resumed only when it is really the same run: the same config except for the settings in
+``HARMLESS`` (more epochs, another device, threads, compilation), the same data set (by its
+fingerprint, so a moved folder is fine, a re-prepared one is not), and the same starting weights
+(``train.init_from``, by digest). Anything else gives a one-line reason naming what differs.
+
+``best.pt`` is written before ``last.pt`` at the end of an epoch, and a resume starts from the
+later of the two (both are complete checkpoints), so a kill between the two writes never leaves
+``best.pt`` holding other weights than the best epoch the run's history names.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+
+from medsr.errors import MedsrError
+from medsr.fsutil import atomic_write_bytes
+from medsr.models.checkpoint import read_checkpoint
+
+#: Config keys that may differ between a run and its resumption (they do not change what is learnt).
+HARMLESS = frozenset({
+    "name", "run_dir", "data.dataset", "train.epochs", "train.device", "train.threads", "train.compile",
+    "train.cuda_graph", "train.channels_last",
+})
+BEST, LAST = "best.pt", "last.pt"
+
+
+def flatten(data: Mapping, prefix: str = "") -> dict[str, object]:
+    """``{"train": {"lr": 1}}`` -> ``{"train.lr": 1}``."""
+    flat: dict[str, object] = {}
+    for key, value in data.items():
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def config_changes(saved: Mapping, wanted: Mapping) -> list[str]:
+    """The non-harmless settings that differ, as ``key: <saved> in the run, <wanted> now``."""
+    old, new = flatten(saved), flatten(wanted)
+    keys = sorted((set(old) | set(new)) - HARMLESS)
+    return [f"{key}: {old.get(key)!r} in the run, {new.get(key)!r} now" for key in keys if old.get(key) != new.get(key)]
+
+
+def weights_digest(state_dict: Mapping[str, torch.Tensor]) -> str:
+    """SHA-256 of a state dict's names and tensor bytes (identifies the weights a run started from)."""
+    digest = hashlib.sha256()
+    for name in sorted(state_dict):
+        tensor = state_dict[name].detach().cpu().contiguous().reshape(-1)
+        digest.update(name.encode())
+        digest.update(str(tensor.dtype).encode())
+        digest.update(tensor.view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()
+
+
+def starting_weights(checkpoint: Mapping) -> dict[str, torch.Tensor]:
+    """The generator weights a run initialised from ``checkpoint`` starts with (its EMA if any)."""
+    return checkpoint.get("ema") or checkpoint["model"]["state_dict"]
+
+
+def resume_problem(checkpoint: Mapping, config: Mapping, record: Mapping) -> str | None:
+    """Why ``checkpoint`` cannot be continued as the run of ``config`` on the data of ``record``
+    (the ``trained_on`` record the run would have now), or None when it can."""
+    changes = config_changes(checkpoint.get("config", {}), config)
+    if changes:
+        return changes[0] + (f" (and {len(changes) - 1} more)" if len(changes) > 1 else "")
+    saved = checkpoint.get("trained_on")
+    if not saved:
+        return "the checkpoint does not record which data set it was trained on"
+    if saved["fingerprint"] != record["fingerprint"]:
+        return f"data.dataset: {record['dataset']} is not the data set the run was trained on (other slices, splits or intensities)"
+    old_init, new_init = saved.get("init_from") or {}, record.get("init_from") or {}
+    if old_init.get("weights") != new_init.get("weights"):
+        return "train.init_from: the starting checkpoint changed since the run began"
+    return None
+
+
+def latest_checkpoint(run_dir: Path, map_location: str | torch.device = "cpu") -> tuple[Path, dict] | None:
+    """The later (by epoch) of ``best.pt`` and ``last.pt`` in ``run_dir`` and its contents; None when
+    neither exists."""
+    found = [(run_dir / name, read_checkpoint(run_dir / name, map_location)) for name in (LAST, BEST) if (run_dir / name).is_file()]
+    return max(found, key=lambda item: item[1]["epoch"]) if found else None
+
+
+def realign_last(run_dir: Path, source: Path) -> None:
+    """Make ``last.pt`` the checkpoint ``source`` when a kill left ``best.pt`` one epoch ahead."""
+    if source.name != LAST:
+        atomic_write_bytes(run_dir / LAST, source.read_bytes())
+
+
+def check_resumable(run_dir: Path, config: Mapping, record: Mapping, map_location: str | torch.device = "cpu") -> tuple[Path, dict]:
+    """The checkpoint to resume ``run_dir`` from, and its contents.
+
+    Raises:
+        MedsrError: nothing to resume, or the run differs (one line naming what differs).
+    """
+    found = latest_checkpoint(run_dir, map_location)
+    if found is None:
+        raise MedsrError(f"--resume: {run_dir / LAST} does not exist (nothing to resume)")
+    problem = resume_problem(found[1], config, record)
+    if problem is not None:
+        raise MedsrError(f"--resume: {found[0]} is another run: {problem}; train into a new run_dir instead")
+    return found
