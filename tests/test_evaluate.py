@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -12,13 +13,15 @@ import pytest
 from medsr.cli import main
 from medsr.data.degrade import Degradation, crop_to_scale, degrade_image
 from medsr.data.manifest import read_manifest
+from medsr.data.prepare import KeepRule, PrepareOptions, prepare
+from medsr.data.split import SplitSpec
 from medsr.errors import MedsrError
 from medsr.evaluate import EvalOptions, evaluate
 from medsr.io.raster import read_png16
 from medsr.models import SRModel, load_model
 from medsr.models.interpolation import InterpolationModel
 
-from conftest import make_ct_dataset
+from conftest import make_ct_dataset, pydicom_file, write_ct_series
 
 
 @pytest.fixture(scope="module")
@@ -95,3 +98,55 @@ def test_bad_requests_are_clear_errors(dataset, tmp_path):
     with pytest.raises(MedsrError, match="unknown split"):
         evaluate(dataset, [load_model("bicubic")], tmp_path / "x", EvalOptions(split="holdout"))
     assert main(["evaluate", str(dataset), "--out", str(tmp_path / "x"), "--model", "srresnet9"]) == 1
+
+
+class Oracle(SRModel):
+    """Returns the HR image itself for one chosen image (PSNR = inf there), bicubic elsewhere."""
+
+    def __init__(self, dataset: Path, image_id: str) -> None:
+        self.name, self.scale = "oracle", 4
+        self.hr = crop_to_scale(read_png16(dataset / f"slices/{image_id}.png"), 4).astype(np.float32)
+        self._inner = InterpolationModel("bicubic", 4)
+
+    def enhance_batch(self, lq):
+        out = self._inner.enhance_batch(lq)
+        for index, image in enumerate(lq):
+            if image.shape[-2:] == (self.hr.shape[0] // 4, self.hr.shape[1] // 4):
+                reference = degrade_image(self.hr, Degradation(), key="")
+                if np.array_equal(image[0], reference):
+                    out[index, 0] = self.hr
+        return out
+
+
+def test_a_non_finite_score_drops_the_image_for_every_method(dataset, tmp_path):
+    rows = read_manifest(dataset, split="test")
+    oracle = Oracle(dataset, rows[0]["id"])
+    result = evaluate(dataset, [load_model("nearest"), oracle], tmp_path / "e", EvalOptions(n_figures=0))
+    summary = result.summary
+    first = read_png16(dataset / rows[0]["file"])
+    perfect = sum(np.array_equal(read_png16(dataset / r["file"]), first) for r in rows)  # the test CT slices repeat
+    assert summary["dropped"]["psnr"] == perfect >= 1 and summary["dropped"]["ssim"] == 0
+    assert {m["psnr"]["n"] for m in summary["methods"].values()} == {len(rows) - perfect}  # the same images for all
+    assert {m["ssim"]["n"] for m in summary["methods"].values()} == {len(rows)}
+    assert f"dropped for every method (PSNR (dB): {perfect}, PSNR fg (dB): {perfect})" in (tmp_path / "e" / "table.md").read_text()
+
+
+def test_tables_give_each_modality_its_patients_and_warn_about_few_patients(tmp_path):
+    for index in range(3):
+        write_ct_series(tmp_path / "src" / f"ct{index}", 2, patient=f"C{index}")
+        folder = tmp_path / "src" / f"mr{index}"
+        folder.mkdir()
+        shutil.copy(pydicom_file("MR_small.dcm"), folder / "a.dcm")  # one MR patient id; folders don't matter
+    dataset = tmp_path / "d"
+    prepare([tmp_path / "src"], dataset, PrepareOptions(size=None, min_size=64, keep=KeepRule("all"),
+                                                        split=SplitSpec.parse("0.0,0.0,1.0"), workers=1))
+    result = evaluate(dataset, [load_model("nearest")], tmp_path / "e", EvalOptions(n_figures=0))
+    summary = result.summary
+    assert set(summary["by_modality"]) == {"CT", "MR"}
+    assert summary["by_modality"]["CT"]["n_patients"] == 3 and summary["by_modality"]["CT"]["n_images"] == 6
+    assert summary["n_patients"] == 4
+    table = (tmp_path / "e" / "table.md").read_text()
+    assert "## Table 2 layout (CT)" in table and "| Method (3 patients, 6 slices) |" in table
+    assert "## Table 2 layout (all modalities)" in table and "| Method (4 patients, 9 slices) |" in table
+    assert "**all modalities: only 4 patients, so intervals and p-values are unreliable.**" in table
+    assert "smallest p the patient-level test can give is 0.125" in table
