@@ -1,12 +1,24 @@
 """HR -> LR degradations, deterministic per image and seed, in torch (CPU or GPU, batched).
 
+Sampling grid (all kinds, every scale s, both axes): LR pixel k is centred at HR position
+``(k + 0.5) * s - 0.5`` (HR pixel j centred at j), i.e. at the centre of the s x s block of HR pixels
+``s*k .. s*k + s - 1`` (for x4: 4k + 1.5). This is the align_corners=False convention that OpenCV's
+``resize``, ``F.interpolate`` and the networks' bicubic skip assume when they upsample, so an LR
+image upsampled by any of them lies on its HR image without a sub-pixel shift.
+
 * ``bicubic``: antialiased bicubic downsampling (the kernel widened by the scale, as MATLAB's
-  ``imresize`` and Pillow do), the standard SR protocol.
+  ``imresize`` and Pillow do), the standard SR protocol; ``F.interpolate(antialias=True,
+  align_corners=False)`` samples that grid.
 * ``kspace``: MRI-realistic: keep the central 1/scale of k-space in each direction (optionally
-  tapered by a Hann or Tukey window to limit ringing), inverse FFT on the small grid, magnitude.
-  The inverse FFT of the cropped spectrum is directly the LR grid.
-* ``blur-noise``: Gaussian blur (``blur_sigma``, default 0.5 x scale), decimation (every
-  scale-th pixel, centred), then Gaussian or Rician noise of standard deviation ``noise_level``.
+  tapered by a Hann or Tukey window, symmetric about the DC bin, to limit ringing), multiply by
+  the linear phase ramp ``exp(2 pi i f (s - 1) / (2 N))`` (f: the signed HR frequency of each kept
+  bin, N: the HR size on that axis), inverse FFT on the small grid, magnitude. Without the ramp the
+  inverse FFT would sample the band-limited image at HR positions s*k; the ramp moves every sample
+  exactly (s - 1) / 2 HR pixels on, to (k + 0.5) * s - 0.5.
+* ``blur-noise``: Gaussian blur (``blur_sigma``, default 0.5 x scale, reflect border) evaluated at
+  the LR sample positions (k + 0.5) * s - 0.5, which are half-integer for even scales (the kernel
+  is then sampled at half-integer offsets, an even-length kernel), then Gaussian or Rician noise of
+  standard deviation ``noise_level``.
 
 All outputs are clipped to [0, 1]. HR sizes must be multiples of the scale (see ``crop_to_scale``).
 """
@@ -80,36 +92,100 @@ def crop_to_scale(image: np.ndarray, scale: int) -> np.ndarray:
     return image[..., : height - height % scale, : width - width % scale]
 
 
-def _window(length: int, taper: str, alpha: float, device, dtype) -> torch.Tensor:
+def _signed_frequencies(length: int, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """Signed frequency (in bins, DC = 0) of each of the ``length`` central bins, in fftshift order.
+
+    These are the bins ``degrade`` keeps: ``-(length // 2) .. length - 1 - length // 2``; the
+    same integers are the bins' HR frequencies (cycles per HR image)."""
+    return torch.arange(length, device=device, dtype=dtype) - length // 2
+
+
+def _window(length: int, taper: str, alpha: float, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """Taper of the ``length`` kept k-space bins (fftshift order), symmetric about the DC bin.
+
+    Returns a (length,) tensor in (0, 1] (Tukey: [0, 1]) with value 1 at DC, a function of |f| only
+    (f from ``_signed_frequencies``). With R = length // 2 (the largest |f| kept):
+    ``hann``: 0.5 + 0.5 cos(pi f / (R + 1)), non-zero at every kept bin; ``tukey``: flat for
+    |f| <= (1 - alpha) R, a cosine fall to 0 at |f| = R. For odd lengths these are the windows of
+    earlier versions; for even lengths those were centred half a bin off DC."""
     if taper == "none":
         return torch.ones(length, device=device, dtype=dtype)
-    n = torch.arange(length, device=device, dtype=dtype)
-    if taper == "hann":  # symmetric Hann that stays non-zero at the edges (length + 2 points)
-        return 0.5 - 0.5 * torch.cos(2 * torch.pi * (n + 1) / (length + 1))
-    width = alpha * (length - 1) / 2.0  # Tukey: flat centre, cosine edges
+    radius = length // 2
+    f = _signed_frequencies(length, device, dtype).abs()
+    if taper == "hann":
+        return 0.5 + 0.5 * torch.cos(torch.pi * f / (radius + 1))
+    width = alpha * radius  # Tukey: flat centre, cosine edges
     window = torch.ones(length, device=device, dtype=dtype)
     if width > 0:
-        left = n < width
-        right = n > (length - 1) - width
-        window[left] = 0.5 * (1 + torch.cos(torch.pi * (n[left] / width - 1)))
-        window[right] = 0.5 * (1 + torch.cos(torch.pi * ((n[right] - (length - 1)) / width + 1)))
+        edge = f > radius - width
+        window[edge] = 0.5 * (1 + torch.cos(torch.pi * (f[edge] - (radius - width)) / width))
     return window
 
 
-def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
+def _phase_ramp(length: int, hr_length: int, shift: float, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """(length,) complex ``exp(2 pi i f shift / hr_length)`` for the kept bins (fftshift order).
+
+    Multiplying the spectrum by it samples the band-limited image ``shift`` HR pixels further on."""
+    f = _signed_frequencies(length, device, dtype)
+    return torch.polar(torch.ones_like(f), 2 * torch.pi * f * shift / hr_length)
+
+
+def _kspace_lowres(hr: torch.Tensor, spec: Degradation) -> torch.Tensor:
+    """k-space truncation: (N, 1, H, W) in [0, 1] -> (N, 1, H/s, W/s) magnitude (not clipped), hr's dtype.
+
+    Sample k (per axis) is the band-limited image at HR position (k + 0.5) * s - 0.5."""
+    s = spec.scale
+    height, width = hr.shape[-2:]
+    h, w = height // s, width // s
+    work = hr.double() if hr.device.type == "cpu" else hr.float()
+    spectrum = torch.fft.fftshift(torch.fft.fft2(work, norm="forward"), dim=(-2, -1))
+    top, left = height // 2 - h // 2, width // 2 - w // 2
+    centre = spectrum[..., top : top + h, left : left + w]
+    shift = (s - 1) / 2.0
+    rows = _window(h, spec.taper, spec.tukey_alpha, hr.device, work.dtype) * _phase_ramp(h, height, shift, hr.device, work.dtype)
+    cols = _window(w, spec.taper, spec.tukey_alpha, hr.device, work.dtype) * _phase_ramp(w, width, shift, hr.device, work.dtype)
+    small = torch.fft.ifft2(torch.fft.ifftshift(centre * torch.outer(rows, cols), dim=(-2, -1)), norm="forward")
+    return small.abs().to(hr.dtype)
+
+
+def _gaussian_taps(sigma: float, offset: float, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, int, int]:
+    """Normalised Gaussian kernel sampled at integer + ``offset`` (0 or 0.5) distances.
+
+    Returns (kernel, pad_before, pad_after): kernel[j] = g(j - pad_before - offset), length
+    pad_before + pad_after + 1, so that a correlation of the padded signal with it gives, at output
+    index i, the blurred signal at position i + offset. Radius int(4 sigma + 0.5), at least 1;
+    ``offset`` 0.5 gives an even-length kernel symmetric about its middle."""
     radius = max(1, int(4.0 * sigma + 0.5))
-    t = torch.arange(-radius, radius + 1, device=x.device, dtype=x.dtype)
+    extra = 1 if offset else 0
+    t = torch.arange(-radius, radius + 1 + extra, device=device, dtype=dtype) - offset
     kernel = torch.exp(-0.5 * (t / sigma) ** 2)
-    kernel = kernel / kernel.sum()
-    pad = (radius, radius, radius, radius)
-    mode = "reflect" if min(x.shape[-2:]) > radius else "replicate"
-    y = F.pad(x, pad, mode=mode)
+    return kernel / kernel.sum(), radius, radius + extra
+
+
+def _blur_decimate(x: torch.Tensor, sigma: float, scale: int) -> torch.Tensor:
+    """Gaussian blur sampled on the LR grid: (N, 1, H, W) -> (N, 1, H/s, W/s).
+
+    Output k (per axis) is the separable Gaussian blur (reflect border; replicate for images
+    too small to reflect) at HR position (k + 0.5) * s - 0.5, which lies half-way between HR
+    pixels for even s."""
+    position = (scale - 1) / 2.0  # of LR pixel 0; LR pixel k is at position + s k
+    first, offset = int(position), position - int(position)
+    kernel, before, after = _gaussian_taps(sigma, offset, x.device, x.dtype)
+    mode = "reflect" if min(x.shape[-2:]) > after else "replicate"
+    y = F.pad(x, (before, after, before, after), mode=mode)
     y = F.conv2d(y, kernel.view(1, 1, 1, -1))
-    return F.conv2d(y, kernel.view(1, 1, -1, 1))
+    y = F.conv2d(y, kernel.view(1, 1, -1, 1))
+    return y[..., first::scale, first::scale]
 
 
 def degrade(hr: torch.Tensor, spec: Degradation, *, generator: torch.Generator | None = None) -> torch.Tensor:
     """Make LR images.
+
+    LR pixel (i, j) is centred at HR position ((i + 0.5) * s - 0.5, (j + 0.5) * s - 0.5), s =
+    ``spec.scale``, HR pixel (y, x) being centred at (y, x): the centre of its s x s HR block, the
+    align_corners=False grid of OpenCV's ``resize`` and ``F.interpolate``. ``bicubic`` is the
+    antialiased bicubic filter there, ``kspace`` the magnitude of the truncated (and tapered)
+    band-limited image there, ``blur-noise`` the Gaussian-blurred image there plus noise.
 
     Args:
         hr: (N, 1, H, W) float tensor in [0, 1], H and W multiples of ``spec.scale``.
@@ -129,19 +205,9 @@ def degrade(hr: torch.Tensor, spec: Degradation, *, generator: torch.Generator |
     if spec.kind == "bicubic":
         lq = F.interpolate(hr, size=(h, w), mode="bicubic", antialias=True, align_corners=False)
     elif spec.kind == "kspace":
-        work = hr.double() if hr.device.type == "cpu" else hr.float()
-        spectrum = torch.fft.fftshift(torch.fft.fft2(work, norm="forward"), dim=(-2, -1))
-        top, left = height // 2 - h // 2, width // 2 - w // 2
-        centre = spectrum[..., top : top + h, left : left + w]
-        window = torch.outer(
-            _window(h, spec.taper, spec.tukey_alpha, hr.device, work.dtype),
-            _window(w, spec.taper, spec.tukey_alpha, hr.device, work.dtype),
-        )
-        small = torch.fft.ifft2(torch.fft.ifftshift(centre * window, dim=(-2, -1)), norm="forward")
-        lq = small.abs().to(hr.dtype)
+        lq = _kspace_lowres(hr, spec)
     else:
-        blurred = _gaussian_blur(hr, spec.sigma)
-        lq = blurred[..., s // 2 :: s, s // 2 :: s]
+        lq = _blur_decimate(hr, spec.sigma, s)
         if spec.noise_level > 0:
             noise = torch.randn(lq.shape, generator=generator, device=lq.device, dtype=lq.dtype) * spec.noise_level
             if spec.noise == "gaussian":
