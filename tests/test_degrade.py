@@ -174,11 +174,12 @@ def test_kspace_is_the_tapered_spectrum_times_the_exact_phase_ramp(hr, taper, sc
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-@pytest.mark.parametrize("scale", [2, 3, 4, 8])
-@pytest.mark.parametrize(("kind", "taper"), ALIGNMENT_CASES)
-def test_gpu_batch_matches_cpu(hr, kind, taper, scale):
-    x = torch.from_numpy(np.stack([crop_to_scale(hr, scale), crop_to_scale(hr[::-1], scale)]))[:, None]
-    spec = Degradation(kind, scale, taper=taper, noise_level=0.0)
-    on_gpu = degrade(x.cuda(), spec)
-    assert on_gpu.dtype == x.dtype and on_gpu.device.type == "cuda" and on_gpu.shape == (2, 1, *(n // scale for n in x.shape[-2:]))
-    torch.testing.assert_close(on_gpu.cpu(), degrade(x, spec), atol=2e-5, rtol=0)
+def test_gpu_batch_matches_cpu(hr):
+    for kind, taper in ALIGNMENT_CASES:
+        for scale in (2, 3, 4, 8):
+            x = torch.from_numpy(np.stack([crop_to_scale(hr, scale), crop_to_scale(hr[::-1], scale)]))[:, None]
+            spec = Degradation(kind, scale, taper=taper, noise_level=0.0)
+            on_gpu = degrade(x.cuda(), spec)
+            assert on_gpu.dtype == x.dtype and on_gpu.device.type == "cuda"
+            assert on_gpu.shape == (2, 1, *(n // scale for n in x.shape[-2:]))
+            torch.testing.assert_close(on_gpu.cpu(), degrade(x, spec), atol=2e-5, rtol=0, msg=f"{kind} {taper} x{scale}")
