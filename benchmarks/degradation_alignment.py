@@ -34,8 +34,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 from scipy import ndimage
-from skimage.registration import phase_cross_correlation
 
+from medsr.data.alignment import grid_shift
 from medsr.data.degrade import Degradation, crop_to_scale, degrade_image
 from medsr.io import read_slices
 from medsr.metrics import psnr
@@ -92,36 +92,6 @@ def file_slices(paths: list[Path], count: int) -> list[RealSlice]:
     return slices
 
 
-def _correlation_shift(hr: np.ndarray, up: np.ndarray, scale: int) -> np.ndarray:
-    """One phase-correlation estimate (dy, dx), HR pixels, of how far ``up``'s content lies from ``hr``'s.
-
-    Whole (H, W) images, mean removed, low-passed by a Gaussian of 0.25 / scale cycles/pixel (the
-    band the LR grid carries), then ``phase_cross_correlation`` to 1/100 pixel. No window: a window
-    does not commute with the degradations' blur and biases the wide-kernel cases (x8) by up to
-    0.1 pixel; medical slices' borders are mostly dark background, so the FFT's wrap-around adds no edge."""
-    fy, fx = np.fft.fftfreq(hr.shape[0])[:, None], np.fft.fftfreq(hr.shape[1])[None, :]
-    lowpass = np.exp(-0.5 * (fy**2 + fx**2) / (0.25 / scale) ** 2)
-    spectra = [np.fft.fft2(image - image.mean()) * lowpass for image in (hr.astype(np.float64), up.astype(np.float64))]
-    shift, _, _ = phase_cross_correlation(*spectra, upsample_factor=100, space="fourier", normalization=None)
-    return -np.asarray(shift, dtype=np.float64)
-
-
-def measure_shift(hr: np.ndarray, up: np.ndarray, scale: int, *, rounds: int = 4) -> np.ndarray:
-    """Sub-pixel displacement (dy, dx), HR pixels, of ``up`` (an upsampled LR image) against ``hr``.
-
-    Positive: ``up``'s content lies further down / right. The correlation peak of a large shift
-    is slightly off, so ``up`` is moved back by the estimate so far (cubic spline) and the residual
-    measured again, until it is at most 0.01 pixel (the resolution)."""
-    total = np.zeros(2)
-    for _ in range(rounds):
-        moved = ndimage.shift(up.astype(np.float64), -total, order=3, mode="nearest") if total.any() else up
-        step = _correlation_shift(hr, moved, scale)
-        total += step
-        if np.abs(step).max() <= 0.011:  # one step of the 1/100-pixel grid
-            break
-    return total
-
-
 def upsample(lq: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """OpenCV bicubic (align_corners=False) to ``shape`` (H, W); float32."""
     return cv2.resize(lq, (shape[1], shape[0]), interpolation=cv2.INTER_CUBIC)
@@ -138,7 +108,7 @@ def evaluate_case(slices: list[RealSlice], spec: Degradation) -> tuple[float, fl
         hr = crop_to_scale(item.pixels, spec.scale)
         pairs.append((hr, upsample(degrade_image(hr, spec, seed=0, key=f"slice-{index}"), hr.shape)))
     measured = [(hr, up) for hr, up in pairs if min(hr.shape) >= MIN_LR_SIDE * spec.scale] or pairs
-    shifts = np.array([measure_shift(hr, up, spec.scale) for hr, up in measured])
+    shifts = np.array([grid_shift(hr, up, spec.scale) for hr, up in measured])
     dy, dx = (float(value) for value in np.median(shifts, axis=0))
     scores = [psnr(np.clip(up, 0, 1), hr) for hr, up in pairs]
     realigned = [psnr(np.clip(ndimage.shift(up.astype(np.float64), (-dy, -dx), order=3, mode="nearest"), 0, 1), hr)

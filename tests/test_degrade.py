@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from medsr.data.alignment import grid_shift
 from medsr.data.degrade import Degradation, crop_to_scale, degrade, degrade_image, image_seed
 from medsr.io import read_slices
 
@@ -80,40 +81,6 @@ def real_hr() -> np.ndarray:
     return ((pixels - pixels.min()) / (pixels.max() - pixels.min())).astype(np.float32)
 
 
-def _correlation_shift(hr: np.ndarray, up: np.ndarray, scale: int) -> np.ndarray:
-    """One phase-correlation estimate (dy, dx), HR pixels, of how far ``up``'s content lies from ``hr``'s.
-
-    Whole (H, W) images, mean removed, low-passed by a Gaussian of 0.25 / scale cycles/pixel (the
-    band the LR grid carries), then ``phase_cross_correlation`` to 1/100 pixel. No window: a window
-    does not commute with the degradations' blur and biases the wide-kernel cases (x8) by up to
-    0.1 pixel; the slices' borders are dark background, so the FFT's wrap-around adds no edge."""
-    from skimage.registration import phase_cross_correlation
-
-    fy, fx = np.fft.fftfreq(hr.shape[0])[:, None], np.fft.fftfreq(hr.shape[1])[None, :]
-    lowpass = np.exp(-0.5 * (fy**2 + fx**2) / (0.25 / scale) ** 2)
-    spectra = [np.fft.fft2(image - image.mean()) * lowpass for image in (hr.astype(np.float64), up.astype(np.float64))]
-    shift, _, _ = phase_cross_correlation(*spectra, upsample_factor=100, space="fourier", normalization=None)
-    return -np.asarray(shift, dtype=np.float64)
-
-
-def measure_shift(hr: np.ndarray, up: np.ndarray, scale: int, *, rounds: int = 4) -> np.ndarray:
-    """Sub-pixel displacement (dy, dx), HR pixels, of ``up`` (an upsampled LR image) against ``hr``.
-
-    Positive: ``up``'s content lies further down / right. The correlation peak of a large shift
-    is slightly off, so ``up`` is moved back by the estimate so far (cubic spline) and the residual
-    measured again, until it is at most 0.01 pixel (the resolution)."""
-    from scipy import ndimage
-
-    total = np.zeros(2)
-    for _ in range(rounds):
-        moved = ndimage.shift(up.astype(np.float64), -total, order=3, mode="nearest") if total.any() else up
-        step = _correlation_shift(hr, moved, scale)
-        total += step
-        if np.abs(step).max() <= 0.011:  # one step of the 1/100-pixel grid
-            break
-    return total
-
-
 @pytest.mark.parametrize("scale", [2, 3, 4, 8])
 @pytest.mark.parametrize(("kind", "taper"), ALIGNMENT_CASES)
 def test_lr_grid_matches_opencv_resize_on_real_ct(real_hr, kind, taper, scale):
@@ -122,7 +89,7 @@ def test_lr_grid_matches_opencv_resize_on_real_ct(real_hr, kind, taper, scale):
     hr = crop_to_scale(real_hr, scale)
     lq = degrade_image(hr, Degradation(kind, scale, taper=taper, noise_level=0.0))
     up = cv2.resize(lq, (hr.shape[1], hr.shape[0]), interpolation=cv2.INTER_CUBIC)
-    shift = measure_shift(hr, up, scale)
+    shift = grid_shift(hr, up, scale)
     assert np.abs(shift).max() <= 0.05, f"{kind}/{taper} x{scale}: LR grid off by (dy, dx) = {shift.round(3)} HR px"
 
 
