@@ -77,6 +77,11 @@ def test_srgan_stage_starts_from_the_srresnet(dataset, tmp_path):
     row = result.history[0]
     assert {"content", "adversarial", "d_loss", "d_real", "d_fake"} <= set(row)
     assert 0.0 < row["d_real"] < 1.0 and row["content"] > 0
+    # every term and its share of the generator loss, per epoch, in log.csv
+    logged = list(csv.DictReader(open(tmp_path / "gan" / "log.csv")))[0]
+    assert float(logged["content_term"]) + float(logged["adversarial_term"]) + float(logged["pixel_term"]) == pytest.approx(float(logged["loss"]), rel=1e-5)
+    assert sum(float(logged[f"{t}_share"]) for t in ("content", "adversarial", "pixel")) == pytest.approx(1.0)
+    assert float(logged["adversarial_share"]) > 1e-3  # Ledig's balance: the GAN term is not negligible
     checkpoint = read_checkpoint(tmp_path / "gan" / "last.pt")
     assert checkpoint["discriminator"]["variant"] == "ledig" and checkpoint["ema"] is not None
     assert "discriminator" in checkpoint["optimizers"]

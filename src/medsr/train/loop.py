@@ -219,7 +219,8 @@ def fit(
             discriminator_plain = discriminator_plain.to(memory_format=torch.channels_last)
         opt_d = torch.optim.Adam(discriminator_plain.parameters(), lr=config.adversarial.lr_d, betas=tuple(config.train.betas),
                                  fused=device.type == "cuda")
-        perceptual = PerceptualLoss(tuple(config.adversarial.content_layer), config.adversarial.vgg_weights).to(device)
+        perceptual = PerceptualLoss(tuple(config.adversarial.content_layer), config.adversarial.vgg_weights,
+                                    feature_scale=config.adversarial.vgg_feature_scale).to(device)
 
     history: list[dict] = []
     best: dict = {}
@@ -299,6 +300,7 @@ def fit(
             row = {"epoch": epoch, **dict(zip(step.names, means)), "train_psnr": train["psnr"], "train_ssim": train["ssim"],
                    "val_psnr": val["psnr"], "val_ssim": val["ssim"], "lr": opt_g.param_groups[0]["lr"],
                    "seconds": round(seconds, 3), "iterations": iterations, "best": 0}
+            row.update(step.summarize(dict(zip(step.names, means))))
             if _is_better(row, best):
                 row["best"] = 1
                 best = {k: row[k] for k in ("epoch", "val_psnr", "val_ssim")}
@@ -319,7 +321,8 @@ def fit(
             save_checkpoint(run_dir / LAST, payload)
             run_log.write(history)
             if show:
-                print(f"epoch {epoch}/{config.train.epochs}: loss {means[0]:.5f}, val PSNR {val['psnr']:.2f} dB, "
+                shares = "".join(f", {k[:-6]} {100 * v:.1f}%" for k, v in row.items() if k.endswith("_share") and v == v)
+                print(f"epoch {epoch}/{config.train.epochs}: loss {means[0]:.5f}{shares}, val PSNR {val['psnr']:.2f} dB, "
                       f"SSIM {val['ssim']:.4f}{' (best)' if row['best'] else ''}, {iterations / seconds:.1f} it/s", file=sys.stderr)
             if after_epoch is not None:
                 after_epoch(epoch, row)
