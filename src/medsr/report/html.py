@@ -139,9 +139,12 @@ def write_report(run_dir: Path, config, stage_seconds: dict[str, float]) -> list
         rows = read_csv(folder / "log.csv")
         best = [r for r in rows if r.get("best") == "1"]
         trained = (folder / "config.yaml").read_text() if (folder / "config.yaml").is_file() else ""
+        shares = ", ".join(f"{key[:-6]} {100 * float(value):.2f}%" for key, value in rows[-1].items()
+                           if key.endswith("_share") and value not in ("", "nan")) if rows else ""
         doc.paragraph(
-            f"**{name}**: {len(rows)} epochs, best epoch {best[-1]['epoch'] if best else '-'} "
-            f"(validation PSNR {float(best[-1]['val_psnr']):.2f} dB, SSIM {float(best[-1]['val_ssim']):.4f})." if best else f"**{name}**"
+            (f"**{name}**: {len(rows)} epochs, best epoch {best[-1]['epoch'] if best else '-'} "
+             f"(validation PSNR {float(best[-1]['val_psnr']):.2f} dB, SSIM {float(best[-1]['val_ssim']):.4f})." if best else f"**{name}**")
+            + (f" Share of each term in the generator loss in the last epoch: {shares}." if shares else "")
         )
         doc.image(folder / "curves_ssim.png", f"{name}: SSIM per epoch, training and validation (Figure 6)")
         doc.image(folder / "curves_psnr.png", f"{name}: PSNR per epoch, training and validation (Figure 7)")
