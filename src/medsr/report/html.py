@@ -36,20 +36,22 @@ def _environment(stage_seconds: dict[str, float]) -> list[list[str]]:
 
 
 def _headline(summary: dict, baseline: str) -> str:
-    """One sentence per learned method and block (overall, then each modality): paired gains with CIs."""
+    """One sentence per learned method and block (overall, then each modality): paired gains with
+    CIs. "Above" needs both the t-interval of PSNR and SSIM above 0 and p < 0.05 over patients."""
+    order = [m["name"] for m in summary["protocol"]["methods"]]
     lines = []
     for title, block in tables.blocks(summary):
-        for name, diff in block.get("vs_baseline", {}).items():
+        for name in sorted(block.get("vs_baseline", {}), key=order.index):
             if name in ("nearest", "bilinear", "lanczos"):
                 continue
-            psnr, ssim = diff["psnr"], diff["ssim"]
-            verdict = "above" if psnr["ci_low"] > 0 and ssim["ci_low"] > 0 else "not clearly above"
+            psnr, ssim = block["vs_baseline"][name]["psnr"], block["vs_baseline"][name]["ssim"]
+            above = all(d["ci_low"] > 0 and d["p_patients"] < 0.05 for d in (psnr, ssim))
             lines.append(
-                f"**{name}** vs {baseline} ({title}; {block['n_patients']} patients, {block['n_images']} slices): "
-                f"PSNR {psnr['mean_diff']:+.2f} dB [95% CI {psnr['ci_low']:+.2f}, {psnr['ci_high']:+.2f}] "
+                f"**{name}** vs {baseline} ({title}; {tables.units(block)}): "
+                f"PSNR {psnr['mean_diff']:+.2f} dB [95% CI {tables.interval(psnr, 2)}] "
                 f"({psnr['improvement_pct']:+.2f}%, p {tables._p(psnr['p_patients'])} over patients), "
-                f"SSIM {ssim['mean_diff']:+.4f} [{ssim['ci_low']:+.4f}, {ssim['ci_high']:+.4f}] "
-                f"({ssim['improvement_pct']:+.2f}%): {verdict} {baseline} on the held-out patients."
+                f"SSIM {ssim['mean_diff']:+.4f} [{tables.interval(ssim, 4)}] "
+                f"({ssim['improvement_pct']:+.2f}%): {'above' if above else 'not clearly above'} {baseline} on the held-out patients."
             )
     return "\n\n".join(lines)
 

@@ -43,13 +43,20 @@ def _difference(diff: dict, metric: str) -> str:
     )
 
 
-def _units(block: dict) -> str:
-    return f"{block['n_patients']} patients, {block['n_images']} slices"
+def units(block: dict) -> str:
+    """``4 patients, 60 slices`` for a summary block."""
+    n, m = block["n_patients"], block["n_images"]
+    return f"{n} patient{'s' * (n != 1)}, {m} slice{'s' * (m != 1)}"
+
+
+def interval(entry: dict, digits: int) -> str:
+    """``+1.10, +5.13`` (signed) for an entry with ``ci_low``/``ci_high``; ``-`` for NaN bounds."""
+    return f"{_number(entry['ci_low'], digits, '+')}, {_number(entry['ci_high'], digits, '+')}"
 
 
 def table1(block: dict, methods: Sequence[str]) -> str:
     """Table 1 layout: SSIM and PSNR of the interpolation methods (mean [95% CI])."""
-    lines = [f"| Method ({_units(block)}) | SSIM | PSNR (dB) |", "|---|---|---|"]
+    lines = [f"| Method ({units(block)}) | SSIM | PSNR (dB) |", "|---|---|---|"]
     for name in methods:
         entry = block["methods"][name]
         lines.append(f"| {name} | {_score(entry['ssim'], 'ssim')} | {_score(entry['psnr'], 'psnr')} |")
@@ -58,7 +65,7 @@ def table1(block: dict, methods: Sequence[str]) -> str:
 
 def table2(block: dict, methods: Sequence[str], baseline: str) -> str:
     """Table 2 layout: scores and % improvement over the baseline, with paired CIs and p-values."""
-    head = (f"| Method ({_units(block)}) | SSIM | PSNR (dB) | SSIM vs {baseline} | PSNR vs {baseline} "
+    head = (f"| Method ({units(block)}) | SSIM | PSNR (dB) | SSIM vs {baseline} | PSNR vs {baseline} "
             "| SSIM fg | PSNR fg (dB) |")
     lines = [head, "|---|---|---|---|---|---|---|"]
     for name in methods:
@@ -91,13 +98,15 @@ def warnings(summary: dict) -> list[str]:
                          f"{overlap['n_evaluated']} evaluated patients (scored with --allow-overlap); its scores are optimistic.**")
     for title, block in blocks(summary):
         n = block["n_patients"]
-        if n < FEW_PATIENTS:
-            smallest = 2.0 / 2**n if n else float("nan")
+        if n == 1:
+            notes.append(f"**{title}: one patient only, so no interval or p-value can be given** (slices of one patient "
+                         "are not independent; the patients are the units).")
+        elif n < FEW_PATIENTS:
             notes.append(
                 f"**{title}: only {n} patients, so intervals and p-values are unreliable.** Slices of one patient are "
-                f"not independent, so the patients are the units: the t-interval has {max(n - 1, 0)} degrees of freedom, "
+                f"not independent, so the patients are the units: the t-interval has {n - 1} degrees of freedom, "
                 f"the bootstrap has few distinct resamples, and the smallest p the patient-level test can give is "
-                f"{smallest:.3g}. Aim for at least {FEW_PATIENTS} test patients."
+                f"{2.0 / 2**n:.3g}. Aim for at least {FEW_PATIENTS} test patients."
             )
         dropped = {m: k for m, k in block["dropped"].items() if k}
         if dropped:
