@@ -107,7 +107,7 @@ def test_a_fresh_run_never_overwrites_an_earlier_one_silently(trained, datasets,
 
 def test_evaluation_refuses_a_model_on_its_own_patients(trained, datasets, tmp_path):
     model = load_model(trained / "best.pt", device="cpu")
-    with pytest.raises(MedsrError, match=r"tiny_srresnet saw 3 of the 3 patients of the train split during training \(train"):
+    with pytest.raises(MedsrError, match=r"tiny_srresnet saw 3 of the 3 patients of the train split during training \(in its training split"):
         evaluate(datasets[0], [model], tmp_path / "own", EvalOptions(split="train", n_figures=0))
     # another data set of the same people: its test split holds one of the model's training patients
     with pytest.raises(MedsrError, match="saw 1 of the 1 patients of the test split"):

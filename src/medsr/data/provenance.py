@@ -28,6 +28,7 @@ from medsr.data.manifest import patient_of, read_manifest
 VERSION = 1
 #: The splits whose patients a trained network has seen: fitted to (train) or selected on (val).
 SEEN_SPLITS = ("train", "val")
+ROLES = {"train": "training", "val": "validation (model selection)"}
 
 
 def dataset_fingerprint(rows: Sequence[Mapping[str, str]]) -> str:
@@ -87,9 +88,9 @@ class Overlap:
             return (f"{self.model}: its checkpoint does not record which patients it was trained on, so it cannot be "
                     f"shown to be held out on the {self.split} split")
         names = ", ".join(k.split(":", 1)[-1] for k in sorted(self.seen)[:5]) + (", ..." if len(self.seen) > 5 else "")
-        roles = " and ".join(sorted(set(self.seen.values())))
+        roles = " and ".join(ROLES[r] for r in SEEN_SPLITS if r in self.seen.values())
         return (f"{self.model} saw {len(self.seen)} of the {self.n_evaluated} patients of the {self.split} split "
-                f"during training ({roles}: {names})")
+                f"during training (in its {roles} split: {names})")
 
     def as_dict(self) -> dict:
         return {"model": self.model, "split": self.split, "unknown": self.unknown, "n_evaluated": self.n_evaluated,
