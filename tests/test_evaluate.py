@@ -128,7 +128,7 @@ def test_a_non_finite_score_drops_the_image_for_every_method(dataset, tmp_path):
     assert summary["dropped"]["psnr"] == perfect >= 1 and summary["dropped"]["ssim"] == 0
     assert {m["psnr"]["n"] for m in summary["methods"].values()} == {len(rows) - perfect}  # the same images for all
     assert {m["ssim"]["n"] for m in summary["methods"].values()} == {len(rows)}
-    assert f"dropped for every method (PSNR (dB): {perfect}, PSNR fg (dB): {perfect})" in (tmp_path / "e" / "table.md").read_text()
+    assert f"dropped for every method (PSNR (dB): {perfect}, leaving 2 patients and {len(rows) - perfect} slices" in (tmp_path / "e" / "table.md").read_text()
 
 
 def test_tables_give_each_modality_its_patients_and_warn_about_few_patients(tmp_path):

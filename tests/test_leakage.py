@@ -12,7 +12,8 @@ import torch
 from medsr.cli import main
 from medsr.data.manifest import patient_of, read_manifest
 from medsr.data.prepare import KeepRule, PrepareOptions, prepare
-from medsr.data.provenance import hash_patient
+from medsr.data.patients import PatientRule
+from medsr.data.provenance import check_held_out, hash_patient
 from medsr.data.split import SplitSpec
 from medsr.errors import MedsrError
 from medsr.evaluate import EvalOptions, evaluate
@@ -123,7 +124,7 @@ def test_allow_overlap_scores_it_and_says_so_in_bold(trained, datasets, tmp_path
     summary = json.loads((out / "summary.json").read_text())
     assert summary["protocol"]["held_out"] is False
     assert summary["protocol"]["overlap"][0]["n_seen"] == 1
-    assert "**Not held out: tiny_srresnet was trained on 1 of the 1 evaluated patients" in (out / "table.md").read_text()
+    assert "**Not held out: tiny_srresnet was trained or validated on 1 of the 1 evaluated patients" in (out / "table.md").read_text()
 
 
 def test_a_checkpoint_without_a_record_cannot_be_shown_held_out(trained, datasets, tmp_path):
@@ -182,3 +183,64 @@ def test_best_and_last_agree_after_a_kill_between_the_two_writes(datasets, tmp_p
     assert last["epoch"] == 2
     reference = read_checkpoint(tmp_path / "whole" / "best.pt")["model"]["state_dict"]
     assert all(torch.equal(best["model"]["state_dict"][k], reference[k]) for k in reference)
+
+
+def test_the_same_files_under_another_patient_rule_are_still_caught(trained, sources, tmp_path):
+    options = PrepareOptions(size=None, min_size=64, keep=KeepRule("all"), split=SplitSpec.parse("2,2,6"), seed=0,
+                             workers=1, patients=PatientRule("file"))
+    prepare([sources / "src"], tmp_path / "by-file", options)  # other patient keys, the same source files
+    model = load_model(trained / "best.pt", device="cpu")
+    with pytest.raises(MedsrError, match=r"trained or validated on the source files of \d+ of the 6 slices of the test split"):
+        evaluate(tmp_path / "by-file", [model], tmp_path / "e", EvalOptions(n_figures=0))
+
+
+def test_patient_ids_are_compared_without_case_or_spacing(trained):
+    record = read_checkpoint(trained / "best.pt")["trained_on"]
+    rows = read_manifest(record["dataset"], split="train")
+    shouted = [{**r, "patient_id": f"  {r['patient_id'].lower()} ", "source_id": ""} for r in rows]
+    assert check_held_out("m", record, shouted, "train").seen  # p0 == P0
+
+
+def test_a_damaged_or_empty_record_is_unknown_not_clean(trained, datasets, tmp_path):
+    checkpoint = read_checkpoint(trained / "best.pt")
+    checkpoint["trained_on"] = {}
+    checkpoint.pop("format"), checkpoint.pop("medsr_version")
+    save_checkpoint(tmp_path / "empty.pt", checkpoint)
+    with pytest.raises(MedsrError, match="does not record which patients"):
+        evaluate(datasets[0], [load_model(tmp_path / "empty.pt", device="cpu")], tmp_path / "e", EvalOptions(split="train", n_figures=0))
+
+
+def test_overwrite_never_removes_the_checkpoint_the_run_starts_from(trained, datasets, tmp_path):
+    run = tmp_path / "same"
+    shutil.copytree(trained, run)
+    config = _config(datasets[0], run, "train.epochs=1", "train.stage=adversarial", f"train.init_from={run / 'best.pt'}",
+                     "adversarial.vgg_weights=random")
+    with pytest.raises(MedsrError, match="train.init_from: .* a fresh run would remove"):
+        fit(config, overwrite=True, progress=False)
+    assert (run / "best.pt").is_file() and (run / "last.pt").is_file()
+
+
+def test_a_deleted_best_pt_is_restored_or_refused(trained, datasets, tmp_path):
+    run = tmp_path / "nobest"
+    shutil.copytree(trained, run)
+    (run / "best.pt").unlink()  # its best epoch is the last one: restorable from last.pt
+    fit(_config(datasets[0], run), resume=True, progress=False)
+    assert read_checkpoint(run / "best.pt")["epoch"] == read_checkpoint(run / "last.pt")["best"]["epoch"]
+    checkpoint = read_checkpoint(run / "last.pt")
+    checkpoint["best"] = {**checkpoint["best"], "epoch": 1}  # the best epoch's weights are in best.pt only
+    checkpoint.pop("format"), checkpoint.pop("medsr_version")
+    save_checkpoint(run / "last.pt", checkpoint)
+    (run / "best.pt").unlink()
+    with pytest.raises(MedsrError, match="best.pt is missing and its weights \\(epoch 1\\) are in no other file"):
+        fit(_config(datasets[0], run, "train.epochs=3"), resume=True, progress=False)
+
+
+def test_an_srgan_resumes_after_its_srresnet_file_is_gone(trained, datasets, tmp_path):
+    start = tmp_path / "start.pt"
+    shutil.copy(trained / "best.pt", start)
+    config = ["train.stage=adversarial", f"train.init_from={start}", "adversarial.vgg_weights=random"]
+    fit(_config(datasets[0], tmp_path / "gan", "train.epochs=1", *config), progress=False)
+    start.unlink()
+    result = fit(_config(datasets[0], tmp_path / "gan", *config), resume=True, progress=False)
+    assert [row["epoch"] for row in result.history] == [1, 2]
+    assert read_checkpoint(tmp_path / "gan" / "last.pt")["trained_on"]["init_from"]["fingerprint"]

@@ -133,3 +133,52 @@ def test_fraction_splits_stratify_by_modality_when_there_are_several(tmp_path):
     info = json.loads((tmp_path / "d" / "prepare.json").read_text())
     assert info["options"]["stratify"] == "auto" and info["stratified_by_modality"] is True
     assert result.records
+
+
+def test_linked_files_keep_the_folder_they_are_linked_from(two_people, tmp_path):
+    """git-annex / DataLad trees: every file is a link into a store; the patient is the link's folder."""
+    store, tree = tmp_path / "store", tmp_path / "tree"
+    for index, path in enumerate(sorted(two_people.rglob("*.png"))):
+        (store / f"{index:02d}").mkdir(parents=True)
+        (store / f"{index:02d}" / "blob").write_bytes(path.read_bytes())
+        (tree / path.parent.name).mkdir(parents=True, exist_ok=True)
+        (tree / path.parent.name / path.name).symlink_to(store / f"{index:02d}" / "blob")
+    (tmp_path / "linked").mkdir()
+    (tmp_path / "linked" / "person_c").symlink_to(two_people / "person_a", target_is_directory=True)
+    _prepare(tree, tmp_path / "d")
+    assert set(_splits_of(tmp_path / "d")) == {"person_a", "person_b"}
+    _prepare(tmp_path / "linked", tmp_path / "l")  # a linked folder is walked
+    assert set(_splits_of(tmp_path / "l")) == {"person_c"}
+
+
+def test_files_given_directly_share_their_common_folder_as_root(two_people, tmp_path):
+    files = [two_people / "person_a" / "slice_00.png", two_people / "person_b" / "slice_00.png", two_people / "person_a" / "slice_01.png"]
+    _prepare(files, tmp_path / "d")
+    splits = _splits_of(tmp_path / "d")
+    assert set(splits) == {"person_a", "person_b"}  # not one patient "slice_00.png" of two people
+
+
+def test_nested_sources_are_read_once_with_the_outermost_root(two_people, tmp_path):
+    for sources in ([two_people, two_people / "person_a"], [two_people / "person_a", two_people]):
+        out = tmp_path / f"d{len(list(tmp_path.iterdir()))}"
+        result = _prepare(sources, out)
+        assert len(result.records) == 16 and set(_splits_of(out)) == {"person_a", "person_b"}
+
+
+def test_an_empty_regex_match_is_no_match(two_people, tmp_path):
+    result = _prepare(two_people, tmp_path / "d", patients=PatientRule.parse("regex:(person_a|)"), split=SplitSpec.parse("1,0,0"))
+    assert sum("matches it with nothing" in row["reason"] for row in result.skipped) == 8  # person_b's files
+    assert set(_splits_of(tmp_path / "d")) == {"person_a"}
+
+
+def test_an_empty_split_is_warned_about_and_auto_stratification_steps_back(tmp_path):
+    root = tmp_path / "src"
+    for name, image in (("ct0", "CT_small.dcm"), ("mr0", "MR_small.dcm"), ("mr1", "MR_small.dcm")):
+        (root / name).mkdir(parents=True)
+        shutil.copy(pydicom_file(image), root / name / "a.dcm")
+    # by modality: CT's one patient -> train, MR's two -> train and val, test empty; a plain deal fills all three
+    result = _prepare(root, tmp_path / "d", patients=PatientRule("folder"), split=SplitSpec.parse("0.4,0.3,0.3"))
+    assert any("not stratified by modality" in w for w in result.warnings)
+    assert {r["split"] for r in read_manifest(tmp_path / "d")} == {"train", "val", "test"}
+    lonely = _prepare(root / "ct0", tmp_path / "one", split=SplitSpec.parse("0.5,0.5,0"), patients=PatientRule("folder"))
+    assert any("the val split is empty" in w for w in lonely.warnings)

@@ -113,3 +113,48 @@ srgan: {{enabled: false}}
     assert second["fingerprint"] == dataset_fingerprint(read_manifest(tmp_path / "run" / "dataset"))
     summary = json.loads((tmp_path / "run" / "eval-test" / "summary.json").read_text())
     assert summary["protocol"]["held_out"] is True
+
+
+def test_an_interrupted_forced_stage_reruns_every_later_stage_and_config_files_count(tmp_path, capsys, monkeypatch):
+    from medsr.train import loop
+
+    for index in range(6):
+        write_ct_series(tmp_path / "tree" / f"P{index}" / "s1", 2, patient=f"P{index}")
+    training = tmp_path / "sr.yaml"
+    training.write_text((ROOT / "configs" / "tiny.yaml").read_text())
+    config = tmp_path / "run.yaml"
+    config.write_text(f"""
+name: forced
+run_dir: {tmp_path / 'run'}
+data: {{source: folder, path: {tmp_path / 'tree'}}}
+prepare: {{size: any, min_size: 64, keep: all, split: "0.5,0.25,0.25", seed: 1}}
+evaluate: {{figures: 0}}
+srresnet: {{config: {training}, set: ["data.val_limit=2", "train.epochs=2", "data.batch_size=4"]}}
+srgan: {{enabled: false}}
+""")
+    run_pipeline(config, progress=False)
+    fit = loop.fit
+
+    def killed(*args, **kwargs):
+        def die(epoch, row):
+            raise KeyboardInterrupt
+
+        return fit(*args, **kwargs, after_epoch=die)
+
+    monkeypatch.setattr(loop, "fit", killed)
+    with pytest.raises(KeyboardInterrupt):
+        run_pipeline(config, force_from="srresnet", progress=False)
+    monkeypatch.setattr(loop, "fit", fit)
+    capsys.readouterr()
+    run_pipeline(config, progress=True)
+    err = capsys.readouterr().err
+    assert "[srresnet] resuming" in err and "[evaluate] running" in err and "[report] running" in err
+    # the training config's contents are an input of the stage, not just its path
+    training.write_text(training.read_text().replace("lr: 1.0e-3", "lr: 5.0e-4"))
+    run_pipeline(config, progress=True)
+    err = capsys.readouterr().err
+    assert "[srresnet] inputs changed (train.lr: 0.001 in the run, 0.0005 now" in err and "[evaluate] running" in err
+    # files added to the source folder are an input of prepare
+    write_ct_series(tmp_path / "tree" / "P9" / "s1", 2, patient="P9")
+    run_pipeline(config, progress=True)
+    assert "[prepare] running" in capsys.readouterr().err

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 import warnings
 from collections.abc import Sequence
@@ -35,6 +36,22 @@ def _checked(parser_function, name: str):
             raise argparse.ArgumentTypeError(str(exc)) from None
 
     parse.__name__ = name
+    return parse
+
+
+def _count(minimum: int):
+    """An argparse type: an integer of at least ``minimum``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}, got {value}")
+        return value
+
+    parse.__name__ = f"integer >= {minimum}"
     return parse
 
 
@@ -205,10 +222,10 @@ def _add_evaluate(sub) -> None:
     p.add_argument("--noise-level", default=0.01, type=float, help="noise standard deviation on [0, 1] (blur-noise)")
     p.add_argument("--blur-sigma", default=None, type=float, help="Gaussian sigma in HR pixels (blur-noise; default scale/2)")
     p.add_argument("--seed", default=0, type=int, help="seed of the degradation noise and the bootstrap (default 0)")
-    p.add_argument("--crop-border", default=0, type=int, help="pixels ignored on every side when scoring (default 0)")
+    p.add_argument("--crop-border", default=0, type=_count(0), help="pixels ignored on every side when scoring (default 0)")
     p.add_argument("--figure", action="append", dest="figure_ids", default=[], metavar="IMAGE_ID",
                    help="image id to show in a figure (repeatable; default: the 2 most detailed images)")
-    p.add_argument("--limit", type=int, help="score only the first N images of the split")
+    p.add_argument("--limit", type=_count(1), help="score only the first N images of the split")
     p.add_argument("--device", default="auto", help="device for trained networks: auto, cpu or cuda")
     p.add_argument("--save-outputs", action="store_true",
                    help="also write every reconstruction and the HR reference to OUT/outputs/ (for medsr mos create)")
@@ -454,7 +471,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             handler.addFilter(lambda record: record.levelno >= logging.ERROR or not record.name.startswith("pydicom"))
     try:
         return args.handler(args)
-    except MedsrError as exc:
+    except BrokenPipeError:  # the reader went away (``medsr info DATASET | head``): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except (MedsrError, OSError, ValueError) as exc:  # a user's input; a bug shows its traceback with --debug
         if args.debug:
             raise
         print(f"medsr: error: {exc}", file=sys.stderr)

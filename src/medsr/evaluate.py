@@ -115,6 +115,9 @@ def evaluate(
         rows = rows[: options.limit]
     if not rows:
         raise MedsrError(f"{dataset}: the {options.split} split is empty")
+    unknown = [i for i in options.figure_ids if i not in {row["id"] for row in rows}]
+    if unknown:
+        raise MedsrError(f"--figure: {unknown[0]} is not an image of the {options.split} split scored here")
     models = list(models)
     if options.baseline not in [m.name for m in models]:
         models.insert(0, load_model(options.baseline, scale=options.degradation.scale))
@@ -168,8 +171,7 @@ def held_out_check(models: Sequence[SRModel], rows: Sequence[dict[str, str]], op
         MedsrError: a model saw some of these patients, or its training patients are unknown, and
             ``options.allow_overlap`` is off.
     """
-    keys = {patient_of(row) for row in rows}
-    overlaps = [o for m in models if (o := check_held_out(m.name, m.trained_on, keys, options.split))]
+    overlaps = [o for m in models if (o := check_held_out(m.name, m.trained_on, rows, options.split))]
     if overlaps and not options.allow_overlap:
         raise MedsrError(f"{overlaps[0].describe()}; its scores would not be held out "
                          "(--allow-overlap scores it anyway and marks the results as not held out)")

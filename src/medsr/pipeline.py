@@ -172,7 +172,8 @@ class Pipeline:
             self.records[name] = previous
             return previous
         self._say(f"[{name}] running")
-        self._record_path(name).unlink(missing_ok=True)  # an interrupted stage must not look finished
+        for later in STAGES[STAGES.index(name):]:  # an interrupted stage, and all after it, must not look finished
+            self._record_path(later).unlink(missing_ok=True)
         began = time.perf_counter()
         outputs, info = work()
         record = StageRecord(name, fingerprint, round(time.perf_counter() - began, 1),
@@ -185,18 +186,36 @@ class Pipeline:
     # ------------------------------------------------------------------ stages
     def run(self) -> Path:
         config = self.config
+        trainings = {"srresnet": self._train_config("srresnet", config.srresnet, None)}  # validated before any work
+        if config.srgan.enabled:
+            trainings["srgan"] = self._train_config("srgan", config.srgan, self.run_dir / "srresnet" / "best.pt")
         self.run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self.run_dir / "run_config.yaml", yaml.safe_dump(asdict(config), sort_keys=False))
-        self.stage("data", config.data, self._data)
+        self.stage("data", {**asdict(config.data), "content": self._source_listing()}, self._data)
         self.stage("prepare", config.prepare, self._prepare)
         self.stage("baselines", config.evaluate, self._baselines)
-        self.stage("srresnet", config.srresnet, lambda: self._train("srresnet", config.srresnet, None))
-        if config.srgan.enabled:
-            start = self.run_dir / "srresnet" / "best.pt"
-            self.stage("srgan", config.srgan, lambda: self._train("srgan", config.srgan, start))
+        for name, training in trainings.items():  # the resolved config (file contents and overrides) is the input
+            self.stage(name, training.to_dict(), lambda name=name, training=training: self._train(name, training))
         self.stage("evaluate", config.evaluate, self._evaluate)
         self.stage("report", {}, self._report)
         return self.run_dir / "report.html"
+
+    def _source_listing(self) -> str | None:
+        """A fingerprint of a local source folder's files (path, size, mtime), so that prepare reruns
+        when files are added, removed or changed; None for the other sources."""
+        data = self.config.data
+        if data.source != "folder" or not Path(data.path).exists():
+            return None
+        from medsr.io import iter_image_files
+
+        entries = []
+        for path in iter_image_files([Path(data.path)]):
+            try:
+                stat = path.stat()
+            except OSError:
+                continue
+            entries.append((str(path), stat.st_size, stat.st_mtime_ns))
+        return _fingerprint(entries)
 
     def _data(self) -> tuple[list[Path], dict]:
         data = self.config.data
@@ -248,25 +267,29 @@ class Pipeline:
         scale = self.config.evaluate.scale
         return self._evaluation("val", [load_model(n, scale=scale) for n in INTERPOLATIONS], self.run_dir / "table1-val", 0)
 
-    def _train(self, name: str, section: TrainSection, init_from: Path | None) -> tuple[list[Path], dict]:
+    def _train_config(self, name: str, section: TrainSection, init_from: Path | None):
+        """The validated experiment config of a training stage (its file, its overrides, this run's paths)."""
         from medsr.train.config import load_config
-        from medsr.train.loop import fit
 
-        run_dir = self.run_dir / name
-        overrides = [*section.set, f"data.dataset={self.run_dir / 'dataset'}", f"run_dir={run_dir}", f"name={name}"]
+        overrides = [*section.set, f"data.dataset={self.run_dir / 'dataset'}", f"run_dir={self.run_dir / name}", f"name={name}"]
         if init_from is not None:
             overrides.append(f"train.init_from={init_from}")
-        config = load_config(section.config, overrides)
+        return load_config(section.config, overrides)
+
+    def _train(self, name: str, config) -> tuple[list[Path], dict]:
+        from medsr.train.loop import fit
+
+        run_dir = Path(config.run_dir)
         resume = self._resumable(name, run_dir, config)
         result = fit(config, resume=resume, overwrite=not resume, progress=self.progress)
         return [run_dir / "best.pt", run_dir / "log.csv"], {"best": result.best, "epochs": config.train.epochs,
-                                                            "model": config.model.__dict__, "config": section.config}
+                                                            "model": config.model.__dict__}
 
     def _resumable(self, name: str, run_dir: Path, config) -> bool:
         """Whether the stage's earlier, unfinished training is the same run (then it resumes);
         otherwise say why it starts afresh (``fit`` removes the old checkpoints first)."""
-        from medsr.train.loop import run_record
-        from medsr.train.resume import latest_checkpoint, resume_problem
+        from medsr.train.loop import run_record, starting_checkpoint
+        from medsr.train.resume import latest_checkpoint, missing_best, resume_problem
 
         found = latest_checkpoint(run_dir)
         if found is None:
@@ -274,7 +297,8 @@ class Pipeline:
         if name in self.forced:
             self._say(f"[{name}] --from {name}: starting afresh (the earlier checkpoints are removed)")
             return False
-        problem = resume_problem(found[1], config.to_dict(), run_record(config))
+        record = run_record(config, starting_checkpoint(config, resume=True), found[1].get("trained_on"))
+        problem = resume_problem(found[1], config.to_dict(), record) or missing_best(run_dir, found[1])
         if problem is not None:
             self._say(f"[{name}] inputs changed ({problem}): starting afresh (the earlier checkpoints are removed)")
             return False

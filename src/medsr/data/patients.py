@@ -3,6 +3,8 @@
 ``--patient-id`` rules (``PatientRule``), applied per file, relative to the source folder it was
 found under (the *root*):
 
+Files given directly on the command line share one root, their deepest common folder.
+
 * ``auto`` (default): the id stored with the image (DICOM PatientID, or ``PatientID`` of a JSON
   sidecar), else a BIDS ``sub-XX`` folder in its path, else the folder holding the file (relative
   to the root, so ``a/scan.nii.gz`` and ``b/scan.nii.gz`` are two patients), else, for files
@@ -17,6 +19,7 @@ found under (the *root*):
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -75,24 +78,25 @@ class PatientRule:
         if self.kind == "file":
             return relative.as_posix(), "file"
         match = re.search(self.pattern, relative.as_posix())
-        if match is None:
-            return None
-        return (match.group(1) if match.groups() else match.group(0)), "regex"
+        found = (match.group(1) if match.groups() else match.group(0)) if match else None
+        return (found, "regex") if found else None  # an empty match is no match
 
     def missing_reason(self) -> str:
         """Why a file got no patient under this rule (for skipped.csv)."""
         if self.kind == "dicom":
             return "no patient id stored in the file or a sidecar (--patient-id dicom)"
-        return f"the path does not match the patient id pattern {self.pattern!r}"
+        return f"the path does not match the patient id pattern {self.pattern!r} (or matches it with nothing)"
 
 
 def _relative(path: Path, root: Path) -> Path:
-    try:
-        return path.resolve().relative_to(root.resolve())
-    except ValueError:
-        return Path(path.name)
+    """``path`` relative to ``root``, lexically: symbolic links are not followed (a linked file keeps
+    the folder it is linked from, as in git-annex and DataLad trees)."""
+    relative = Path(os.path.relpath(os.path.abspath(path), os.path.abspath(root)))
+    return relative if relative.parts and relative.parts[0] != ".." else Path(os.path.abspath(path)).relative_to("/")
 
 
-def source_roots(sources: list[Path]) -> dict[Path, Path]:
-    """The root of each source: a folder is its own root, a file given directly has its folder."""
-    return {source: source if source.is_dir() else source.parent for source in sources}
+def file_root(files: list[Path]) -> Path:
+    """The root of the files given directly on the command line: their deepest common folder, so
+    that ``a/scan.nii.gz b/scan.nii.gz`` (or a shell glob ``data/*/*.png``) are told apart by folder."""
+    folders = [os.path.abspath(f.parent) for f in files]
+    return Path(os.path.commonpath(folders)) if folders else Path(".")

@@ -29,7 +29,7 @@ import numpy as np
 
 from medsr import __version__
 from medsr.data.detail import SCORES, detail_score, normalised_score
-from medsr.data.patients import PatientRule
+from medsr.data.patients import PatientRule, file_root
 from medsr.data.split import SPLIT_NAMES, UNUSED, SplitSpec, assign_splits, group_key
 from medsr.errors import MedsrError, UnreadableImage
 from medsr.fsutil import atomic_write_csv, atomic_write_json, is_within
@@ -47,7 +47,7 @@ SLICES = "slices"
 STAGING = ".staging"
 
 MANIFEST_COLUMNS = (
-    "id", "file", "split", "source", "frame", "format", "patient_id", "patient_from", "study_uid", "series_uid",
+    "id", "file", "split", "source", "source_id", "frame", "format", "patient_id", "patient_from", "study_uid", "series_uid",
     "modality", "height", "width", "pixel_spacing", "position", "axis", "detail_score", "detail_score_norm",
     "unit", "intensity_method", "intensity_params", "intensity_lo", "intensity_hi", "intensity_invert",
     "rescale_slope", "rescale_intercept", "stored_dtype",
@@ -170,6 +170,11 @@ class PrepareResult:
         )
 
 
+def source_id(meta: SliceMeta) -> str:
+    """Deterministic id of a slice's source file: a hash of its resolved path (patient-rule free)."""
+    return hashlib.sha1(str(Path(meta.source).resolve()).encode()).hexdigest()[:16]
+
+
 def slice_id(meta: SliceMeta) -> str:
     """Deterministic id of a slice: modality plus a hash of its source path and frame number."""
     digest = hashlib.sha1(f"{Path(meta.source).resolve()}|{meta.frame}".encode()).hexdigest()[:16]
@@ -261,6 +266,7 @@ def _manifest_row(record: SliceRecord) -> dict[str, object]:
         "file": f"{SLICES}/{record.id}.png",
         "split": record.split,
         "source": meta.source,
+        "source_id": source_id(meta),
         "frame": meta.frame,
         "format": meta.format,
         "patient_id": meta.patient_id,
@@ -302,19 +308,24 @@ def check_options(options: PrepareOptions) -> None:
 
 
 def _discover(sources: Sequence[Path], out: Path) -> dict[str, Path]:
-    """Every image file under ``sources`` (never inside ``out``) and the root it was found under."""
-    files: dict[str, Path] = {}
+    """Every image file under ``sources`` (never inside ``out``, each once) and the root its patient
+    is resolved against: a folder source is its own root, files given directly share their deepest
+    common folder, and a file reached through nested sources takes the outermost one."""
     for source in sources:
         if not source.exists():
             raise MedsrError(f"{source}: no such file or folder")
         if is_within(source, out):
             raise MedsrError(f"{source}: the data set folder {out} cannot also be a source")
-    for source in sources:
-        root = source if source.is_dir() else source.parent
-        for path in iter_image_files([source]):
+    if out.exists() and not out.is_dir():
+        raise MedsrError(f"{out}: exists and is not a folder")
+    direct = [s for s in sources if not s.is_dir()]
+    groups = [(s, [s]) for s in sources if s.is_dir()] + ([(file_root(direct), direct)] if direct else [])
+    files: dict[str, tuple[str, Path]] = {}  # resolved path -> (path as found, root)
+    for root, members in sorted(groups, key=lambda group: len(os.path.abspath(group[0]))):  # outermost first
+        for path in iter_image_files(members):
             if not is_within(path, out):
-                files.setdefault(str(path), root)
-    return files
+                files.setdefault(str(path.resolve()), (str(path), root))
+    return {found: root for found, root in files.values()}
 
 
 def _survey_files(files: dict[str, Path], options: PrepareOptions, progress: bool) -> tuple[list[SliceRecord], dict[str, list[np.ndarray]], list[dict[str, str]]]:
@@ -337,16 +348,33 @@ def _survey_files(files: dict[str, Path], options: PrepareOptions, progress: boo
     return records, samples, skipped
 
 
-def _split(kept: Sequence[SliceRecord], options: PrepareOptions) -> bool:
-    """Deal ``kept`` to the splits by patient (setting ``record.split``); returns whether the deal
-    was stratified by modality (``auto``: when the split is fractions and there are several)."""
+def _split(kept: Sequence[SliceRecord], options: PrepareOptions) -> tuple[bool, list[str]]:
+    """Deal ``kept`` to the splits by patient (setting ``record.split``).
+
+    Returns:
+        Whether the deal was stratified by modality (``auto``: when the split is fractions and
+        there are several modalities, unless that leaves a wanted split empty and a plain deal
+        does not), and warnings (a wanted split left empty).
+    """
     modalities = {r.meta.modality for r in kept}
-    stratify = options.stratify == "modality" or (options.stratify == "auto" and options.split.counts is None and len(modalities) > 1)
-    splits = assign_splits([group_key(r.meta.patient_id, r.meta.series_uid, r.meta.source) for r in kept], options.split,
-                           seed=options.seed, strata=[r.meta.modality for r in kept] if stratify else None)
+    keys = [group_key(r.meta.patient_id, r.meta.series_uid, r.meta.source) for r in kept]
+    strata = [r.meta.modality for r in kept]
+    wanted = {name for name, part in zip(SPLIT_NAMES, options.split.counts or options.split.fractions or ()) if part > 0}
+    auto = options.stratify == "auto" and options.split.counts is None and len(modalities) > 1
+    stratify = options.stratify == "modality" or auto
+    splits = assign_splits(keys, options.split, seed=options.seed, strata=strata if stratify else None)
+    warnings = []
+    if auto and wanted - set(splits):
+        plain = assign_splits(keys, options.split, seed=options.seed)
+        if not wanted - set(plain):
+            warnings.append(f"not stratified by modality: dealing each modality's patients separately left the "
+                            f"{', '.join(sorted(wanted - set(splits)))} split empty (too few patients per modality)")
+            splits, stratify = plain, False
+    for name in sorted(wanted - set(splits)):
+        warnings.append(f"the {name} split is empty: {len(set(keys))} patients are too few for the split {options.split}")
     for record, name in zip(kept, splits):
         record.split = name
-    return stratify
+    return stratify, warnings
 
 
 def _patient_warnings(records: Sequence[SliceRecord]) -> list[str]:
@@ -427,8 +455,8 @@ def prepare(
 
     norms = np.array([r.score_norm for r in sized])
     kept = [r for r, keep in zip(sized, options.keep.select(norms)) if keep]
-    warnings = _patient_warnings(records)
-    stratified = _split(kept, options)
+    stratified, split_warnings = _split(kept, options)
+    warnings = _patient_warnings(records) + split_warnings
     final = [r for r in kept if r.split != UNUSED]
 
     slices_dir = out / SLICES

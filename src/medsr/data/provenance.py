@@ -44,9 +44,18 @@ def dataset_fingerprint(rows: Sequence[Mapping[str, str]]) -> str:
     return hashlib.sha256(json.dumps(items).encode()).hexdigest()
 
 
+def normalise_key(key: str) -> str:
+    """A patient key compared without case or runs of white space (``patient:P 1`` == ``patient:p  1``)."""
+    return " ".join(key.split()).casefold()
+
+
 def hash_patient(key: str, salt: str) -> str:
-    """Salted SHA-256 (hex, 32 characters) of one patient key."""
-    return hashlib.sha256(f"{salt}\x00{key}".encode()).hexdigest()[:32]
+    """Salted SHA-256 (hex, 32 characters) of one patient key (normalised) or source id."""
+    return hashlib.sha256(f"{salt}\x00{normalise_key(key)}".encode()).hexdigest()[:32]
+
+
+def _salted(values: Iterable[str], salt: str) -> list[str]:
+    return sorted({hash_patient(v, salt) for v in values if v})
 
 
 def training_record(dataset: str | Path, *, init_from: Mapping | None = None) -> dict:
@@ -58,35 +67,46 @@ def training_record(dataset: str | Path, *, init_from: Mapping | None = None) ->
     """
     rows = read_manifest(dataset)
     fingerprint = dataset_fingerprint(rows)
-    patients = {split: sorted({patient_of(r) for r in rows if r["split"] == split}) for split in SEEN_SPLITS}
+    members = {split: [r for r in rows if r["split"] == split] for split in SEEN_SPLITS}
     return {
         "version": VERSION,
         "dataset": str(dataset),
         "fingerprint": fingerprint,
-        "patients": {split: sorted(hash_patient(k, fingerprint) for k in keys) for split, keys in patients.items()},
-        "counts": {split: len(keys) for split, keys in patients.items()},
+        "patients": {split: _salted((patient_of(r) for r in m), fingerprint) for split, m in members.items()},
+        "sources": {split: _salted((r.get("source_id", "") for r in m), fingerprint) for split, m in members.items()},
+        "counts": {split: len({patient_of(r) for r in m}) for split, m in members.items()},
         "init_from": dict(init_from) if init_from is not None else None,
     }
 
 
+def valid_record(record: object) -> bool:
+    """Whether ``record`` is a usable ``trained_on`` record (a checkpoint's may be missing or damaged)."""
+    return isinstance(record, Mapping) and isinstance(record.get("fingerprint"), str) and isinstance(record.get("patients"), Mapping)
+
+
 @dataclass(frozen=True)
 class Overlap:
-    """Patients of an evaluated split that a model has seen. ``unknown``: the model has no record."""
+    """What of an evaluated split a model has seen. ``unknown``: the model has no usable record."""
 
     model: str
     split: str
-    n_evaluated: int
+    n_evaluated: int  # patients of the split
     seen: dict[str, str]  # patient key -> the split it was in when the model saw it (train / val)
+    n_slices: int = 0  # slices of the split
+    seen_slices: int = 0  # slices of the split whose source file the model saw (whatever its patient id then)
     unknown: bool = False
 
     def __bool__(self) -> bool:
-        return self.unknown or bool(self.seen)
+        return self.unknown or bool(self.seen) or bool(self.seen_slices)
 
     def describe(self) -> str:
-        """One line naming the model, the number of patients and (up to five of) their keys."""
+        """One line naming the model, what it saw, and (up to five of) the patients."""
         if self.unknown:
             return (f"{self.model}: its checkpoint does not record which patients it was trained on, so it cannot be "
                     f"shown to be held out on the {self.split} split")
+        if not self.seen:
+            return (f"{self.model} was trained or validated on the source files of {self.seen_slices} of the "
+                    f"{self.n_slices} slices of the {self.split} split (under other patient ids)")
         names = ", ".join(k.split(":", 1)[-1] for k in sorted(self.seen)[:5]) + (", ..." if len(self.seen) > 5 else "")
         roles = " and ".join(ROLES[r] for r in SEEN_SPLITS if r in self.seen.values())
         return (f"{self.model} saw {len(self.seen)} of the {self.n_evaluated} patients of the {self.split} split "
@@ -94,7 +114,8 @@ class Overlap:
 
     def as_dict(self) -> dict:
         return {"model": self.model, "split": self.split, "unknown": self.unknown, "n_evaluated": self.n_evaluated,
-                "n_seen": len(self.seen), "patients": dict(sorted(self.seen.items()))}
+                "n_seen": len(self.seen), "patients": dict(sorted(self.seen.items())), "n_slices": self.n_slices,
+                "seen_slices": self.seen_slices}
 
 
 def _records(record: Mapping) -> Iterable[Mapping]:
@@ -103,27 +124,34 @@ def _records(record: Mapping) -> Iterable[Mapping]:
         record = record.get("init_from") or {}
 
 
-def seen_patients(record: Mapping | None, keys: Iterable[str]) -> dict[str, str] | None:
-    """Which of ``keys`` (patient keys) a model with this ``trained_on`` record has seen, and in
-    which split; None when there is no record (unknown). The chain of ``init_from`` counts too."""
-    if record is None:
-        return None
+def _seen(record: Mapping, values: Sequence[str], table: str) -> dict[str, str] | None:
+    """Which of ``values`` (patient keys or source ids) the record's ``table`` holds, and in which
+    split, over the ``init_from`` chain; None when a level of the chain has no usable record."""
     seen: dict[str, str] = {}
-    keys = sorted(set(keys))
     for level in _records(record):
-        if "fingerprint" not in level:  # started from a checkpoint without a record
+        if not valid_record(level):  # started from a checkpoint without a record
             return None
-        salt = level["fingerprint"]
         for split in SEEN_SPLITS:
-            hashed = set(level["patients"].get(split, ()))
-            for key in keys:
-                if key not in seen and hash_patient(key, salt) in hashed:
-                    seen[key] = split
+            hashed = set((level.get(table) or {}).get(split, ()))
+            for value in values:
+                if value and value not in seen and hash_patient(value, level["fingerprint"]) in hashed:
+                    seen[value] = split
     return seen
 
 
-def check_held_out(model: str, record: Mapping | None, keys: Iterable[str], split: str) -> Overlap:
-    """The overlap between a model's training patients and the patients ``keys`` of ``split``."""
-    keys = sorted(set(keys))
-    seen = seen_patients(record, keys)
-    return Overlap(model, split, len(keys), seen or {}, unknown=seen is None)
+def check_held_out(model: str, record: Mapping | None, rows: Sequence[Mapping[str, str]], split: str) -> Overlap:
+    """What a model with this ``trained_on`` record saw of the evaluated manifest ``rows`` of
+    ``split``: their patients (by normalised key) and their source files (by id, so a data set of the
+    same files prepared with another patient rule is caught too). Methods that learnt from no data
+    have an empty record (``{}``) and see nothing."""
+    keys = sorted({patient_of(r) for r in rows})
+    if isinstance(record, Mapping) and not record:
+        return Overlap(model, split, len(keys), {}, len(rows))
+    if not valid_record(record):
+        return Overlap(model, split, len(keys), {}, len(rows), unknown=True)
+    patients = _seen(record, keys, "patients")
+    sources = _seen(record, sorted({r.get("source_id", "") for r in rows}), "sources")
+    if patients is None or sources is None:
+        return Overlap(model, split, len(keys), {}, len(rows), unknown=True)
+    seen_slices = sum(1 for r in rows if r.get("source_id", "") in sources)
+    return Overlap(model, split, len(keys), patients, len(rows), seen_slices)

@@ -7,6 +7,7 @@ file named ``.png`` is still read as DICOM and a text file named ``.dcm`` is rej
 from __future__ import annotations
 
 import gzip
+import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -107,9 +108,25 @@ def _is_companion(path: Path) -> bool:
     ) and name.upper() != "DICOMDIR"
 
 
+def _walk(folder: Path) -> Iterator[Path]:
+    """Every file under ``folder``, following links to folders (each real folder once, so a link
+    cycle ends), not entering hidden folders; broken links are yielded (and fail to read later)."""
+    seen: set[str] = set()
+    for current, folders, names in os.walk(folder, followlinks=True):
+        real = os.path.realpath(current)
+        if real in seen:
+            folders[:] = []
+            continue
+        seen.add(real)
+        folders[:] = [name for name in folders if not name.startswith(".")]
+        for name in names:
+            yield Path(current) / name
+
+
 def iter_image_files(sources: Iterable[str | Path]) -> Iterator[Path]:
-    """Every candidate image file under ``sources`` (files or folders, walked recursively),
-    in sorted order; hidden files and companions (JSON sidecars, CSV, text, licences) are passed over.
+    """Every candidate image file under ``sources`` (files or folders, walked recursively, links to
+    folders followed), in sorted order; hidden files and companions (JSON sidecars, CSV, text,
+    licences) are passed over.
 
     Raises:
         FileNotFoundError: a source does not exist.
@@ -119,8 +136,8 @@ def iter_image_files(sources: Iterable[str | Path]) -> Iterator[Path]:
         if source.is_file():
             yield source
         elif source.is_dir():
-            for path in sorted(p for p in source.rglob("*") if p.is_file() or p.is_symlink()):
-                if not _is_companion(path) and not any(part.startswith(".") for part in path.relative_to(source).parts):
+            for path in sorted(_walk(source)):
+                if not _is_companion(path):
                     yield path
         else:
             raise FileNotFoundError(f"{source}: no such file or folder")

@@ -78,7 +78,15 @@ def load_model(path_or_name: str | Path, *, device: str = "auto", scale: int | N
         raise MedsrError(f"{text} is a x{model_scale} model, x{scale} was asked for")
     name = str(checkpoint.get("config", {}).get("name") or entry["name"])
     return NetworkModel(module, name, model_scale, device=device, source=text, kwargs=entry["kwargs"],
-                        intensity=checkpoint.get("intensity") or {}, trained_on=checkpoint.get("trained_on"), **kwargs)
+                        intensity=checkpoint.get("intensity") or {}, trained_on=_training_record(checkpoint), **kwargs)
+
+
+def _training_record(checkpoint: dict) -> dict | None:
+    """A trained checkpoint's ``trained_on`` record, or None (unknown) when it is missing or unusable."""
+    from medsr.data.provenance import valid_record
+
+    record = checkpoint.get("trained_on")
+    return record if valid_record(record) else None
 
 
 for _method in INTERPOLATIONS:

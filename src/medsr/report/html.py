@@ -6,6 +6,7 @@ import base64
 import html
 import json
 import os
+import re
 import platform
 import sys
 from dataclasses import asdict
@@ -76,7 +77,7 @@ class _Doc:
 
     def table(self, markdown: str) -> None:
         self.md.append(markdown + "\n")
-        rows = [line.strip().strip("|").split("|") for line in markdown.strip().splitlines()]
+        rows = [[cell.replace("\\|", "|") for cell in re.split(r"(?<!\\)\|", line.strip()[1:-1])] for line in markdown.strip().splitlines()]
         head, body = rows[0], rows[2:]
         cells = "".join(f"<th>{html.escape(c.strip())}</th>" for c in head)
         lines = [f"<table><thead><tr>{cells}</tr></thead><tbody>"]
@@ -136,7 +137,7 @@ def write_report(run_dir: Path, config, stage_seconds: dict[str, float]) -> list
     doc.heading("Training")
     for name in ("srresnet", "srgan"):
         folder = run_dir / name
-        if not (folder / "log.csv").is_file():
+        if name not in stage_seconds or not (folder / "log.csv").is_file():  # a stage this run does not have
             continue
         rows = read_csv(folder / "log.csv")
         best = [r for r in rows if r.get("best") == "1"]

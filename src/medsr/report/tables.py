@@ -36,6 +36,8 @@ def _p(value: float) -> str:
 
 def _difference(diff: dict, metric: str) -> str:
     d = _digits(metric)
+    if diff["n_patients"] < 2:
+        return f"{diff['improvement_pct']:+.2f}% ({_number(diff['mean_diff'], d, '+')}; one patient: no interval or p-value)"
     return (
         f"{diff['improvement_pct']:+.2f}% ({_number(diff['mean_diff'], d, '+')} [{_number(diff['ci_low'], d, '+')}, "
         f"{_number(diff['ci_high'], d, '+')}], bootstrap [{_number(diff['boot_low'], d, '+')}, {_number(diff['boot_high'], d, '+')}]; "
@@ -54,12 +56,17 @@ def interval(entry: dict, digits: int) -> str:
     return f"{_number(entry['ci_low'], digits, '+')}, {_number(entry['ci_high'], digits, '+')}"
 
 
+def _cell(text: str) -> str:
+    """Text safe inside a Markdown table cell."""
+    return text.replace("|", "\\|")
+
+
 def table1(block: dict, methods: Sequence[str]) -> str:
     """Table 1 layout: SSIM and PSNR of the interpolation methods (mean [95% CI])."""
     lines = [f"| Method ({units(block)}) | SSIM | PSNR (dB) |", "|---|---|---|"]
     for name in methods:
         entry = block["methods"][name]
-        lines.append(f"| {name} | {_score(entry['ssim'], 'ssim')} | {_score(entry['psnr'], 'psnr')} |")
+        lines.append(f"| {_cell(name)} | {_score(entry['ssim'], 'ssim')} | {_score(entry['psnr'], 'psnr')} |")
     return "\n".join(lines)
 
 
@@ -70,7 +77,7 @@ def table2(block: dict, methods: Sequence[str], baseline: str) -> str:
     lines = [head, "|---|---|---|---|---|---|---|"]
     for name in methods:
         entry = block["methods"][name]
-        cells = [name, _score(entry["ssim"], "ssim"), _score(entry["psnr"], "psnr")]
+        cells = [_cell(name), _score(entry["ssim"], "ssim"), _score(entry["psnr"], "psnr")]
         for metric in ("ssim", "psnr"):
             cells.append("(baseline)" if name == baseline else _difference(block["vs_baseline"][name][metric], metric))
         cells += [_score(entry["ssim_fg"], "ssim_fg"), _score(entry["psnr_fg"], "psnr_fg")]
@@ -93,11 +100,15 @@ def warnings(summary: dict) -> list[str]:
         if overlap["unknown"]:
             notes.append(f"**Not shown to be held out: {overlap['model']} has no record of its training patients "
                          "(scored with --allow-overlap).**")
-        else:
-            notes.append(f"**Not held out: {overlap['model']} was trained on {overlap['n_seen']} of the "
+        elif overlap["n_seen"]:
+            notes.append(f"**Not held out: {overlap['model']} was trained or validated on {overlap['n_seen']} of the "
                          f"{overlap['n_evaluated']} evaluated patients (scored with --allow-overlap); its scores are optimistic.**")
+        else:
+            notes.append(f"**Not held out: {overlap['model']} was trained or validated on the source files of "
+                         f"{overlap['seen_slices']} of the {overlap['n_slices']} evaluated slices, under other patient ids "
+                         "(scored with --allow-overlap); its scores are optimistic.**")
     for title, block in blocks(summary):
-        n = block["n_patients"]
+        n = min((entry["n_patients"] for metrics in block["methods"].values() for entry in metrics.values()), default=0)
         if n == 1:
             notes.append(f"**{title}: one patient only, so no interval or p-value can be given** (slices of one patient "
                          "are not independent; the patients are the units).")
@@ -110,8 +121,10 @@ def warnings(summary: dict) -> list[str]:
             )
         dropped = {m: k for m, k in block["dropped"].items() if k}
         if dropped:
+            left = {m: next(iter(block["methods"].values()))[m] for m in dropped}
             notes.append(f"{title}: images without a finite score for some method were dropped for every method ("
-                         + ", ".join(f"{LABELS[m]}: {k}" for m, k in dropped.items()) + ").")
+                         + ", ".join(f"{LABELS[m]}: {k}, leaving {left[m]['n_patients']} patients and {left[m]['n']} slices"
+                                     for m, k in dropped.items()) + ").")
     return notes
 
 

@@ -8,6 +8,7 @@ as YAML. The resolved config is saved into the run folder and every checkpoint.
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from dataclasses import dataclass, field
@@ -155,7 +156,16 @@ def build_dataclass(cls: type, data: dict, prefix: str = "") -> Any:
     return cls(**{name: _coerce(value, hints[name], prefix + name) for name, value in data.items()})
 
 
+def _check_finite(data: dict, prefix: str = "") -> None:
+    for key, value in data.items():
+        if isinstance(value, dict):
+            _check_finite(value, f"{prefix}{key}.")
+        elif isinstance(value, float) and not math.isfinite(value):
+            raise ConfigError(f"{prefix}{key}: must be a finite number, got {value}")
+
+
 def _check_values(config: ExperimentConfig) -> None:
+    _check_finite(config.to_dict())
     positive = {
         "data.patch_size": config.data.patch_size, "data.batch_size": config.data.batch_size,
         "data.patches_per_image": config.data.patches_per_image, "train.epochs": config.train.epochs,

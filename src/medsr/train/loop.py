@@ -36,7 +36,7 @@ from medsr.train import distributed
 from medsr.train.config import ExperimentConfig, dump_config
 from medsr.train.data import PatchSampler, ScoringSet, scoring_set
 from medsr.train.logs import RunLog
-from medsr.train.resume import BEST, LAST, check_resumable, realign_last, starting_weights, weights_digest
+from medsr.train.resume import BEST, LAST, check_resumable, latest_checkpoint, repair_pair, starting_weights, weights_digest
 from medsr.train.steps import AdversarialStep, CudaGraphStep, SupervisedStep
 
 log = logging.getLogger(__name__)
@@ -117,24 +117,38 @@ def dataset_intensity(dataset: str | Path) -> dict:
 RUN_ARTEFACTS = (BEST, LAST, "log.csv", "config.yaml", "curves_ssim.png", "curves_psnr.png", "tensorboard")
 
 
-def run_record(config: ExperimentConfig) -> dict:
-    """The ``trained_on`` record a run of ``config`` gets (its data set, and the checkpoint it starts from)."""
+def starting_checkpoint(config: ExperimentConfig, *, resume: bool = False) -> dict | None:
+    """The checkpoint ``train.init_from`` names, or None. A resumed run whose starting file is gone
+    gets None (its own checkpoints record what it started from); a fresh one gets an error."""
+    if not config.train.init_from or (resume and not Path(config.train.init_from).is_file()):
+        return None
+    return read_checkpoint(config.train.init_from)
+
+
+def run_record(config: ExperimentConfig, start: dict | None, saved: dict | None = None) -> dict:
+    """The ``trained_on`` record a run of ``config`` gets: its data set, and ``start``, the checkpoint
+    it starts from (``saved``: the run's own record, used when the starting file is gone)."""
     init = None
-    if config.train.init_from:
-        start = read_checkpoint(config.train.init_from)
+    if start is not None:
         init = {**(start.get("trained_on") or {"unknown": True}), "path": str(config.train.init_from),
                 "weights": weights_digest(starting_weights(start))}
+    elif config.train.init_from and saved is not None:
+        init = saved.get("init_from")
     return training_record(config.data.dataset, init_from=init)
 
 
-def clear_run(run_dir: Path, *, overwrite: bool) -> None:
+def clear_run(run_dir: Path, *, overwrite: bool, keep: str | None = None) -> None:
     """Refuse to train afresh over an earlier run's checkpoints, or (``overwrite``) remove them first,
-    so that nothing of the earlier run survives a kill of the new one."""
+    so that nothing of the earlier run survives a kill of the new one. ``keep`` (the run's
+    ``init_from``) may not be among them."""
     import shutil
 
     existing = [run_dir / name for name in RUN_ARTEFACTS if (run_dir / name).exists()]
     if not existing:
         return
+    if keep is not None and any(Path(keep).resolve() == p.resolve() for p in existing):
+        raise MedsrError(f"train.init_from: {keep} is a checkpoint of the run in {run_dir}, which a fresh run would remove; "
+                         "copy it elsewhere or train into another run_dir")
     if not overwrite and any(p.name in (BEST, LAST) for p in existing):
         raise MedsrError(f"{run_dir} already holds a run ({', '.join(p.name for p in existing if p.suffix == '.pt')}); "
                          "resume it (--resume), train into another run_dir, or replace it (--overwrite)")
@@ -188,16 +202,19 @@ def fit(
     degradation = degradation_of(config)
     if resume and not any((run_dir / name).is_file() for name in (BEST, LAST)):
         raise MedsrError(f"--resume: {run_dir / LAST} does not exist (nothing to resume)")
-    record = run_record(config)
+    start = starting_checkpoint(config, resume=resume)
     resume_from: tuple[Path, dict] | None = None
     if resume:
+        saved = latest_checkpoint(run_dir)
+        record = run_record(config, start, saved[1].get("trained_on") if saved else None)
         resume_from = check_resumable(run_dir, config.to_dict(), record, map_location=device)
-    elif info.is_main:
-        clear_run(run_dir, overwrite=overwrite)
+    else:
+        record = run_record(config, start)
+        if info.is_main:
+            clear_run(run_dir, overwrite=overwrite, keep=config.train.init_from)
 
     generator: nn.Module = SRResNet(**generator_kwargs(config)).to(device)
-    if config.train.init_from and not resume:
-        start = read_checkpoint(config.train.init_from)
+    if start is not None and not resume:
         if start["model"]["kwargs"] != generator_kwargs(config):
             raise ConfigError(f"train.init_from: {config.train.init_from} is {start['model']['kwargs']}, the config asks for {generator_kwargs(config)}")
         generator.load_state_dict(starting_weights(start))
@@ -228,7 +245,7 @@ def fit(
     if resume_from is not None:
         source, checkpoint = resume_from
         if info.is_main:
-            realign_last(run_dir, source)
+            repair_pair(run_dir, source, checkpoint)
         generator.load_state_dict(checkpoint["model"]["state_dict"])
         opt_g.load_state_dict(checkpoint["optimizers"]["generator"])
         if ema is not None and checkpoint.get("ema") is not None:

@@ -88,10 +88,22 @@ def latest_checkpoint(run_dir: Path, map_location: str | torch.device = "cpu") -
     return max(found, key=lambda item: item[1]["epoch"]) if found else None
 
 
-def realign_last(run_dir: Path, source: Path) -> None:
-    """Make ``last.pt`` the checkpoint ``source`` when a kill left ``best.pt`` one epoch ahead."""
+def missing_best(run_dir: Path, checkpoint: Mapping) -> str | None:
+    """Why the run's ``best.pt`` cannot be trusted or restored from ``checkpoint`` (the later of the
+    two files), or None: a missing ``best.pt`` is restorable only when the best epoch is the last."""
+    if (run_dir / BEST).is_file() or checkpoint["best"].get("epoch") == checkpoint["epoch"]:
+        return None
+    return (f"{run_dir / BEST} is missing and its weights (epoch {checkpoint['best'].get('epoch')}) "
+            "are in no other file")
+
+
+def repair_pair(run_dir: Path, source: Path, checkpoint: Mapping) -> None:
+    """Make ``last.pt`` and ``best.pt`` agree with ``source``, the later checkpoint: ``last.pt`` when a
+    kill left ``best.pt`` one epoch ahead, ``best.pt`` when it is missing and ``source`` is the best."""
     if source.name != LAST:
         atomic_write_bytes(run_dir / LAST, source.read_bytes())
+    if not (run_dir / BEST).is_file() and checkpoint["best"].get("epoch") == checkpoint["epoch"]:
+        atomic_write_bytes(run_dir / BEST, source.read_bytes())
 
 
 def check_resumable(run_dir: Path, config: Mapping, record: Mapping, map_location: str | torch.device = "cpu") -> tuple[Path, dict]:
@@ -103,7 +115,7 @@ def check_resumable(run_dir: Path, config: Mapping, record: Mapping, map_locatio
     found = latest_checkpoint(run_dir, map_location)
     if found is None:
         raise MedsrError(f"--resume: {run_dir / LAST} does not exist (nothing to resume)")
-    problem = resume_problem(found[1], config, record)
+    problem = resume_problem(found[1], config, record) or missing_best(run_dir, found[1])
     if problem is not None:
         raise MedsrError(f"--resume: {found[0]} is another run: {problem}; train into a new run_dir instead")
     return found
