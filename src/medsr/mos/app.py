@@ -9,7 +9,15 @@ Routes (``T`` is a rater's secret token, the key of their resume link ``/r/T``):
 * ``GET /admin`` the organiser's page; ``/api/admin/...`` progress, invitations, ratings.csv and results,
   all behind ``Authorization: Bearer <admin token>``.
 
-A rater sees only their own trials and scores; which item is which method never leaves the server.
+A rater sees only their own trials and scores; which item is which method never leaves the server,
+and nothing else they can observe tells it: images are served from memory with the same headers
+(no ETag, no Last-Modified) and, within a trial, the same size (``medsr.mos.study``).
+
+Hostile requests get short refusals that echo nothing: bodies are capped at ``MAX_BODY`` bytes
+before anything parses them (413), JSON with duplicate keys or non-finite numbers is refused (422),
+validation errors name the field, never the value; ``Authorization`` must use the ``Bearer`` scheme
+(any case); no redirect is built from the request's Host header, and with ``public_url`` only that
+host (and loopback) is served.
 """
 
 
@@ -19,9 +27,15 @@ import secrets
 from pathlib import Path
 from typing import Annotated
 
+import math
+from urllib.parse import urlsplit
+
 from fastapi import Depends, FastAPI, Header, HTTPException, Path as PathParam, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from fastapi.staticfiles import StaticFiles
+from starlette.middleware.trustedhost import TrustedHostMiddleware
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from pydantic import BaseModel, ConfigDict, Field
 
 from medsr.mos.db import Database, Rater, Viewport
@@ -31,6 +45,85 @@ STATIC = Path(__file__).parent / "static"
 TOKEN_PATTERN = r"^[A-Za-z0-9_-]{20,64}$"
 ALIAS_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,39}$"
 DEFAULT_MAX_RATERS = 200  # open enrolment closes here: bounds what an anonymous visitor can add
+MAX_BODY = 64 * 1024  # bytes; the largest legitimate body (a trial's scores) is under 2 KB
+IMAGE_HEADERS = {"Cache-Control": "private, max-age=3600"}  # the same for every image: no ETag, no Last-Modified
+
+
+class BodyLimit:
+    """ASGI middleware: read at most ``limit`` bytes of a request body before the app sees it (413
+    beyond, whatever Content-Length says), and refuse JSON with duplicate keys or non-finite numbers
+    (422). Nothing of the body is echoed."""
+
+    def __init__(self, app: ASGIApp, limit: int = MAX_BODY) -> None:
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
+            return await self.app(scope, receive, send)
+        declared = dict(scope["headers"]).get(b"content-length", b"0")
+        if not declared.isdigit() or int(declared) > self.limit:
+            return await _refuse(send, 413, "request body too large")
+        body = b""
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            body += message.get("body", b"")
+            if len(body) > self.limit:
+                return await _refuse(send, 413, "request body too large")
+            if not message.get("more_body"):
+                break
+        if body and not _strict_json(body):
+            return await _refuse(send, 422, "invalid JSON (malformed, duplicate keys or non-finite numbers)")
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if replayed:
+                return await receive()
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        await self.app(scope, replay, send)
+
+
+def _strict_json(body: bytes) -> bool:
+    """Whether ``body`` is JSON without duplicate keys, NaN, Infinity or numbers that overflow."""
+
+    def pairs(items: list[tuple[str, object]]) -> dict:
+        keys = [key for key, _ in items]
+        if len(set(keys)) != len(keys):
+            raise ValueError("duplicate key")
+        return dict(items)
+
+    def number(text: str) -> float:
+        value = float(text)
+        if not math.isfinite(value):
+            raise ValueError("non-finite number")
+        return value
+
+    def constant(_: str) -> None:
+        raise ValueError("non-finite number")
+
+    try:
+        json.loads(body, object_pairs_hook=pairs, parse_float=number, parse_constant=constant)
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        return False
+    return True
+
+
+async def _refuse(send: Send, status: int, detail: str) -> None:
+    payload = json.dumps({"detail": detail}).encode()
+    await send({"type": "http.response.start", "status": status,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()),
+                            (b"connection", b"close")]})
+    await send({"type": "http.response.body", "body": payload})
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    """The credentials of an ``Authorization: Bearer <token>`` header (scheme in any case), else None."""
+    scheme, _, credentials = (authorization or "").strip().partition(" ")
+    return credentials.strip() if scheme.lower() == "bearer" and credentials.strip() else None
 
 
 class ViewportIn(BaseModel):
@@ -53,12 +146,24 @@ class EnrolIn(BaseModel):
 
 
 def create_app(study: Study, db: Database, admin_token: str, *, invite_only: bool = False,
-               max_raters: int = DEFAULT_MAX_RATERS) -> FastAPI:
+               max_raters: int = DEFAULT_MAX_RATERS, public_url: str | None = None) -> FastAPI:
     """The ASGI app of one study. ``admin_token`` guards ``/admin`` APIs; ``invite_only`` closes
     ``POST /api/raters``, which otherwise closes once the study has ``max_raters`` raters (invitations
-    made on the admin page are always possible)."""
+    made on the admin page are always possible). ``public_url`` (e.g. ``https://study.example.org``):
+    requests for any other host than its own and loopback are refused."""
     app = FastAPI(title=f"medsr MOS: {study.title}", docs_url=None, redoc_url=None, openapi_url=None)
+    app.router.redirect_slashes = False  # Starlette builds those redirects from the request's Host header
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.add_middleware(BodyLimit)
+    if public_url:
+        host = urlsplit(public_url).hostname or ""
+        app.add_middleware(TrustedHostMiddleware, allowed_hosts=[host, "127.0.0.1", "localhost", "::1"])
+    images = {name: (study.images_dir / name).read_bytes() for name in study.image_files}  # served from memory
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        fields = sorted({".".join(str(part) for part in error.get("loc", ()) if part != "body") for error in exc.errors()})
+        return JSONResponse({"detail": "invalid request", "fields": fields[:10]}, status_code=422)
 
     @app.middleware("http")
     async def _headers(request: Request, call_next):
@@ -78,7 +183,7 @@ def create_app(study: Study, db: Database, admin_token: str, *, invite_only: boo
         return rater
 
     def admin(authorization: Annotated[str | None, Header()] = None) -> None:
-        supplied = (authorization or "").removeprefix("Bearer ").strip()
+        supplied = bearer_token(authorization) or ""
         if not hmac.compare_digest(supplied.encode(), admin_token.encode()):
             raise HTTPException(401, "admin token required", headers={"WWW-Authenticate": "Bearer"})
 
@@ -102,10 +207,10 @@ def create_app(study: Study, db: Database, admin_token: str, *, invite_only: boo
         return {"ok": True}
 
     @app.get("/images/{name}")
-    def image(name: str) -> FileResponse:
-        if not IMAGE_NAME.match(name) or name not in study.image_files:
+    def image(name: str) -> Response:
+        if not IMAGE_NAME.match(name) or name not in images:
             raise HTTPException(404, "no such image")
-        return FileResponse(study.images_dir / name, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
+        return Response(images[name], media_type="image/png", headers=IMAGE_HEADERS)
 
     # -- rater API --------------------------------------------------------------------------------
     @app.get("/api/study")

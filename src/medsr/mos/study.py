@@ -7,8 +7,14 @@ A study folder holds only what raters may see, plus the organiser's key:
 * ``images/<random>.png``: de-identified 8-bit renderings (no DICOM, no text chunks, random names),
   the same region and the same window for the original and every reconstruction of one image;
 * ``private/provenance.csv``: which evaluation image each study image came from (patient included).
-  It stays in the study folder: the server serves nothing but ``images/``, and reports name images by
-  their study key (``image-01``), never by patient.
+  It stays in the study folder (``private/`` is 0700, the file 0600): the server serves nothing but
+  ``images/``, and reports name images by their study key (``image-01``), never by patient.
+
+Blinding holds in the bytes, not only in the names: every image is an *uncompressed* PNG, so its
+size depends only on its width and height (the same for every image of a trial), never on its
+content; the hidden original is the original with the lowest bit of a few random pixels flipped
+(it looks the same, but its bytes differ); the files are written in a random order and all get the
+same modification time, so neither size, hash, order nor time tells a method or a check apart.
 
 Each trial shows one original and one reconstruction per method; some trials also hold a hidden
 attention check among the reconstructions: the original itself (a rater should give it a high score)
@@ -226,7 +232,7 @@ def create_study(eval_dir: str | Path, out: str | Path, options: StudyOptions) -
             reference, region, window = renderer.prepare(files[image_id][REFERENCE])
             items = [Item(_new_id("i"), renderer.render(files[image_id][m], region, window), METHOD, m) for m in options.methods]
             for kind in checks_of_trial[number]:
-                image = reference if kind == CHECK_ORIGINAL else _blatantly_degraded(reference, rng)
+                image = _hidden_copy(reference) if kind == CHECK_ORIGINAL else _blatantly_degraded(reference, rng)
                 items.append(Item(_new_id("i"), renderer.write(image), kind))
             trials.append(Trial(f"t{number + 1:02d}", image_key, renderer.write(reference), tuple(items)))
             provenance.append(_provenance_row(image_key, info[image_id], region, window))
@@ -234,7 +240,7 @@ def create_study(eval_dir: str | Path, out: str | Path, options: StudyOptions) -
         calibration = [
             CalibrationItem(_new_id("c"), renderer.write(_blatantly_degraded(reference, rng)), 1,
                             "This image is blocky and noisy: fine structures are lost. That is a poor reconstruction: 1."),
-            CalibrationItem(_new_id("c"), renderer.write(reference), 5,
+            CalibrationItem(_new_id("c"), renderer.write(_hidden_copy(reference)), 5,
                             "This image was the original itself: identical in every detail, so 5. "
                             "The better a reconstruction, the higher its score."),
         ]
@@ -257,6 +263,8 @@ def create_study(eval_dir: str | Path, out: str | Path, options: StudyOptions) -
         }
         atomic_write_csv(tmp / PROVENANCE, list(provenance[0]), provenance)
         atomic_write_json(tmp / STUDY_FILE, document)
+        renderer.flush()
+        _restrict(tmp / PROVENANCE)
         os.replace(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -310,6 +318,20 @@ def _spread_over_patients(image_ids: list[str], info: dict[str, dict[str, str]],
     return chosen
 
 
+def _hidden_copy(image: np.ndarray, fraction: float = 0.01) -> np.ndarray:
+    """The original as a hidden check: the lowest bit of ``fraction`` of its pixels flipped at
+    random (a change of 1 in 255: invisible), so its bytes are not those of the shown original."""
+    generator = np.random.default_rng(secrets.randbits(64))
+    flipped = generator.random(image.shape) < fraction
+    return image ^ flipped.astype(image.dtype)
+
+
+def _restrict(path: Path) -> None:
+    """Make ``path`` (patient ids) readable by its owner only, and its folder 0700."""
+    path.parent.chmod(0o700)
+    path.chmod(0o600)
+
+
 def _blatantly_degraded(reference: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """An 8-bit rendering made obviously worse: 8x block averaging shown blocky, plus strong noise."""
     height, width = reference.shape
@@ -320,11 +342,13 @@ def _blatantly_degraded(reference: np.ndarray, rng: np.random.Generator) -> np.n
 
 
 class _Renderer:
-    """Windowing and cropping shared by an original and its reconstructions; writes random-named PNGs."""
+    """Windowing and cropping shared by an original and its reconstructions; random-named,
+    uncompressed PNGs, written all at once in a random order (``flush``)."""
 
     def __init__(self, folder: Path, options: StudyOptions) -> None:
         self.folder = folder
         self.options = options
+        self.pending: list[tuple[str, bytes]] = []
 
     def prepare(self, reference_path: Path) -> tuple[np.ndarray, tuple[int, int, int, int], tuple[float, float]]:
         """Region (a square centred on the body of the original), window (percentiles of that region), rendering."""
@@ -339,12 +363,25 @@ class _Renderer:
         return self.write(self._to_8bit(read_png16(path), region, window))
 
     def write(self, image: np.ndarray) -> str:
+        """Queue ``image`` (8-bit (H, W)) as an uncompressed PNG under a random name; returns the name."""
         name = secrets.token_hex(8) + ".png"
-        ok, encoded = cv2.imencode(".png", image)  # OpenCV writes no text or time chunks
+        # zlib level 0 (stored blocks): the size is a function of H and W only; no text or time chunks
+        ok, encoded = cv2.imencode(".png", image, [cv2.IMWRITE_PNG_COMPRESSION, 0])
         if not ok:
             raise MedsrError(f"PNG encoding failed for {name}")
-        (self.folder / name).write_bytes(encoded.tobytes())
+        self.pending.append((name, encoded.tobytes()))
         return name
+
+    def flush(self) -> None:
+        """Write every queued image, in a random order, all with one modification time."""
+        order = list(self.pending)
+        secrets.SystemRandom().shuffle(order)
+        stamp = _dt.datetime.now(_dt.timezone.utc).replace(minute=0, second=0, microsecond=0).timestamp()
+        for name, data in order:
+            (self.folder / name).write_bytes(data)
+        for name, _ in order:
+            os.utime(self.folder / name, (stamp, stamp))
+        self.pending.clear()
 
     @staticmethod
     def _to_8bit(image: np.ndarray, region: tuple[int, int, int, int], window: tuple[float, float]) -> np.ndarray:

@@ -1,0 +1,152 @@
+"""A curious rater and a hostile client against the reader study: blinding in the bytes, short
+refusals that echo nothing, no Host-header redirects, strict Authorization."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections import Counter, defaultdict
+
+import pytest
+from fastapi.testclient import TestClient
+
+from medsr.mos.app import MAX_BODY, create_app
+from medsr.mos.db import Database, database_url
+from medsr.mos.study import CHECK_ORIGINAL, METHOD
+
+from mos_support import ADMIN_TOKEN, make_evaluation, make_study
+
+VIEW = {"width": 1600, "height": 1000, "device_pixel_ratio": 1.0}
+
+
+@pytest.fixture(scope="module")
+def evaluation(tmp_path_factory):
+    return make_evaluation(tmp_path_factory.mktemp("mos-hostile"))
+
+
+@pytest.fixture
+def study(evaluation, tmp_path):
+    return make_study(evaluation, tmp_path / "study", images=7, check_fraction=0.5)
+
+
+@pytest.fixture
+def app_of(study):
+    databases = []
+
+    def build(**kwargs):
+        db = Database(database_url(study, None), study)
+        databases.append(db)
+        return create_app(study, db, ADMIN_TOKEN, **kwargs)
+
+    yield build
+    for db in databases:
+        db.close()
+
+
+def _rater(client: TestClient, alias: str) -> str:
+    token = client.post("/api/raters", json={"alias": alias}).json()["token"]
+    return token
+
+
+def test_nothing_but_the_pixels_tells_methods_or_checks_apart(study, app_of):
+    """What a script with a rater's link can observe: per item its response headers and size, its
+    URL, its place in the trial. None of it may predict the method or the hidden check."""
+    client = TestClient(app_of())
+    kind_of = {i.item_id: (i.method if i.kind == METHOD else i.kind) for t in study.trials for i in t.items}
+    headers, sizes, places = set(), defaultdict(set), defaultdict(Counter)
+    for rater in range(6):
+        token = _rater(client, f"curious-{rater}")
+        for position in range(1, len(study.trials) + 1):
+            trial = client.get(f"/api/rater/{token}/trials/{position}").json()
+            for place, item in enumerate(trial["items"] + [{"item_id": "original", "url": trial["original"]}]):
+                response = client.get(item["url"])
+                shown = {k: v for k, v in response.headers.items() if k.lower() != "date"}
+                headers.add(tuple(sorted(shown.items())))
+                sizes[position].add(len(response.content))
+                if item["item_id"] != "original":
+                    places[kind_of[item["item_id"]]][place] += 1
+    assert len(headers) == 1  # one set of headers for every image: no ETag, no Last-Modified, one length per trial size
+    assert not {"etag", "last-modified"} & {k.lower() for k, _ in next(iter(headers))}
+    assert all(len(s) == 1 for s in sizes.values())  # within a trial every image has the same encoded size
+    for kind, counter in places.items():  # the place in the trial is shuffled per rater and trial
+        assert max(counter.values()) / sum(counter.values()) < 0.6, (kind, counter)
+
+
+def test_the_hidden_original_is_not_the_original_byte_for_byte_and_files_keep_no_order(study):
+    digests = {}
+    for trial in study.trials:
+        original = hashlib.sha256((study.images_dir / trial.original).read_bytes()).hexdigest()
+        for item in trial.items:
+            digests[item.item_id] = hashlib.sha256((study.images_dir / item.file).read_bytes()).hexdigest()
+            if item.kind == CHECK_ORIGINAL:
+                assert digests[item.item_id] != original
+    assert len({(study.images_dir / name).stat().st_mtime_ns for name in study.image_files}) == 1
+    sizes = {(study.images_dir / name).stat().st_size for name in study.image_files}
+    assert len(sizes) == 1  # every region of this study is 128 x 128: one size for every file
+
+
+def test_images_are_served_from_memory(study, app_of):
+    client = TestClient(app_of())
+    name = study.trials[0].items[0].file
+    first = client.get(f"/images/{name}").content
+    (study.images_dir / name).unlink()  # nothing on disk is read per request
+    assert client.get(f"/images/{name}").content == first
+
+
+def test_a_huge_body_is_refused_before_it_is_read_or_parsed(app_of):
+    client = TestClient(app_of(invite_only=True))
+    began = time.perf_counter()
+    response = client.post("/api/raters", content=b'{"alias": "' + b"x" * (10 * 1024 * 1024) + b'"}',
+                           headers={"content-type": "application/json"})
+    assert response.status_code == 413 and time.perf_counter() - began < 2.0  # 413 before the invite-only 403
+    assert b"xxxx" not in response.content and len(response.content) < 100
+
+    def chunks():  # no Content-Length: the body arrives in pieces and is cut off at the limit
+        for _ in range(64):
+            yield b" " * 4096
+
+    assert client.post("/api/raters", content=chunks(), headers={"content-type": "application/json"}).status_code == 413
+    assert client.get("/healthz").json() == {"ok": True}
+    assert MAX_BODY == 64 * 1024
+
+
+def test_refusals_never_echo_the_input(app_of):
+    client = TestClient(app_of())
+    response = client.post("/api/raters", json={"alias": "<script>steal()</script>"})
+    assert response.status_code == 422 and "steal" not in response.text
+    assert response.json() == {"detail": "invalid request", "fields": ["alias"]}
+    response = client.post("/api/raters", json={"alias": "ok", "evil": "x" * 1000})
+    assert response.status_code == 422 and "xxx" not in response.text
+
+
+@pytest.mark.parametrize("body", [
+    b'{"alias": "a", "alias": "b"}',  # duplicate keys: last-wins parsing is refused
+    b'{"scores": {}, "viewport": {"width": 1, "height": 1}, "trial_seconds": NaN}',
+    b'{"scores": {}, "viewport": {"width": 1, "height": 1}, "trial_seconds": 1e999}',
+    b'{"scores": {}, "viewport": {"width": 1, "height": 1, "device_pixel_ratio": -Infinity}}',
+    b'{"alias": ',
+])
+def test_duplicate_keys_and_non_finite_numbers_are_refused_with_422(app_of, study, body):
+    client = TestClient(app_of())
+    token = _rater(client, "strict")
+    for path in ("/api/raters", f"/api/rater/{token}/calibration", f"/api/rater/{token}/trials/1"):
+        response = client.post(path, content=body, headers={"content-type": "application/json"})
+        assert response.status_code == 422, (path, response.status_code)
+        assert response.json() == {"detail": "invalid JSON (malformed, duplicate keys or non-finite numbers)"}
+
+
+def test_authorization_needs_the_bearer_scheme_in_any_case(app_of):
+    client = TestClient(app_of())
+    for header, status in ((f"Bearer {ADMIN_TOKEN}", 200), (f"bearer {ADMIN_TOKEN}", 200), (f"BEARER  {ADMIN_TOKEN}", 200),
+                           (ADMIN_TOKEN, 401), (f"Basic {ADMIN_TOKEN}", 401), ("Bearer", 401), ("", 401)):
+        assert client.get("/api/admin/progress", headers={"Authorization": header}).status_code == status, header
+
+
+def test_no_redirect_is_built_from_the_host_header(app_of):
+    client = TestClient(app_of(), follow_redirects=False)
+    for path in ("/admin/", "/api/study/", "/static"):
+        response = client.get(path, headers={"Host": "evil.example"})
+        assert "evil.example" not in response.headers.get("location", ""), path
+    pinned = TestClient(app_of(public_url="https://study.example.org"), follow_redirects=False)
+    assert pinned.get("/healthz", headers={"Host": "evil.example"}).status_code == 400
+    assert pinned.get("/healthz", headers={"Host": "study.example.org"}).status_code == 200
