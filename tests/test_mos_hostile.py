@@ -150,3 +150,9 @@ def test_no_redirect_is_built_from_the_host_header(app_of):
     pinned = TestClient(app_of(public_url="https://study.example.org"), follow_redirects=False)
     assert pinned.get("/healthz", headers={"Host": "evil.example"}).status_code == 400
     assert pinned.get("/healthz", headers={"Host": "study.example.org"}).status_code == 200
+
+
+def test_the_patient_key_is_readable_by_its_owner_only(study):
+    private = study.folder / "private"
+    assert private.stat().st_mode & 0o777 == 0o700
+    assert (private / "provenance.csv").stat().st_mode & 0o777 == 0o600
