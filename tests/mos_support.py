@@ -77,3 +77,78 @@ def running_server(study_dir: Path, db_url: str | None = None, *extra: str, admi
             process.wait(timeout=15)
         except subprocess.TimeoutExpired:
             process.kill()
+
+
+POSTGRES_URL = os.environ.get("MEDSR_TEST_POSTGRES_URL")
+
+
+@contextmanager
+def server_process(study_dir: Path, *extra: str, db_url: str | None = None, admin_token: str = ADMIN_TOKEN):
+    """Like :func:`running_server`, but yields ``(base URL, process, banner lines)`` so that a test can stop
+    the server itself (``process.send_signal``); a server still running afterwards is killed."""
+    port = free_port()
+    command = [sys.executable, "-m", "medsr.cli", "mos", "serve", str(study_dir), "--port", str(port), *extra]
+    if db_url:
+        command += ["--db", db_url]
+    env = {**os.environ, "MEDSR_MOS_ADMIN_TOKEN": admin_token}
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if requests.get(base + "/healthz", timeout=1).ok:
+                    break
+            except requests.ConnectionError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"server did not start: {process.stdout.read() if process.poll() is not None else 'timeout'}")
+            time.sleep(0.1)
+        banner = [process.stdout.readline().strip() for _ in range(4)]
+        yield base, process, banner
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=15)
+
+
+def rate_over_http(base: str, study, alias: str, positions) -> tuple[str, int]:
+    """Enrol ``alias``, calibrate, and rate the trials at ``positions`` (every item 3); returns (token, ratings stored)."""
+    view = {"width": 1400, "height": 900, "device_pixel_ratio": 1.0}
+    token = requests.post(f"{base}/api/raters", json={"alias": alias}, timeout=30).json()["token"]
+    calibration = {c.item_id: c.expected for c in study.calibration}
+    requests.post(f"{base}/api/rater/{token}/calibration", json={"scores": calibration, "viewport": view},
+                  timeout=30).raise_for_status()
+    return token, rate_positions(base, token, positions)
+
+
+def rate_positions(base: str, token: str, positions) -> int:
+    """Rate the trials at ``positions`` of the rater with ``token`` (every item 3); returns how many were stored."""
+    view = {"width": 1400, "height": 900, "device_pixel_ratio": 1.0}
+    stored = 0
+    for position in positions:
+        items = requests.get(f"{base}/api/rater/{token}/trials/{position}", timeout=30).json()["items"]
+        answer = requests.post(f"{base}/api/rater/{token}/trials/{position}",
+                               json={"scores": {i["item_id"]: 3 for i in items}, "viewport": view}, timeout=30)
+        answer.raise_for_status()
+        stored += answer.json()["stored"]
+    return stored
+
+
+@contextmanager
+def postgres_schema():
+    """A fresh schema on the ``MEDSR_TEST_POSTGRES_URL`` server (dropped afterwards); yields its URL."""
+    import uuid
+
+    from sqlalchemy import create_engine, text
+
+    schema = f"medsr_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(POSTGRES_URL.replace("postgresql://", "postgresql+psycopg://", 1))
+    with admin.begin() as connection:
+        connection.execute(text(f"CREATE SCHEMA {schema}"))
+    try:
+        yield f"{POSTGRES_URL}{'&' if '?' in POSTGRES_URL else '?'}options=-csearch_path%3D{schema}"
+    finally:
+        with admin.begin() as connection:
+            connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+        admin.dispose()

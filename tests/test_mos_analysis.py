@@ -101,3 +101,29 @@ def test_report_command_reads_the_database_and_writes_md_csv_json(study, tmp_pat
     text = (out / "report.md").read_text()
     assert "| bicubic | 4.00 |" in text and "+100.0%" in text and "Without flagged raters" in text
     assert "patient" not in (out / "ratings.csv").read_text()
+
+
+def test_raters_faster_than_a_second_per_trial_on_the_server_clock_are_flagged(study):
+    from medsr.mos.analysis import FAST_SERVER_SECONDS
+    from medsr.mos.report import markdown, ratings_csv
+
+    rows = _ratings(study, {rater: _careful for rater in (1, 2, 3, 4)})
+    pace = {1: 12.0, 2: 0.4, 3: None, 4: 1.5}                                  # rater 3: never marked shown (old data)
+    position = {t.trial_id: k for k, t in enumerate(study.trials)}
+    for row in rows:
+        row["trial_id"] = study.trial_of_item[row["item_id"]].trial_id
+        seconds = pace[row["rater_id"]]
+        row["server_seconds"] = None if seconds is None else seconds + 0.01 * (position[row["trial_id"]] % 3)
+    result = analyse(study, rows, n_resamples=200)
+    raters = {r["rater_id"]: r for r in result["raters"]}
+    assert FAST_SERVER_SECONDS == 1.0 and result["rules"]["flag_fast_server_seconds"] == 1.0
+    assert {r for r, q in raters.items() if q["flagged"]} == {2} and result["n_flagged"] == 1
+    assert raters[2]["reasons"] == [f"implausibly fast: median {raters[2]['median_server_seconds']:.2f} s per trial "
+                                    "on the server's clock (under 1 s)"]
+    assert 0.4 <= raters[2]["median_server_seconds"] < 0.45 and raters[3]["median_server_seconds"] is None
+    assert 12.0 <= raters[1]["median_server_seconds"] < 12.05
+    assert result["without_flagged"]["n_raters"] == 3
+    text = markdown(result)
+    assert "| r2 (#2) |" in text and "implausibly fast" in text and "Median s per trial (server)" in text
+    assert "on the server's clock (first display of the trial to its submit) is under 1 s" in text
+    assert "server_seconds" in ratings_csv(study, rows).splitlines()[0]

@@ -234,7 +234,12 @@ def test_a_rater_completes_the_study_in_chromium(browser, tmp_path):
     out = tmp_path / "report"
     assert main(["mos", "report", str(study.folder), "--out", str(out), "--resamples", "200"]) == 0
     results = json.loads((out / "report.json").read_text())
-    assert results["n_raters"] == 1 and results["n_ratings"] == 20 and results["n_flagged"] == 0
+    assert results["n_raters"] == 1 and results["n_ratings"] == 20
+    # a script rates far faster than a reader: the server's own clock flags it (under 1 s per trial),
+    # whatever the page reported; on a slow machine it may take longer, and then it must not be flagged
+    rater = results["raters"][0]
+    fast = rater["median_server_seconds"] < 1.0
+    assert results["n_flagged"] == int(fast) and any(r.startswith("implausibly fast") for r in rater["reasons"]) == fast
     assert {m: v["mos"] for m, v in results["all_raters"]["methods"].items()} == INTENDED   # what the keys and buttons scored
     assert results["all_raters"]["checks"][CHECK_ORIGINAL]["mean"] == 5
     assert results["raters"][0]["alias"] == "reader-e2e" and results["raters"][0]["narrow_screen_ratings"] == 0

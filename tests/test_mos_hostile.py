@@ -156,3 +156,23 @@ def test_the_patient_key_is_readable_by_its_owner_only(study):
     private = study.folder / "private"
     assert private.stat().st_mode & 0o777 == 0o700
     assert (private / "provenance.csv").stat().st_mode & 0o777 == 0o600
+
+
+def test_rater_ids_are_random_and_trials_are_timed_by_the_server(study, app_of):
+    client = TestClient(app_of())
+    ids = [client.post("/api/raters", json={"alias": f"r{k}"}).json()["rater_id"] for k in range(3)]
+    assert all(isinstance(i, str) and len(i) == 16 for i in ids) and len(set(ids)) == 3  # not 1, 2, 3
+    progress = client.get("/api/admin/progress", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}).json()
+    assert sorted(r["rater_id"] for r in progress["raters"]) == sorted(ids)
+    token = _rater(client, "timed")
+    client.post(f"/api/rater/{token}/calibration", json={"scores": {c.item_id: c.expected for c in study.calibration}, "viewport": VIEW})
+    trial = client.get(f"/api/rater/{token}/trials/1").json()
+    time.sleep(0.2)
+    scores = {item["item_id"]: 3 for item in trial["items"]}
+    assert client.post(f"/api/rater/{token}/trials/1", json={"scores": scores, "viewport": VIEW, "trial_seconds": 999.0}).status_code == 200
+    db = Database(database_url(study, None), study)
+    try:
+        timed = [r["server_seconds"] for r in db.ratings()]
+    finally:
+        db.close()
+    assert timed and all(0.2 <= s < 60 for s in timed)  # the server's clock, not the 999 s the client claimed

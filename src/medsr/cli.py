@@ -352,7 +352,7 @@ def _run_run(args: argparse.Namespace) -> int:
 
 
 def _add_mos(sub) -> None:
-    p = sub.add_parser("mos", help="blinded reader study (mean opinion score): create, serve, report",
+    p = sub.add_parser("mos", help="blinded reader study (mean opinion score): create, serve, report, backup",
                        description="Build a reader study from an evaluation, serve it to raters in the browser, report the MOS.")
     mos = p.add_subparsers(dest="mos_command", required=True, metavar="ACTION")
 
@@ -384,6 +384,12 @@ def _add_mos(sub) -> None:
     s.add_argument("--max-raters", type=int, default=None,
                    help="open enrolment closes when the study has this many raters (default 200); "
                    "links made on the admin page still work")
+    s.add_argument("--public-url", metavar="URL",
+                   help="the address raters use, e.g. https://study.example.org (your HTTPS reverse proxy): "
+                   "printed instead of http://HOST:PORT, and the only host name the app answers besides loopback")
+    s.add_argument("--checkpoint-seconds", type=float, default=60.0, metavar="S",
+                   help="copy SQLite's write-ahead log into STUDY/mos.sqlite every S seconds while serving "
+                   "(default 60); it is always done on shutdown (Ctrl-C, SIGTERM)")
     s.set_defaults(handler=_run_mos_serve)
 
     r = mos.add_parser("report", help="MOS with CIs, agreement and flagged raters (Markdown, CSV, JSON)",
@@ -394,6 +400,19 @@ def _add_mos(sub) -> None:
     r.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples (default 2000)")
     r.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
     r.set_defaults(handler=_run_mos_report)
+
+    b = mos.add_parser("backup", help="a consistent copy of the study's ratings (safe while serving)",
+                       description="Copy the study's database to OUT, consistently, while the server may be running. "
+                       "SQLite: OUT is a single self-contained .sqlite file made with SQLite's online backup API "
+                       "(open it with sqlite3, or serve it with --db sqlite:///OUT). PostgreSQL (--db): OUT is a JSON "
+                       "file {\"format\": \"medsr-mos-backup\", \"tables\": {TABLE: [ROW, ...]}} holding every row of "
+                       "this study from each table (mos_rater, mos_assignment, mos_rating), read in one REPEATABLE READ "
+                       "transaction; for the whole server use pg_dump. OUT is written to a temporary file and renamed, "
+                       "mode 0600 (it holds the raters' tokens); the live database is never overwritten.")
+    b.add_argument("study", type=Path, metavar="STUDY")
+    b.add_argument("out", type=Path, metavar="OUT", help="backup file to write (.sqlite for SQLite, .json for PostgreSQL)")
+    b.add_argument("--db", help="SQLAlchemy database URL (default: sqlite in STUDY)")
+    b.set_defaults(handler=_run_mos_backup)
 
 
 def _run_mos_create(args: argparse.Namespace) -> int:
@@ -420,12 +439,15 @@ def _run_mos_serve(args: argparse.Namespace) -> int:
 
     if args.max_raters is not None and args.max_raters < 1:
         raise MedsrError(f"--max-raters: must be at least 1, got {args.max_raters}")
-    serve(str(args.study), args.db, args.host, args.port, invite_only=args.invite_only, max_raters=args.max_raters)
+    serve(str(args.study), args.db, args.host, args.port, invite_only=args.invite_only, max_raters=args.max_raters,
+          public_url=args.public_url, checkpoint_seconds=args.checkpoint_seconds)
     return 0
 
 
 def _run_mos_report(args: argparse.Namespace) -> int:
-    from medsr.mos.db import Database, database_url
+    from sqlalchemy.exc import DatabaseError
+
+    from medsr.mos.db import Database, database_error_reason, database_url
     from medsr.mos.report import write_report
     from medsr.mos.study import load_study
 
@@ -433,6 +455,8 @@ def _run_mos_report(args: argparse.Namespace) -> int:
     db = Database(database_url(study, args.db), study)
     try:
         ratings = db.ratings()
+    except DatabaseError as exc:
+        raise MedsrError(f"{db.sqlite_path or '--db'}: cannot read the ratings ({database_error_reason(exc)})") from None
     finally:
         db.close()
     out = args.out or args.study / "report"
@@ -440,6 +464,14 @@ def _run_mos_report(args: argparse.Namespace) -> int:
     parts = [f"{m} {v['mos']:.2f}" for m, v in results["all_raters"]["methods"].items() if v["mos"] is not None]
     print(f"{results['n_raters']} raters, {results['n_ratings']} ratings, {results['n_flagged']} flagged; MOS "
           + (", ".join(parts) or "-") + f" -> {out}/report.md")
+    return 0
+
+
+def _run_mos_backup(args: argparse.Namespace) -> int:
+    from medsr.mos.db import backup
+    from medsr.mos.study import load_study
+
+    print(backup(load_study(args.study), args.db, args.out))
     return 0
 
 

@@ -8,7 +8,9 @@
 * Flags: a rater is flagged when they failed at least half of their attention checks (the original
   scored <= 2, or the degraded image >= 4), or when their scores anti-correlate with the consensus
   (Spearman rho < 0 against the mean of the other raters on the same items, one-sided p < 0.05): the
-  inverted-scale problem. Results are given for all raters and without the flagged ones.
+  inverted-scale problem; or when their median time per trial on the server's clock (first serving
+  of the trial to the submit, ``server_seconds``) is under ``FAST_SERVER_SECONDS``: nobody compares a
+  trial's images that fast. Results are given for all raters and without the flagged ones.
 """
 
 from __future__ import annotations
@@ -25,8 +27,10 @@ from medsr.mos.study import (CHECK_DEGRADED, CHECK_ORIGINAL, DEGRADED_CHECK_FAIL
 FAILED_CHECKS_FLAG = 0.5  # flag at this share of failed attention checks
 ANTI_CONSENSUS_P = 0.05
 MIN_ITEMS_FOR_CORRELATION = 5
+FAST_SERVER_SECONDS = 1.0  # flag a median server-side time per trial under this (seconds)
 RATING_COLUMNS = ("rating_id", "rater_id", "rater_alias", "trial_id", "image_key", "item_id", "kind", "method", "score",
-                  "shown_at", "viewport_width", "viewport_height", "device_pixel_ratio", "trial_seconds", "created_at")
+                  "shown_at", "viewport_width", "viewport_height", "device_pixel_ratio", "trial_seconds",
+                  "server_seconds", "created_at")
 
 
 def annotate(study: Study, ratings: Sequence[dict]) -> list[dict]:
@@ -58,6 +62,7 @@ def analyse(study: Study, ratings: Sequence[dict], *, n_resamples: int = 2000, s
                   "flag_failed_checks_share": FAILED_CHECKS_FLAG,
                   "flag_anti_consensus": f"Spearman rho < 0 with one-sided p < {ANTI_CONSENSUS_P} "
                                          f"(at least {MIN_ITEMS_FOR_CORRELATION} items)",
+                  "flag_fast_server_seconds": FAST_SERVER_SECONDS,
                   "ci": f"95% percentile bootstrap over raters and images, {n_resamples} resamples, seed {seed}"},
         "raters": raters,
         "all_raters": _population(study, rows, n_resamples, seed),
@@ -172,10 +177,25 @@ def _rater_quality(rows: list[dict]) -> list[dict]:
             reasons.append(f"failed {failed} of {len(checks)} attention checks")
         if rho is not None and rho < 0 and p_value < ANTI_CONSENSUS_P:
             reasons.append(f"anti-correlated with the consensus (Spearman rho {rho:.2f}, p {p_value:.3g})")
+        server = median_server_seconds(mine)
+        if server is not None and server < FAST_SERVER_SECONDS:
+            reasons.append(f"implausibly fast: median {server:.2f} s per trial on the server's clock "
+                           f"(under {FAST_SERVER_SECONDS:g} s)")
         narrow = sum(1 for r in mine if r["viewport_width"] < NARROW_SCREEN_PX)
         times = [r["trial_seconds"] for r in mine if r.get("trial_seconds") is not None]
         quality.append({"rater_id": rater_id, "alias": mine[0]["rater_alias"], "n_ratings": len(mine),
                         "checks": len(checks), "checks_failed": failed, "consensus_rho": rho, "consensus_p": p_value,
                         "narrow_screen_ratings": narrow, "median_trial_seconds": float(np.median(times)) if times else None,
-                        "flagged": bool(reasons), "reasons": reasons})
+                        "median_server_seconds": server, "flagged": bool(reasons), "reasons": reasons})
     return quality
+
+
+def median_server_seconds(rows: Sequence[dict]) -> float | None:
+    """Median over trials of ``server_seconds`` (one value per trial: every rating of a trial shares it);
+    None when no rating has one (the trials were never marked shown, or an older database)."""
+    per_trial: dict[str, float] = {}
+    for row in rows:
+        seconds = row.get("server_seconds")
+        if seconds is not None:
+            per_trial.setdefault(row.get("trial_id", ""), float(seconds))
+    return float(np.median(list(per_trial.values()))) if per_trial else None

@@ -229,7 +229,7 @@ def create_app(study: Study, db: Database, admin_token: str, *, invite_only: boo
         rater = db.add_rater(alias, token, max_raters=limit)
         if rater is None:
             raise HTTPException(403, f"enrolment is closed: this study has its {limit} raters; ask the organiser for a link")
-        return {"rater_id": rater.id, "alias": rater.alias, "token": token, "link": f"/r/{token}"}
+        return {"rater_id": rater.public_id, "alias": rater.alias, "token": token, "link": f"/r/{token}"}
 
     @app.get("/api/rater/{token}")
     def progress(rater: RaterDep) -> dict:
@@ -262,6 +262,7 @@ def create_app(study: Study, db: Database, admin_token: str, *, invite_only: boo
     @app.get("/api/rater/{token}/trials/{position}")
     def trial(rater: RaterDep, position: int) -> dict:
         assignment = _assignment(rater, position)
+        db.mark_shown(rater.id, position)  # the server's clock times the trial too (report: implausibly fast raters)
         t = study.trial_by_id[assignment.trial_id]
         files = {i.item_id: i.file for i in t.items}
         order = _item_order(assignment)
@@ -297,7 +298,7 @@ def create_app(study: Study, db: Database, admin_token: str, *, invite_only: boo
         counts = db.ratings_per_rater()
         per_rater = study.n_ratings_per_rater
         return {"title": study.title, "n_trials": len(study.trials), "ratings_per_rater": per_rater,
-                "raters": [{"rater_id": r.id, "alias": r.alias, "link": f"/r/{r.token}", "calibrated": r.calibration is not None,
+                "raters": [{"rater_id": r.public_id, "alias": r.alias, "link": f"/r/{r.token}", "calibrated": r.calibration is not None,
                             "ratings": counts.get(r.id, 0), "complete": counts.get(r.id, 0) == per_rater,
                             "created_at": r.created_at.isoformat()} for r in db.raters()]}
 

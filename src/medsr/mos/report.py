@@ -71,14 +71,17 @@ def markdown(results: dict) -> str:
                   f"hidden degraded image: mean {_f(checks[CHECK_DEGRADED]['mean'])} (n {checks[CHECK_DEGRADED]['n']}). "
                   f"Inter-rater agreement, Krippendorff's alpha (ordinal): {_f(agreement['krippendorff_alpha_ordinal'], 3)} "
                   f"over {agreement['n_units']} items.", ""]
-    lines += ["## Raters", "", "| Rater | Ratings | Checks failed | rho vs consensus | Narrow-screen ratings | Median s per trial | Flag |",
-              "|---|---|---|---|---|---|---|"]
+    lines += ["## Raters", "", "| Rater | Ratings | Checks failed | rho vs consensus | Narrow-screen ratings | "
+              "Median s per trial (browser) | Median s per trial (server) | Flag |", "|---|---|---|---|---|---|---|---|"]
     for r in results["raters"]:
         lines.append(f"| {r['alias']} (#{r['rater_id']}) | {r['n_ratings']} | {r['checks_failed']}/{r['checks']} | "
                      f"{_f(r['consensus_rho'])} | {r['narrow_screen_ratings']} | {_f(r['median_trial_seconds'], 1)} | "
-                     f"{'; '.join(r['reasons']) or '-'} |")
+                     f"{_f(r.get('median_server_seconds'), 1)} | {'; '.join(r['reasons']) or '-'} |")
     rules = results["rules"]
+    fast = rules.get("flag_fast_server_seconds")
+    speed = (f", or when their median time per trial on the server's clock (first display of the trial to its submit) "
+             f"is under {fast:g} s (implausibly fast)") if fast is not None else ""
     lines += ["", f"Flags: attention checks fail when {rules['attention_check_fails']}; a rater is flagged at "
-              f"{rules['flag_failed_checks_share']:.0%} failed checks, or when {rules['flag_anti_consensus']}. "
+              f"{rules['flag_failed_checks_share']:.0%} failed checks, or when {rules['flag_anti_consensus']}{speed}. "
               "Narrow screen: a viewport under 1024 px wide (reported, not flagged).", ""]
     return "\n".join(lines)
