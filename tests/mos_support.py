@@ -44,11 +44,30 @@ def free_port() -> int:
 
 @contextmanager
 def running_server(study_dir: Path, db_url: str | None = None, *extra: str, admin_token: str | None = ADMIN_TOKEN):
-    """``medsr mos serve STUDY`` in a subprocess; yields its base URL, stops it afterwards.
+    """``medsr mos serve STUDY`` in a subprocess; yields its base URL, stops it (SIGTERM) afterwards.
 
     ``admin_token=None`` leaves ``MEDSR_MOS_ADMIN_TOKEN`` unset; ``running_server.banner`` then holds the
     lines the server printed at start.
     """
+    with server_process(study_dir, *extra, db_url=db_url, admin_token=admin_token) as (base, process, banner):
+        running_server.banner = banner
+        try:
+            yield base
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+POSTGRES_URL = os.environ.get("MEDSR_TEST_POSTGRES_URL")
+
+
+@contextmanager
+def server_process(study_dir: Path, *extra: str, db_url: str | None = None, admin_token: str | None = ADMIN_TOKEN):
+    """Like :func:`running_server`, but yields ``(base URL, process, banner lines)`` so that a test can stop
+    the server itself (``process.send_signal``); a server still running afterwards is killed."""
     port = free_port()
     command = [sys.executable, "-m", "medsr.cli", "mos", "serve", str(study_dir), "--port", str(port), *extra]
     if db_url:
@@ -56,41 +75,6 @@ def running_server(study_dir: Path, db_url: str | None = None, *extra: str, admi
     env = {key: value for key, value in os.environ.items() if key != "MEDSR_MOS_ADMIN_TOKEN"}
     if admin_token:
         env["MEDSR_MOS_ADMIN_TOKEN"] = admin_token
-    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if requests.get(base + "/healthz", timeout=1).ok:
-                    break
-            except requests.ConnectionError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"server did not start: {process.stdout.read() if process.poll() is not None else 'timeout'}")
-            time.sleep(0.2)
-        running_server.banner = [process.stdout.readline().strip() for _ in range(4)]  # printed before serving
-        yield base
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-
-
-POSTGRES_URL = os.environ.get("MEDSR_TEST_POSTGRES_URL")
-
-
-@contextmanager
-def server_process(study_dir: Path, *extra: str, db_url: str | None = None, admin_token: str = ADMIN_TOKEN):
-    """Like :func:`running_server`, but yields ``(base URL, process, banner lines)`` so that a test can stop
-    the server itself (``process.send_signal``); a server still running afterwards is killed."""
-    port = free_port()
-    command = [sys.executable, "-m", "medsr.cli", "mos", "serve", str(study_dir), "--port", str(port), *extra]
-    if db_url:
-        command += ["--db", db_url]
-    env = {**os.environ, "MEDSR_MOS_ADMIN_TOKEN": admin_token}
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     base = f"http://127.0.0.1:{port}"
     try:

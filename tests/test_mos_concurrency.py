@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import threading
-import uuid
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -19,10 +17,9 @@ import requests
 
 from medsr.mos.db import Database, database_url
 
-from mos_support import ADMIN_TOKEN, make_evaluation, make_study, running_server
+from mos_support import ADMIN_TOKEN, POSTGRES_URL, make_evaluation, make_study, postgres_schema, running_server
 
 RATERS = 50
-POSTGRES_URL = os.environ.get("MEDSR_TEST_POSTGRES_URL")
 
 
 @pytest.fixture(scope="module")
@@ -101,19 +98,8 @@ def postgres_schema_url():
     """A fresh schema on the test server for this test (dropped afterwards); yields its URL."""
     if not POSTGRES_URL:
         pytest.skip("MEDSR_TEST_POSTGRES_URL is not set (.ci/run starts PostgreSQL and sets it)")
-    from sqlalchemy import create_engine, text
-
-    schema = f"medsr_test_{uuid.uuid4().hex[:12]}"
-    url = POSTGRES_URL.replace("postgresql://", "postgresql+psycopg://", 1)
-    admin = create_engine(url)
-    with admin.begin() as connection:
-        connection.execute(text(f"CREATE SCHEMA {schema}"))
-    try:
-        yield f"{POSTGRES_URL}{'&' if '?' in POSTGRES_URL else '?'}options=-csearch_path%3D{schema}"
-    finally:
-        with admin.begin() as connection:
-            connection.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-        admin.dispose()
+    with postgres_schema() as url:
+        yield url
 
 
 def test_fifty_concurrent_raters_on_postgresql(evaluation, tmp_path, postgres_schema_url):
