@@ -32,7 +32,7 @@ def make_evaluation(root: Path) -> Path:
 
 
 def make_study(eval_dir: Path, out: Path, images: int = 6, **kwargs):
-    """6 trials x 3 methods + 2 hidden checks = exactly 20 ratings per rater."""
+    """6 trials x (3 methods + 1 hidden item: 2 checks, 4 repeats) = exactly 24 ratings per rater."""
     return create_study(eval_dir, out, StudyOptions(methods=METHODS, n_images=images, **kwargs))
 
 

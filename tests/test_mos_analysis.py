@@ -56,11 +56,12 @@ def test_inverted_and_inattentive_raters_are_flagged_and_excluded(study):
     assert {r for r, q in flags.items() if q["flagged"]} == {6, 7}
     assert "anti-correlated" in flags[6]["reasons"][-1] and flags[6]["consensus_rho"] < -0.5
     assert flags[7]["checks_failed"] == flags[7]["checks"] == 2 and "attention checks" in flags[7]["reasons"][0]
-    assert flags[1]["consensus_rho"] > 0.5 and flags[3]["narrow_screen_ratings"] == 20 and not flags[3]["flagged"]
+    assert flags[1]["consensus_rho"] > 0.5 and flags[3]["narrow_screen_ratings"] == 24 and not flags[3]["flagged"]
 
     clean = result["without_flagged"]
     for method, block in clean["methods"].items():
-        kept = [r["score"] for r in rows if r["rater_id"] <= 5 and study.item_by_id[r["item_id"]].method == method]
+        kept = [r["score"] for r in rows if r["rater_id"] <= 5 and study.item_by_id[r["item_id"]].kind == "method"
+                and study.item_by_id[r["item_id"]].method == method]  # hidden repeats do not enter the MOS
         assert block["mos"] == pytest.approx(np.mean(kept)) and block["n_ratings"] == len(kept) == 5 * 6
         assert block["ci_low"] <= block["mos"] <= block["ci_high"] and block["ci_low"] < block["ci_high"]
         assert abs(block["mos"] - TRUE_MOS[method]) < 0.35
@@ -92,10 +93,10 @@ def test_report_command_reads_the_database_and_writes_md_csv_json(study, tmp_pat
     db.close()
     out = tmp_path / "report"
     assert main(["mos", "report", str(study.folder), "--db", f"sqlite:///{tmp_path / 'r.sqlite'}", "--out", str(out), "--resamples", "200"]) == 0
-    assert "3 raters, 60 ratings, 0 flagged" in capsys.readouterr().out
+    assert "3 raters, 72 ratings, 0 flagged" in capsys.readouterr().out
     results = json.loads((out / "report.json").read_text())
     assert {m: v["mos"] for m, v in results["all_raters"]["methods"].items()} == TRUE_MOS
-    assert len(list(csv.DictReader(open(out / "ratings.csv")))) == 60
+    assert len(list(csv.DictReader(open(out / "ratings.csv")))) == 72
     mos_rows = list(csv.DictReader(open(out / "mos.csv")))
     assert [(r["raters"], r["method"]) for r in mos_rows][:3] == [("all_raters", m) for m in TRUE_MOS]
     text = (out / "report.md").read_text()
@@ -125,5 +126,22 @@ def test_raters_faster_than_a_second_per_trial_on_the_server_clock_are_flagged(s
     assert result["without_flagged"]["n_raters"] == 3
     text = markdown(result)
     assert "| r2 (#2) |" in text and "implausibly fast" in text and "Median s per trial (server)" in text
-    assert "on the server's clock (first display of the trial to its submit) is under 1 s" in text
+    assert "on the server's clock (from the later of the trial's first display and their previous submit, to its submit) is under 1 s" in text
     assert "server_seconds" in ratings_csv(study, rows).splitlines()[0]
+
+
+def test_a_constant_rater_fails_the_checks_and_is_flagged(study):
+    rows = _ratings(study, {1: _careful, 2: _careful, 3: lambda item, jitter: 3})
+    flags = {r["rater_id"]: r for r in analyse(study, rows, n_resamples=100)["raters"]}
+    assert flags[3]["flagged"] and flags[3]["checks_failed"] == flags[3]["checks"] == 2
+    assert "gave every image the same score (3)" in flags[3]["reasons"]
+    assert not flags[1]["flagged"]
+
+
+def test_repeats_measure_consistency_and_stay_out_of_the_mos(study):
+    twin_score = lambda item, jitter: _careful(item, 0) if item.kind != "repeat" else _careful(item, 0) - 1  # noqa: E731
+    rows = _ratings(study, {1: lambda item, jitter: _careful(item, 0), 2: twin_score})
+    raters = {r["rater_id"]: r for r in analyse(study, rows, n_resamples=100)["raters"]}
+    assert raters[1]["repeat_difference"] == 0 and raters[2]["repeat_difference"] == 1
+    mos = analyse(study, rows, n_resamples=100)["all_raters"]["methods"]
+    assert {m: v["mos"] for m, v in mos.items()} == TRUE_MOS  # the lowered repeats do not count

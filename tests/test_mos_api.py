@@ -72,7 +72,7 @@ def test_rater_path_from_enrolment_to_done(client, study, db):
         assert answer["stored"] == len(ids) and answer["already_stored"] == 0
         assert answer["next_position"] == (position + 1 if position < 6 else None)
     assert sorted(seen_trials) == sorted(t.trial_id for t in study.trials)
-    assert db.count_ratings() == 20
+    assert db.count_ratings() == 24
     rows = db.ratings()
     assert {(r["viewport_width"], r["viewport_height"], r["device_pixel_ratio"]) for r in rows} == {(1440, 900, 2.0)}
     assert sorted({r["trial_seconds"] for r in rows}) == [11.0, 12.0, 13.0, 14.0, 15.0, 16.0]
@@ -151,7 +151,7 @@ def test_admin_needs_the_token_and_exports_every_rating(client, study, db):
     assert {r["method"] for r in rows if r["kind"] == "method"} <= set(study.methods)
     assert all(r["image_key"].startswith("image-") for r in rows)       # study keys, never patient ids
     progress = client.get("/api/admin/progress", headers=auth).json()
-    assert progress["raters"][0]["ratings"] == len(ids) and progress["ratings_per_rater"] == 20
+    assert progress["raters"][0]["ratings"] == len(ids) and progress["ratings_per_rater"] == 24
 
 
 def test_raters_see_only_their_own_scores(client, study):

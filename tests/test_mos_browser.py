@@ -226,7 +226,7 @@ def test_a_rater_completes_the_study_in_chromium(browser, tmp_path):
         browser.find_element("id", "token").clear()
         browser.find_element("id", "token").send_keys(ADMIN_TOKEN + "\n")
         _wait(browser, lambda d: _visible(d, "dashboard") and "bicubic" in d.find_element("id", "results").text)
-        assert "20/20" in browser.find_element("id", "raters").text and "reader-e2e" in browser.find_element("id", "raters").text
+        assert "24/24" in browser.find_element("id", "raters").text and "reader-e2e" in browser.find_element("id", "raters").text
         problems = [e["message"] for e in browser.get_log("browser")
                     if e["level"] == "SEVERE" and "favicon.ico" not in e["message"] and "401" not in e["message"]]
         assert problems == []                                              # no script error, no CSP refusal
@@ -234,7 +234,7 @@ def test_a_rater_completes_the_study_in_chromium(browser, tmp_path):
     out = tmp_path / "report"
     assert main(["mos", "report", str(study.folder), "--out", str(out), "--resamples", "200"]) == 0
     results = json.loads((out / "report.json").read_text())
-    assert results["n_raters"] == 1 and results["n_ratings"] == 20
+    assert results["n_raters"] == 1 and results["n_ratings"] == 24
     # a script rates far faster than a reader: the server's own clock flags it (under 1 s per trial),
     # whatever the page reported; on a slow machine it may take longer, and then it must not be flagged
     rater = results["raters"][0]

@@ -1,4 +1,4 @@
-"""50 raters at once against the real server (``medsr mos serve`` on loopback): 1,000 ratings, none lost;
+"""50 raters at once against the real server (``medsr mos serve`` on loopback): 1,200 ratings, none lost;
 and 30 simultaneous enrolments against a cap of 10 raters: exactly 10 get in.
 
 Runs on SQLite (the default, WAL mode) and on PostgreSQL when ``MEDSR_TEST_POSTGRES_URL`` names a
@@ -52,13 +52,13 @@ def _load(study, db_url):
         with ThreadPoolExecutor(RATERS) as pool:
             stored = list(pool.map(lambda i: _one_rater(base, study, barrier, i), range(RATERS)))
         export = requests.get(f"{base}/api/admin/ratings.csv", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=60).text
-    assert stored == [20] * RATERS                              # every first submit stored 20, every repeat 0
+    assert stored == [24] * RATERS                              # every first submit stored 24, every repeat 0
     rows = list(csv.DictReader(io.StringIO(export)))
-    assert len(rows) == RATERS * 20 == 1000
-    assert len({(r["rater_id"], r["item_id"]) for r in rows}) == 1000
+    assert len(rows) == RATERS * 24 == 1200
+    assert len({(r["rater_id"], r["item_id"]) for r in rows}) == 1200
     db = Database(database_url(study, db_url), study)
     try:
-        assert db.count_ratings() == 1000 and len(db.raters()) == RATERS
+        assert db.count_ratings() == 1200 and len(db.raters()) == RATERS
         by_rater = {}
         for row in db.ratings():
             by_rater.setdefault(row["rater_id"], set()).add(row["viewport_width"])

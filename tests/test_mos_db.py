@@ -21,6 +21,7 @@ from sqlalchemy import (CheckConstraint, Column, DateTime, Float, ForeignKey, In
                         Table, Text, UniqueConstraint, create_engine, insert)
 
 from medsr.cli import main
+from medsr.errors import MedsrError
 from medsr.mos.db import Database, Viewport, database_url
 
 from mos_support import (POSTGRES_URL, make_evaluation, make_study, postgres_schema, rate_over_http, rate_positions,
@@ -326,3 +327,35 @@ def test_a_database_made_before_public_ids_is_migrated_on_open(study, db_url):
         assert [r.public_id for r in again.raters()][:2] == [r.public_id for r in raters]
     finally:
         again.close()
+
+
+def test_a_slow_upload_cannot_hold_off_the_stop_and_its_checkpoint(study, tmp_path):
+    import socket
+
+    with server_process(study.folder) as (base, process, _):
+        _, stored = rate_over_http(base, study, "before-stop", [1])
+        port = int(base.rsplit(":", 1)[1])
+        with socket.create_connection(("127.0.0.1", port)) as slow:  # promises 100 bytes, sends 4
+            slow.sendall(b"POST /api/raters HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: 100\r\n\r\n{\"al")
+            time.sleep(0.3)
+            began = time.monotonic()
+            process.send_signal(signal.SIGTERM)
+            process.wait(timeout=30)
+            assert time.monotonic() - began < 15  # the grace time, not forever
+    assert _lone_copy_ratings(study, tmp_path, "after-slow.sqlite") == stored > 0
+
+
+def test_another_studys_database_file_is_refused_naming_it(evaluation, study, tmp_path):
+    other = make_study(evaluation, tmp_path / "other")
+    db = Database(database_url(other, None), other)
+    db.add_rater("a", "token-a-" + "x" * 20)
+    db.close()
+    shutil.copy(other.folder / "mos.sqlite", study.folder / "mos.sqlite")
+    with pytest.raises(MedsrError, match=r"mos.sqlite: holds the ratings of another study"):
+        Database(database_url(study, None), study)
+
+
+def test_a_public_url_with_a_path_is_refused(study, capsys):
+    assert main(["mos", "serve", str(study.folder), "--public-url", "https://example.org/study"]) == 1
+    assert "root of its host" in capsys.readouterr().err

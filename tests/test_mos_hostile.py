@@ -176,3 +176,73 @@ def test_rater_ids_are_random_and_trials_are_timed_by_the_server(study, app_of):
     finally:
         db.close()
     assert timed and all(0.2 <= s < 60 for s in timed)  # the server's clock, not the 999 s the client claimed
+
+
+def test_prefetching_every_trial_banks_no_time_and_unopened_trials_are_refused(study, app_of):
+    from medsr.mos.analysis import analyse
+
+    client = TestClient(app_of())
+    token = _rater(client, "prefetcher")
+    client.post(f"/api/rater/{token}/calibration", json={"scores": {c.item_id: c.expected for c in study.calibration}, "viewport": VIEW})
+    trials = {p: client.get(f"/api/rater/{token}/trials/{p}").json() for p in range(1, len(study.trials) + 1)}
+    time.sleep(1.2)  # one wait, then every trial in a burst
+    for position, trial in trials.items():
+        scores = {item["item_id"]: 4 for item in trial["items"]}
+        assert client.post(f"/api/rater/{token}/trials/{position}", json={"scores": scores, "viewport": VIEW}).status_code == 200
+    other = _rater(client, "blind-poster")  # never opens a trial: the item ids are the same for everyone
+    client.post(f"/api/rater/{other}/calibration", json={"scores": {c.item_id: c.expected for c in study.calibration}, "viewport": VIEW})
+    scores = {item["item_id"]: 4 for item in trials[1]["items"]}
+    assert client.post(f"/api/rater/{other}/trials/1", json={"scores": scores, "viewport": VIEW}).status_code == 409
+    db = Database(database_url(study, None), study)
+    try:
+        rows = db.ratings()
+    finally:
+        db.close()
+    (rater,) = analyse(study, rows, n_resamples=50)["raters"]
+    assert rater["median_server_seconds"] < 0.5 and any(r.startswith("implausibly fast") for r in rater["reasons"])
+
+
+def test_validation_errors_name_known_fields_only(study, app_of):
+    client = TestClient(app_of())
+    token = _rater(client, "echo")
+    body = {"scores": {"<script>SECRET</script>": 9}, "viewport": VIEW}
+    response = client.post(f"/api/rater/{token}/calibration", json=body)
+    assert response.status_code == 422 and "SECRET" not in response.text and response.json()["fields"] == ["scores"]
+    response = client.post("/api/raters", json={"alias": "ok", "SECRETFIELD<b>": 1})
+    assert "SECRET" not in response.text and response.json()["fields"] == ["body"]
+    assert "7777" not in client.get(f"/api/rater/{token}/trials/{'7' * 400}").text
+
+
+def test_the_pinned_host_never_redirects_and_answers_ipv6_loopback(app_of):
+    pinned = TestClient(app_of(public_url="https://www.study.example.org"), follow_redirects=False)
+    response = pinned.get("/r/" + "a" * 24, headers={"Host": "study.example.org:8443"})
+    assert response.status_code == 400 and "location" not in response.headers  # no www. redirect, no downgrade
+    assert pinned.get("/healthz", headers={"Host": "[::1]:8812"}).status_code == 200
+    assert pinned.get("/healthz", headers={"Host": "www.study.example.org"}).status_code == 200
+
+
+def test_a_slow_body_is_cut_off(study):
+    import asyncio
+
+    from medsr.mos.app import BodyLimit
+
+    async def never_called(scope, receive, send):
+        raise AssertionError("the app must not see a body that never arrives")
+
+    sent = []
+
+    async def trickle():
+        await asyncio.sleep(5)
+        return {"type": "http.request", "body": b"{", "more_body": True}
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "headers": [(b"content-length", b"100")]}
+    asyncio.run(BodyLimit(never_called, seconds=0.2)(scope, trickle, send))
+    assert sent[0]["status"] == 408
+
+
+def test_the_study_key_is_owner_only(study):
+    assert (study.folder / "study.json").stat().st_mode & 0o777 == 0o600  # it says which image is which method
+    assert study.folder.stat().st_mode & 0o777 == 0o700

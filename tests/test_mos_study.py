@@ -13,7 +13,7 @@ from medsr.cli import main
 from medsr.errors import MedsrError
 from medsr.fsutil import read_csv
 from medsr.io.raster import read_png16
-from medsr.mos.study import CHECK_DEGRADED, CHECK_ORIGINAL, IMAGE_NAME, StudyOptions, create_study, load_study
+from medsr.mos.study import CHECK_DEGRADED, CHECK_ORIGINAL, IMAGE_NAME, REPEAT, StudyOptions, create_study, load_study
 
 from mos_support import METHODS, make_evaluation, make_study
 
@@ -50,7 +50,7 @@ def test_evaluation_saves_every_reconstruction_and_the_reference(evaluation):
 def test_images_are_8bit_pngs_without_metadata_and_with_opaque_names(study):
     files = sorted(study.images_dir.iterdir())
     assert {f.name for f in files} == study.image_files and all(IMAGE_NAME.match(f.name) for f in files)
-    assert len(files) == 6 * 1 + 20 + 1 + 2  # originals, rated items, calibration original and its 2 items
+    assert len(files) == 6 * 1 + 24 + 1 + 2  # originals, rated items, calibration original and its 2 items
     for path in files:
         assert set(_png_chunks(path)) == {"IHDR", "IDAT", "IEND"}
         image = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
@@ -78,6 +78,9 @@ def test_every_method_shares_the_original_region_and_window(study, evaluation):
                 _looks_the_same_but_differs(study, item.file, trial.original)
             elif item.kind == CHECK_DEGRADED:
                 assert np.abs(shown.astype(int) - original).mean() > 15
+            elif item.kind == REPEAT:  # a second showing of one method's image of this trial
+                twin = next(i for i in trial.items if i.kind == "method" and i.method == item.method)
+                _looks_the_same_but_differs(study, item.file, twin.file)
             else:
                 source = read_png16(evaluation / "outputs" / item.method / f"{info['image_id']}.png")[y : y + h, x : x + w]
                 expected = np.clip(np.rint((source.astype(np.float64) - low) / (high - low) * 255), 0, 255)
@@ -89,6 +92,7 @@ def test_every_method_shares_the_original_region_and_window(study, evaluation):
 def test_checks_calibration_and_blinding(study, evaluation):
     kinds = [i.kind for t in study.trials for i in t.items]
     assert kinds.count(CHECK_ORIGINAL) == 1 and kinds.count(CHECK_DEGRADED) == 1 and kinds.count("method") == 18
+    assert kinds.count(REPEAT) == 4 and {len(t.items) for t in study.trials} == {4}  # every trial shows as many images
     assert sorted(c.expected for c in study.calibration) == [1, 5]
     original = cv2.imread(str(study.images_dir / study.calibration_original), cv2.IMREAD_UNCHANGED)
     five = next(c for c in study.calibration if c.expected == 5)
@@ -125,7 +129,7 @@ def test_cli_builds_a_study_that_loads(evaluation, tmp_path, capsys):
     out = tmp_path / "cli-study"
     assert main(["mos", "create", str(evaluation), "--methods", "bicubic,bilinear", "--images", "4", "--out", str(out),
                  "--crop", "64", "--check-fraction", "0.5", "--title", "Pilot"]) == 0
-    assert "4 trials x 2 methods, 2 hidden attention checks, 10 ratings per rater" in capsys.readouterr().out
+    assert "4 trials x 2 methods, 2 hidden attention checks, 2 hidden repeats, 12 ratings per rater" in capsys.readouterr().out
     study = load_study(out)
     assert study.title == "Pilot" and study.baseline == "bicubic"
     assert cv2.imread(str(study.images_dir / study.trials[0].original), cv2.IMREAD_UNCHANGED).shape == (64, 64)

@@ -367,7 +367,9 @@ def _add_mos(sub) -> None:
     c.add_argument("--baseline", help="method the others are compared with (default: the first of --methods)")
     c.add_argument("--crop", type=int, default=256, help="side of the region shown, in pixels (default 256)")
     c.add_argument("--window", default="0.5,99.5", help="display window as percentiles of the original's region (default 0.5,99.5)")
-    c.add_argument("--check-fraction", type=float, default=0.25, help="share of trials with a hidden attention check (default 0.25)")
+    c.add_argument("--check-fraction", type=float, default=0.25,
+                   help="share of trials whose one hidden item is an attention check, at least 2 (default 0.25); the "
+                   "other trials repeat one method's image, so every trial shows as many images (0: no hidden items)")
     c.add_argument("--title", default="Super-resolution reader study", help="title shown to raters")
     c.add_argument("--seed", type=int, default=0, help="seed of the image choice and the checks (default 0)")
     c.set_defaults(handler=_run_mos_create)
@@ -416,7 +418,7 @@ def _add_mos(sub) -> None:
 
 
 def _run_mos_create(args: argparse.Namespace) -> int:
-    from medsr.mos.study import METHOD, StudyOptions, create_study
+    from medsr.mos.study import CHECK_DEGRADED, CHECK_ORIGINAL, REPEAT, StudyOptions, create_study
 
     try:
         window = tuple(float(v) for v in args.window.split(","))
@@ -428,8 +430,10 @@ def _run_mos_create(args: argparse.Namespace) -> int:
                            baseline=args.baseline, crop=args.crop, window_percentiles=window,  # type: ignore[arg-type]
                            check_fraction=args.check_fraction, seed=args.seed, title=args.title)
     study = create_study(args.eval_dir, args.out, options)
-    checks = sum(1 for t in study.trials for i in t.items if i.kind != METHOD)
+    checks = sum(1 for t in study.trials for i in t.items if i.kind in (CHECK_ORIGINAL, CHECK_DEGRADED))
+    repeats = sum(1 for t in study.trials for i in t.items if i.kind == REPEAT)
     print(f"study {args.out}: {len(study.trials)} trials x {len(study.methods)} methods, {checks} hidden attention checks, "
+          f"{repeats} hidden repeats, "
           f"{study.n_ratings_per_rater} ratings per rater; serve it with: medsr mos serve {args.out}")
     return 0
 

@@ -22,7 +22,7 @@ import numpy as np
 from scipy import stats as sps
 
 from medsr.mos.study import (CHECK_DEGRADED, CHECK_ORIGINAL, DEGRADED_CHECK_FAIL_AT_LEAST, METHOD,
-                             NARROW_SCREEN_PX, ORIGINAL_CHECK_FAIL_AT_MOST, Study)
+                             NARROW_SCREEN_PX, ORIGINAL_CHECK_FAIL_AT_MOST, REPEAT, Study)
 
 FAILED_CHECKS_FLAG = 0.5  # flag at this share of failed attention checks
 ANTI_CONSENSUS_P = 0.05
@@ -63,6 +63,7 @@ def analyse(study: Study, ratings: Sequence[dict], *, n_resamples: int = 2000, s
                   "flag_anti_consensus": f"Spearman rho < 0 with one-sided p < {ANTI_CONSENSUS_P} "
                                          f"(at least {MIN_ITEMS_FOR_CORRELATION} items)",
                   "flag_fast_server_seconds": FAST_SERVER_SECONDS,
+                  "flag_constant_scores": f"every score the same (at least {MIN_ITEMS_FOR_CORRELATION} items)",
                   "ci": f"95% percentile bootstrap over raters and images, {n_resamples} resamples, seed {seed}"},
         "raters": raters,
         "all_raters": _population(study, rows, n_resamples, seed),
@@ -177,6 +178,8 @@ def _rater_quality(rows: list[dict]) -> list[dict]:
             reasons.append(f"failed {failed} of {len(checks)} attention checks")
         if rho is not None and rho < 0 and p_value < ANTI_CONSENSUS_P:
             reasons.append(f"anti-correlated with the consensus (Spearman rho {rho:.2f}, p {p_value:.3g})")
+        if len(mine) >= MIN_ITEMS_FOR_CORRELATION and len({r["score"] for r in mine}) == 1:
+            reasons.append(f"gave every image the same score ({mine[0]['score']})")
         server = median_server_seconds(mine)
         if server is not None and server < FAST_SERVER_SECONDS:
             reasons.append(f"implausibly fast: median {server:.2f} s per trial on the server's clock "
@@ -186,8 +189,20 @@ def _rater_quality(rows: list[dict]) -> list[dict]:
         quality.append({"rater_id": rater_id, "alias": mine[0]["rater_alias"], "n_ratings": len(mine),
                         "checks": len(checks), "checks_failed": failed, "consensus_rho": rho, "consensus_p": p_value,
                         "narrow_screen_ratings": narrow, "median_trial_seconds": float(np.median(times)) if times else None,
-                        "median_server_seconds": server, "flagged": bool(reasons), "reasons": reasons})
+                        "median_server_seconds": server, "repeat_difference": repeat_difference(mine),
+                        "flagged": bool(reasons), "reasons": reasons})
     return quality
+
+
+def repeat_difference(rows: Sequence[dict]) -> float | None:
+    """Mean |score of a repeated image - score of its first showing| over a rater's trials (0 for a
+    perfectly consistent rater; None without repeats)."""
+    by_trial: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
+    for row in rows:
+        if row["kind"] in (METHOD, REPEAT):
+            by_trial[row["image_key"]][row["method"]].append(row["score"])
+    differences = [abs(scores[0] - scores[1]) for trial in by_trial.values() for scores in trial.values() if len(scores) == 2]
+    return float(np.mean(differences)) if differences else None
 
 
 def median_server_seconds(rows: Sequence[dict]) -> float | None:

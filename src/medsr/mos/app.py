@@ -21,6 +21,7 @@ host (and loopback) is served.
 """
 
 
+import asyncio
 import hmac
 import json
 import secrets
@@ -34,7 +35,6 @@ from fastapi import Depends, FastAPI, Header, HTTPException, Path as PathParam, 
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from fastapi.staticfiles import StaticFiles
-from starlette.middleware.trustedhost import TrustedHostMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -46,16 +46,17 @@ TOKEN_PATTERN = r"^[A-Za-z0-9_-]{20,64}$"
 ALIAS_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,39}$"
 DEFAULT_MAX_RATERS = 200  # open enrolment closes here: bounds what an anonymous visitor can add
 MAX_BODY = 64 * 1024  # bytes; the largest legitimate body (a trial's scores) is under 2 KB
+BODY_SECONDS = 10.0  # a body must arrive within this (408 beyond): a slow upload cannot hold the server
 IMAGE_HEADERS = {"Cache-Control": "private, max-age=3600"}  # the same for every image: no ETag, no Last-Modified
 
 
 class BodyLimit:
-    """ASGI middleware: read at most ``limit`` bytes of a request body before the app sees it (413
-    beyond, whatever Content-Length says), and refuse JSON with duplicate keys or non-finite numbers
+    """ASGI middleware: read at most ``limit`` bytes of a request body, within ``seconds``, before the
+    app sees it (413 beyond, whatever Content-Length says; 408 when too slow), and refuse JSON with duplicate keys or non-finite numbers
     (422). Nothing of the body is echoed."""
 
-    def __init__(self, app: ASGIApp, limit: int = MAX_BODY) -> None:
-        self.app, self.limit = app, limit
+    def __init__(self, app: ASGIApp, limit: int = MAX_BODY, seconds: float = BODY_SECONDS) -> None:
+        self.app, self.limit, self.seconds = app, limit, seconds
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
@@ -64,8 +65,12 @@ class BodyLimit:
         if not declared.isdigit() or int(declared) > self.limit:
             return await _refuse(send, 413, "request body too large")
         body = b""
+        deadline = asyncio.get_running_loop().time() + self.seconds
         while True:
-            message = await receive()
+            try:
+                message = await asyncio.wait_for(receive(), max(0.0, deadline - asyncio.get_running_loop().time()))
+            except asyncio.TimeoutError:
+                return await _refuse(send, 408, "request body too slow")
             if message["type"] == "http.disconnect":
                 return
             body += message.get("body", b"")
@@ -120,6 +125,37 @@ async def _refuse(send: Send, status: int, detail: str) -> None:
     await send({"type": "http.response.body", "body": payload})
 
 
+#: The request fields a validation error may name; anything else (dict keys, unknown fields) is not echoed.
+KNOWN_FIELDS = frozenset({"alias", "scores", "viewport", "trial_seconds", "width", "height", "device_pixel_ratio", "position", "token"})
+
+
+def invalid_fields(exc: RequestValidationError) -> list[str]:
+    """The known field names a validation error is about (never a value, a dict key or an unknown name)."""
+    named = {str(part) for error in exc.errors() for part in error.get("loc", ())}
+    return sorted(named & KNOWN_FIELDS) or ["body"]
+
+
+class PinnedHost:
+    """ASGI middleware: answer only requests whose Host is ``host`` or loopback (IPv4, IPv6, localhost),
+    with 400 otherwise; never a redirect (Starlette's TrustedHostMiddleware redirects to ``www.``)."""
+
+    LOOPBACK = frozenset({"127.0.0.1", "localhost", "::1"})
+
+    def __init__(self, app: ASGIApp, host: str) -> None:
+        self.app, self.allowed = app, {host.lower()} | self.LOOPBACK
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] in ("http", "websocket"):
+            raw = dict(scope["headers"]).get(b"host", b"").decode("latin-1")
+            try:
+                host = (urlsplit(f"//{raw}").hostname or "").lower()
+            except ValueError:
+                host = ""
+            if host not in self.allowed:
+                return await _refuse(send, 400, "invalid host")
+        await self.app(scope, receive, send)
+
+
 def bearer_token(authorization: str | None) -> str | None:
     """The credentials of an ``Authorization: Bearer <token>`` header (scheme in any case), else None."""
     scheme, _, credentials = (authorization or "").strip().partition(" ")
@@ -156,14 +192,12 @@ def create_app(study: Study, db: Database, admin_token: str, *, invite_only: boo
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.add_middleware(BodyLimit)
     if public_url:
-        host = urlsplit(public_url).hostname or ""
-        app.add_middleware(TrustedHostMiddleware, allowed_hosts=[host, "127.0.0.1", "localhost", "::1"])
+        app.add_middleware(PinnedHost, host=urlsplit(public_url).hostname or "")
     images = {name: (study.images_dir / name).read_bytes() for name in study.image_files}  # served from memory
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
-        fields = sorted({".".join(str(part) for part in error.get("loc", ()) if part != "body") for error in exc.errors()})
-        return JSONResponse({"detail": "invalid request", "fields": fields[:10]}, status_code=422)
+        return JSONResponse({"detail": "invalid request", "fields": invalid_fields(exc)}, status_code=422)
 
     @app.middleware("http")
     async def _headers(request: Request, call_next):
@@ -276,6 +310,8 @@ def create_app(study: Study, db: Database, admin_token: str, *, invite_only: boo
         if rater.calibration is None:
             raise HTTPException(409, "complete the calibration trial first")
         assignment = _assignment(rater, position)
+        if assignment.shown_at is None:
+            raise HTTPException(409, "open this trial before scoring it")
         order = _item_order(assignment)
         if set(body.scores) != set(order):
             raise HTTPException(422, "score every image of this trial, and only those")
@@ -287,7 +323,7 @@ def create_app(study: Study, db: Database, admin_token: str, *, invite_only: boo
     def _assignment(rater: Rater, position: int):
         assignment = db.assignment(rater.id, position) if 1 <= position <= len(study.trials) else None
         if assignment is None:
-            raise HTTPException(404, f"no trial {position} (this study has {len(study.trials)})")
+            raise HTTPException(404, f"no such trial (this study has {len(study.trials)})")
         return assignment
 
     # -- admin API --------------------------------------------------------------------------------

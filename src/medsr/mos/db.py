@@ -147,10 +147,17 @@ class Database:
             Base.metadata.create_all(self.engine)
             with self.writer.begin() as connection:
                 _migrate(connection)
+                others = connection.execute(select(Rater.study_id).where(Rater.study_id != study.study_id).limit(1)).scalar()
             self.checkpoint("PASSIVE")  # the schema belongs in the file itself, not only in its -wal
         except DatabaseError as exc:
             self.engine.dispose()
             raise MedsrError(self._open_error(parsed, database_error_reason(exc))) from None
+        except MedsrError as exc:
+            self.engine.dispose()
+            raise MedsrError(self._open_error(parsed, str(exc))) from None
+        if others is not None and self.dialect == "sqlite":  # one SQLite file per study; PostgreSQL may hold several
+            self.engine.dispose()
+            raise MedsrError(self._open_error(parsed, f"holds the ratings of another study ({others}), not of {study.folder}"))
 
     def _open_error(self, parsed: URL, reason: str) -> str:
         """The one-line error of a database that cannot be opened: it names the SQLite file, or the URL
@@ -269,7 +276,9 @@ class Database:
                     trial_seconds: float | None = None) -> int:
         """Insert (item_id, score, shown_at) ratings of one trial; returns how many were new.
 
-        Each row also gets ``server_seconds``: now minus the trial's :meth:`mark_shown` time (None if never marked)."""
+        Each row also gets ``server_seconds``: now minus the later of the trial's :meth:`mark_shown` time
+        and the rater's previous submit (so fetching every trial first and submitting them in a burst does
+        not bank time), None if the trial was never marked shown."""
         if self.dialect == "postgresql":
             from sqlalchemy.dialects.postgresql import insert
         else:
@@ -278,7 +287,9 @@ class Database:
         with self._session(write=True) as session:
             shown = session.scalar(select(Assignment.shown_at).where(Assignment.rater_id == rater_id,
                                                                      Assignment.trial_id == trial_id))
-            server_seconds = None if shown is None else max(0.0, (now - _as_utc(shown)).total_seconds())
+            previous = session.scalar(select(func.max(Rating.created_at)).where(Rating.rater_id == rater_id))
+            start = None if shown is None else max(_as_utc(shown), _as_utc(previous)) if previous is not None else _as_utc(shown)
+            server_seconds = None if start is None else max(0.0, (now - start).total_seconds())
             rows = [dict(rater_id=rater_id, trial_id=trial_id, item_id=item_id, score=score, shown_at=shown_at,
                          viewport_width=viewport.width, viewport_height=viewport.height,
                          device_pixel_ratio=viewport.device_pixel_ratio, trial_seconds=trial_seconds, created_at=now,
@@ -294,7 +305,16 @@ class Database:
             return {item_id: score for item_id, score in rows}
 
     def ratings(self) -> list[dict]:
-        """Every rating of the study with its rater, oldest first (the CSV export and the report read this)."""
+        """Every rating of the study with its rater, oldest first (the CSV export and the report read this).
+
+        Raises:
+            MedsrError: a row the database holds but cannot be read back (damage an integrity check misses)."""
+        try:
+            return self._ratings()
+        except (ValueError, TypeError) as exc:
+            raise MedsrError(f"{self.sqlite_path or 'the database'}: a rating cannot be read back ({exc})") from None
+
+    def _ratings(self) -> list[dict]:
         with self._session() as session:
             rows = session.execute(
                 select(Rating, Rater.alias).join(Rater, Rater.id == Rating.rater_id)

@@ -72,16 +72,19 @@ def markdown(results: dict) -> str:
                   f"Inter-rater agreement, Krippendorff's alpha (ordinal): {_f(agreement['krippendorff_alpha_ordinal'], 3)} "
                   f"over {agreement['n_units']} items.", ""]
     lines += ["## Raters", "", "| Rater | Ratings | Checks failed | rho vs consensus | Narrow-screen ratings | "
-              "Median s per trial (browser) | Median s per trial (server) | Flag |", "|---|---|---|---|---|---|---|---|"]
+              "Median s per trial (browser) | Median s per trial (server) | Repeat difference | Flag |",
+              "|---|---|---|---|---|---|---|---|---|"]
     for r in results["raters"]:
         lines.append(f"| {r['alias']} (#{r['rater_id']}) | {r['n_ratings']} | {r['checks_failed']}/{r['checks']} | "
                      f"{_f(r['consensus_rho'])} | {r['narrow_screen_ratings']} | {_f(r['median_trial_seconds'], 1)} | "
-                     f"{_f(r.get('median_server_seconds'), 1)} | {'; '.join(r['reasons']) or '-'} |")
+                     f"{_f(r.get('median_server_seconds'), 1)} | {_f(r.get('repeat_difference'))} | {'; '.join(r['reasons']) or '-'} |")
     rules = results["rules"]
     fast = rules.get("flag_fast_server_seconds")
-    speed = (f", or when their median time per trial on the server's clock (first display of the trial to its submit) "
-             f"is under {fast:g} s (implausibly fast)") if fast is not None else ""
+    speed = (f", or when their median time per trial on the server's clock (from the later of the trial's first display "
+             f"and their previous submit, to its submit) is under {fast:g} s (implausibly fast)") if fast is not None else ""
+    speed += ", or when they gave every image the same score" if rules.get("flag_constant_scores") else ""
     lines += ["", f"Flags: attention checks fail when {rules['attention_check_fails']}; a rater is flagged at "
               f"{rules['flag_failed_checks_share']:.0%} failed checks, or when {rules['flag_anti_consensus']}{speed}. "
-              "Narrow screen: a viewport under 1024 px wide (reported, not flagged).", ""]
+              "Narrow screen: a viewport under 1024 px wide (reported, not flagged). Repeat difference: mean |score of "
+              "a hidden second showing of an image - score of its first showing| (0: perfectly consistent).", ""]
     return "\n".join(lines)

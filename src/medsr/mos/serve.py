@@ -24,6 +24,7 @@ if TYPE_CHECKING:
 
 ADMIN_TOKEN_ENV = "MEDSR_MOS_ADMIN_TOKEN"
 MIN_TOKEN_LENGTH = 16
+SHUTDOWN_GRACE_SECONDS = 5  # open requests get this long to finish when the server is stopped
 CHECKPOINT_SECONDS = 60.0
 LOCAL_HOSTS = ("127.0.0.1", "localhost", "::1")
 log = logging.getLogger(__name__)
@@ -38,10 +39,10 @@ def admin_token_from_environment() -> str | None:
 
 
 def checked_public_url(url: str | None) -> str | None:
-    """``url`` without a trailing slash if it is ``http(s)://HOST[:PORT][/PATH]``; else a one-line MedsrError."""
+    """``url`` without a trailing slash if it is ``http(s)://HOST[:PORT]``; else a one-line MedsrError."""
     if url is None:
         return None
-    expected = f"--public-url: expected http(s)://HOST[:PORT][/PATH], e.g. https://study.example.org; got {url!r}"
+    expected = f"--public-url: expected http(s)://HOST[:PORT], e.g. https://study.example.org; got {url!r}"
     try:
         parts = urlsplit(url.strip())
         parts.port  # noqa: B018 - raises ValueError on a bad port
@@ -50,6 +51,9 @@ def checked_public_url(url: str | None) -> str | None:
     if parts.scheme not in ("http", "https") or not parts.hostname or parts.username or parts.password \
             or parts.query or parts.fragment or any(c.isspace() for c in url.strip()):
         raise MedsrError(expected)
+    if parts.path.strip("/"):
+        raise MedsrError(f"--public-url: serve the study at the root of its host (a path such as {parts.path!r} "
+                         "is not supported); got {url!r}")
     return url.strip().rstrip("/")
 
 
@@ -135,7 +139,9 @@ def serve(study_dir: str, db_url: str | None, host: str, port: int, *, invite_on
         db.close()
 
     try:
-        uvicorn.run(ShutdownHook(app, shut_down), host=host, port=port, log_level="warning")
+        # a client holding a request open cannot delay the stop (and its checkpoint) beyond the grace time
+        uvicorn.run(ShutdownHook(app, shut_down), host=host, port=port, log_level="warning",
+                    timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS)
     finally:
         shut_down()  # a forced exit skips the lifespan; closing twice is harmless
 

@@ -16,9 +16,11 @@ content; the hidden original is the original with the lowest bit of a few random
 (it looks the same, but its bytes differ); the files are written in a random order and all get the
 same modification time, so neither size, hash, order nor time tells a method or a check apart.
 
-Each trial shows one original and one reconstruction per method; some trials also hold a hidden
-attention check among the reconstructions: the original itself (a rater should give it a high score)
-or a blatantly degraded rendering (should score low).
+Each trial shows one original and one reconstruction per method, plus (unless ``check_fraction`` is
+0) exactly one hidden item, so that every trial has as many images: on some trials an attention
+check, the original itself (a rater should give it 4 or 5) or a blatantly degraded rendering (1 or
+2); on the others a second showing of one method's reconstruction (its two scores measure how
+consistently a rater scores; it does not enter the MOS).
 """
 
 from __future__ import annotations
@@ -58,10 +60,12 @@ SCALE_LABELS = {
 # An attention check fails when the original scores at most this, or the degraded image at least that.
 CHECK_ORIGINAL = "check_original"
 CHECK_DEGRADED = "check_degraded"
+REPEAT = "repeat"  # a method's reconstruction shown a second time (its method in ``Item.method``)
 METHOD = "method"
 NARROW_SCREEN_PX = 1024  # raters on narrower windows are warned; their ratings are counted in the report
-ORIGINAL_CHECK_FAIL_AT_MOST = 2
-DEGRADED_CHECK_FAIL_AT_LEAST = 4
+# A rater who gives every image the middle of the scale must fail both kinds of check.
+ORIGINAL_CHECK_FAIL_AT_MOST = 3
+DEGRADED_CHECK_FAIL_AT_LEAST = 3
 
 
 @dataclass(frozen=True)
@@ -73,7 +77,7 @@ class StudyOptions:
     baseline: str | None = None  # method the others are compared with; default: the first method
     crop: int = 256  # side of the square region shown, in HR pixels (smaller images are shown whole)
     window_percentiles: tuple[float, float] = (0.5, 99.5)  # display window from the original's region
-    check_fraction: float = 0.25  # share of trials with a hidden attention check (at least 2 checks)
+    check_fraction: float = 0.25  # share of trials whose hidden item is an attention check (at least 2); the rest repeat a method
     seed: int = 0
     title: str = "Super-resolution reader study"
 
@@ -101,7 +105,7 @@ class Item:
 
     item_id: str
     file: str
-    kind: str  # METHOD, CHECK_ORIGINAL or CHECK_DEGRADED
+    kind: str  # METHOD, CHECK_ORIGINAL, CHECK_DEGRADED or REPEAT
     method: str | None = None
 
 
@@ -226,14 +230,12 @@ def create_study(eval_dir: str | Path, out: str | Path, options: StudyOptions) -
         renderer = _Renderer(tmp / IMAGES, options)
         trials, provenance = [], []
         checks_of_trial = _plan_checks(options.n_images, options.check_fraction, rng)
-        n_checks = sum(len(kinds) for kinds in checks_of_trial.values())
         for number, image_id in enumerate(chosen[1:]):
             image_key = f"image-{number + 1:02d}"
             reference, region, window = renderer.prepare(files[image_id][REFERENCE])
             items = [Item(_new_id("i"), renderer.render(files[image_id][m], region, window), METHOD, m) for m in options.methods]
             for kind in checks_of_trial[number]:
-                image = _hidden_copy(reference) if kind == CHECK_ORIGINAL else _blatantly_degraded(reference, rng)
-                items.append(Item(_new_id("i"), renderer.write(image), kind))
+                items.append(_hidden_item(kind, reference, items, renderer, rng))
             trials.append(Trial(f"t{number + 1:02d}", image_key, renderer.write(reference), tuple(items)))
             provenance.append(_provenance_row(image_key, info[image_id], region, window))
         reference, region, window = renderer.prepare(files[chosen[0]][REFERENCE])
@@ -253,7 +255,9 @@ def create_study(eval_dir: str | Path, out: str | Path, options: StudyOptions) -
             "methods": list(options.methods), "baseline": options.baseline or options.methods[0],
             "scale": {str(k): v for k, v in SCALE_LABELS.items()},
             "attention_checks": {"original_fails_at_most": ORIGINAL_CHECK_FAIL_AT_MOST,
-                                 "degraded_fails_at_least": DEGRADED_CHECK_FAIL_AT_LEAST, "count": n_checks},
+                                 "degraded_fails_at_least": DEGRADED_CHECK_FAIL_AT_LEAST,
+                                 "count": sum(i.kind in (CHECK_ORIGINAL, CHECK_DEGRADED) for t in trials for i in t.items),
+                                 "repeats": sum(i.kind == REPEAT for t in trials for i in t.items)},
             "render": {"crop": options.crop, "window_percentiles": list(options.window_percentiles),
                        "format": "8-bit grayscale PNG, no metadata", "seed": options.seed},
             "source": {"evaluation": str(eval_dir.resolve()), "protocol": _protocol(eval_dir)},
@@ -265,6 +269,8 @@ def create_study(eval_dir: str | Path, out: str | Path, options: StudyOptions) -
         atomic_write_json(tmp / STUDY_FILE, document)
         renderer.flush()
         _restrict(tmp / PROVENANCE)
+        (tmp / STUDY_FILE).chmod(0o600)  # it says which image is which method
+        tmp.chmod(0o700)
         os.replace(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -281,14 +287,27 @@ def _protocol(eval_dir: Path) -> dict:
 
 
 def _plan_checks(n_images: int, fraction: float, rng: np.random.Generator) -> dict[int, list[str]]:
-    """{trial number: hidden check kinds}: round(fraction x N) checks (at least 2 unless 0, at most 2 per
-    trial), alternately the original and the degraded image, on random trials."""
-    count = 0 if fraction == 0 else min(2 * n_images, max(2, round(fraction * n_images)))
-    slots = rng.permutation(np.arange(2 * n_images) % n_images)[:count]
-    plan: dict[int, list[str]] = defaultdict(list)
-    for k, slot in enumerate(slots):
-        plan[int(slot)].append((CHECK_ORIGINAL, CHECK_DEGRADED)[k % 2])
+    """{trial number: [hidden item kind]}: one hidden item per trial (none when ``fraction`` is 0):
+    round(fraction x N) attention checks (at least 2, at most N), alternately the original and the
+    degraded image, on random trials; a repeat of a method on the others."""
+    if fraction == 0:
+        return defaultdict(list)
+    count = min(n_images, max(2, round(fraction * n_images)))
+    plan: dict[int, list[str]] = defaultdict(lambda: [REPEAT])
+    for k, slot in enumerate(rng.permutation(n_images)[:count]):
+        plan[int(slot)] = [(CHECK_ORIGINAL, CHECK_DEGRADED)[k % 2]]
     return plan
+
+
+def _hidden_item(kind: str, reference: np.ndarray, items: list[Item], renderer: "_Renderer", rng: np.random.Generator) -> Item:
+    """The hidden item of a trial: the original, a degraded rendering, or a repeat of one of ``items``
+    (the methods' items; the copy looks the same but its bytes differ)."""
+    if kind == CHECK_ORIGINAL:
+        return Item(_new_id("i"), renderer.write(_hidden_copy(reference)), kind)
+    if kind == CHECK_DEGRADED:
+        return Item(_new_id("i"), renderer.write(_blatantly_degraded(reference, rng)), kind)
+    twin = items[int(rng.integers(len(items)))]
+    return Item(_new_id("i"), renderer.write(_hidden_copy(renderer.image(twin.file))), REPEAT, twin.method)
 
 
 def _provenance_row(image_key: str, source: dict[str, str], region: tuple[int, int, int, int],
@@ -349,6 +368,7 @@ class _Renderer:
         self.folder = folder
         self.options = options
         self.pending: list[tuple[str, bytes]] = []
+        self.images: dict[str, np.ndarray] = {}
 
     def prepare(self, reference_path: Path) -> tuple[np.ndarray, tuple[int, int, int, int], tuple[float, float]]:
         """Region (a square centred on the body of the original), window (percentiles of that region), rendering."""
@@ -370,7 +390,12 @@ class _Renderer:
         if not ok:
             raise MedsrError(f"PNG encoding failed for {name}")
         self.pending.append((name, encoded.tobytes()))
+        self.images[name] = image
         return name
+
+    def image(self, name: str) -> np.ndarray:
+        """A queued image (8-bit (H, W)) by name."""
+        return self.images[name]
 
     def flush(self) -> None:
         """Write every queued image, in a random order, all with one modification time."""
