@@ -103,14 +103,22 @@ class EMA:
 
 
 def dataset_intensity(dataset: str | Path) -> dict:
-    """The intensity settings a data set was prepared with (so inference maps values the same way)."""
+    """The intensity settings a data set was prepared with (so inference maps values the same way).
+
+    Raises:
+        MedsrError: the data set's ``prepare.json`` is missing or lacks them (a checkpoint without
+            them would map a scan's values differently at inference).
+    """
     import json
 
+    path = Path(dataset) / "prepare.json"
     try:
-        options = json.loads((Path(dataset) / "prepare.json").read_text())["options"]
+        options = json.loads(path.read_text())["options"]
         return {"ct_window": options["ct_window"], "percentiles": options["percentiles"]}
-    except (OSError, ValueError, KeyError):
-        return {}
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        reason = "missing" if isinstance(exc, FileNotFoundError) else f"unreadable ({type(exc).__name__}: {exc})"
+        raise MedsrError(f"{path}: {reason}; it holds the intensity settings the checkpoint must record "
+                         "(prepare the data set with medsr prepare)") from None
 
 
 #: What a run writes into its folder (removed by ``fit(..., overwrite=True)`` before a fresh start).
@@ -168,6 +176,150 @@ def _is_better(row: dict, best: dict) -> bool:
     return (row["val_ssim"], row["val_psnr"]) > (best["val_ssim"], best["val_psnr"])
 
 
+@dataclass
+class Networks:
+    """What one run trains: the generator (its EMA), the discriminator and perceptual loss of the
+    adversarial stage, and their optimisers."""
+
+    generator: nn.Module
+    opt_g: torch.optim.Optimizer
+    channels_last: bool
+    use_graph: bool
+    ema: EMA | None = None
+    discriminator: nn.Module | None = None  # unwrapped (no DDP, no compile)
+    opt_d: torch.optim.Optimizer | None = None
+    perceptual: nn.Module | None = None
+
+
+def _records(config: ExperimentConfig, run_dir: Path, *, resume: bool, overwrite: bool, is_main: bool,
+             device: torch.device) -> tuple[dict | None, dict, tuple[Path, dict] | None]:
+    """(the starting checkpoint, the run's ``trained_on`` record, the checkpoint to resume from)."""
+    if resume and not any((run_dir / name).is_file() for name in (BEST, LAST)):
+        raise MedsrError(f"--resume: {run_dir / LAST} does not exist (nothing to resume)")
+    start = starting_checkpoint(config, resume=resume)
+    if resume:
+        saved = latest_checkpoint(run_dir)
+        record = run_record(config, start, saved[1].get("trained_on") if saved else None)
+        return start, record, check_resumable(run_dir, config.to_dict(), record, map_location=device)
+    record = run_record(config, start)
+    if is_main:
+        clear_run(run_dir, overwrite=overwrite, keep=config.train.init_from)
+    return start, record, None
+
+
+def _networks(config: ExperimentConfig, device: torch.device, world: int, start: dict | None) -> Networks:
+    """Build the networks and optimisers of ``config`` on ``device``; a fresh run with ``start``
+    begins from its generator weights."""
+    generator: nn.Module = SRResNet(**generator_kwargs(config)).to(device)
+    if start is not None:
+        if start["model"]["kwargs"] != generator_kwargs(config):
+            raise ConfigError(f"train.init_from: {config.train.init_from} is {start['model']['kwargs']}, "
+                              f"the config asks for {generator_kwargs(config)}")
+        generator.load_state_dict(starting_weights(start))
+    channels_last = config.train.channels_last == "on" or (config.train.channels_last == "auto" and device.type == "cuda")
+    if channels_last:
+        generator = generator.to(memory_format=torch.channels_last)
+    use_graph = config.train.cuda_graph and device.type == "cuda" and world == 1 and config.train.stage == "supervised"
+    opt_g = torch.optim.Adam(generator.parameters(), lr=config.train.lr, betas=tuple(config.train.betas),
+                             **({"capturable": True} if use_graph else {"fused": device.type == "cuda"}))
+    networks = Networks(generator, opt_g, channels_last, use_graph,
+                        ema=EMA(generator, config.train.ema) if config.train.ema > 0 else None)
+    if config.train.stage == "adversarial":
+        from medsr.losses import PerceptualLoss
+
+        discriminator = Discriminator(config.adversarial.discriminator).to(device)
+        networks.discriminator = discriminator.to(memory_format=torch.channels_last) if channels_last else discriminator
+        networks.opt_d = torch.optim.Adam(networks.discriminator.parameters(), lr=config.adversarial.lr_d,
+                                          betas=tuple(config.train.betas), fused=device.type == "cuda")
+        networks.perceptual = PerceptualLoss(tuple(config.adversarial.content_layer), config.adversarial.vgg_weights,
+                                             feature_scale=config.adversarial.vgg_feature_scale).to(device)
+    return networks
+
+
+def _restore(networks: Networks, checkpoint: dict) -> tuple[list[dict], dict, int]:
+    """Load a checkpoint into ``networks`` and the RNG; returns (history, best, first epoch to run)."""
+    networks.generator.load_state_dict(checkpoint["model"]["state_dict"])
+    networks.opt_g.load_state_dict(checkpoint["optimizers"]["generator"])
+    if networks.ema is not None and checkpoint.get("ema") is not None:
+        networks.ema.module.load_state_dict(checkpoint["ema"])
+    if networks.discriminator is not None:
+        networks.discriminator.load_state_dict(checkpoint["discriminator"]["state_dict"])
+        networks.opt_d.load_state_dict(checkpoint["optimizers"]["discriminator"])
+    torch.set_rng_state(checkpoint["rng"]["torch"].cpu())
+    return list(checkpoint["history"]), dict(checkpoint["best"]), int(checkpoint["epoch"]) + 1
+
+
+def _step(config: ExperimentConfig, networks: Networks, device: torch.device, world: int):
+    """The per-iteration step of the stage, on the DDP- and compile-wrapped networks."""
+    def wrap(module: nn.Module) -> nn.Module:
+        if world > 1:
+            module = nn.parallel.DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda" else None)
+        return torch.compile(module) if config.train.compile else module
+
+    amp = _amp_dtype(config, device)
+    if config.train.stage == "adversarial":
+        return AdversarialStep(wrap(networks.generator), wrap(networks.discriminator), networks.discriminator,
+                               networks.opt_g, networks.opt_d, networks.perceptual,
+                               config.adversarial.adversarial_weight, config.adversarial.pixel_weight, amp)
+    step = SupervisedStep(wrap(networks.generator), networks.opt_g, config.train.pixel_loss, amp)
+    return CudaGraphStep(step) if networks.use_graph else step
+
+
+def _train_epoch(step, sampler: PatchSampler, networks: Networks, epoch: int, config: ExperimentConfig,
+                 info: distributed.DistInfo, show: bool) -> tuple[list[float], int, float]:
+    """One pass over the epoch's batches; returns (mean of each of ``step.names``, iterations, seconds)."""
+    from tqdm import tqdm
+
+    began = time.perf_counter()
+    networks.generator.train()
+    sums = {name: torch.zeros((), device=info.device) for name in step.names}
+    iterations = sampler.iterations(info.world)
+    bar = tqdm(total=iterations, desc=f"epoch {epoch}/{config.train.epochs}", unit="it", leave=False,
+               disable=not (show and sys.stderr.isatty()))
+    for lq, hr in sampler.batches(epoch, config.seed, info.rank, info.world):
+        if networks.channels_last:
+            lq, hr = lq.contiguous(memory_format=torch.channels_last), hr.contiguous(memory_format=torch.channels_last)
+        for name, value in step(lq, hr).items():
+            sums[name] += value
+        if networks.ema is not None:
+            networks.ema.update(networks.generator)
+        bar.update()
+    bar.close()
+    means = distributed.all_reduce_mean(torch.stack([sums[n] for n in step.names]) / iterations, info.world).tolist()
+    return means, iterations, time.perf_counter() - began
+
+
+def _epoch_row(epoch: int, step, means: list[float], scores: dict[str, dict], lr: float, iterations: int, seconds: float) -> dict:
+    """The log row of one epoch: the step's loss terms (and their shares), train and validation scores."""
+    named = dict(zip(step.names, means))
+    return {"epoch": epoch, **named, "train_psnr": scores["train"]["psnr"], "train_ssim": scores["train"]["ssim"],
+            "val_psnr": scores["val"]["psnr"], "val_ssim": scores["val"]["ssim"], "lr": lr,
+            "seconds": round(seconds, 3), "iterations": iterations, "best": 0, **step.summarize(named)}
+
+
+def _payload(config: ExperimentConfig, networks: Networks, epoch: int, history: list[dict], best: dict,
+             intensity: dict, record: dict) -> dict:
+    """Everything a checkpoint holds (see ``models.checkpoint``)."""
+    discriminator = networks.discriminator
+    return {
+        "model": model_entry(config.model.name, generator_kwargs(config), networks.generator),
+        "ema": unwrap(networks.ema.module).state_dict() if networks.ema is not None else None,
+        "discriminator": {"variant": config.adversarial.discriminator, "state_dict": unwrap(discriminator).state_dict()}
+        if discriminator is not None else None,
+        "optimizers": {"generator": networks.opt_g.state_dict(),
+                       **({"discriminator": networks.opt_d.state_dict()} if networks.opt_d else {})},
+        "config": config.to_dict(), "epoch": epoch, "history": history, "best": best,
+        "intensity": intensity, "trained_on": record, "rng": {"torch": torch.get_rng_state()},
+    }
+
+
+def _say_epoch(config: ExperimentConfig, row: dict, iterations: int, seconds: float) -> None:
+    shares = "".join(f", {k[:-6]} {100 * v:.1f}%" for k, v in row.items() if k.endswith("_share") and v == v)
+    loss = row.get("loss", float("nan"))
+    print(f"epoch {row['epoch']}/{config.train.epochs}: loss {loss:.5f}{shares}, val PSNR {row['val_psnr']:.2f} dB, "
+          f"SSIM {row['val_ssim']:.4f}{' (best)' if row['best'] else ''}, {iterations / seconds:.1f} it/s", file=sys.stderr)
+
+
 def fit(
     config: ExperimentConfig,
     *,
@@ -191,160 +343,54 @@ def fit(
         MedsrError / ConfigError: bad data set, missing checkpoint, bad init_from, a resume of
             another run, a fresh run over an earlier one.
     """
-    from tqdm import tqdm
-
     info = distributed.setup(config.train.device)
-    device = info.device
     run_dir = Path(config.run_dir)
     if config.train.threads:
         torch.set_num_threads(config.train.threads)
     torch.manual_seed(config.seed)
     degradation = degradation_of(config)
-    if resume and not any((run_dir / name).is_file() for name in (BEST, LAST)):
-        raise MedsrError(f"--resume: {run_dir / LAST} does not exist (nothing to resume)")
-    start = starting_checkpoint(config, resume=resume)
-    resume_from: tuple[Path, dict] | None = None
-    if resume:
-        saved = latest_checkpoint(run_dir)
-        record = run_record(config, start, saved[1].get("trained_on") if saved else None)
-        resume_from = check_resumable(run_dir, config.to_dict(), record, map_location=device)
-    else:
-        record = run_record(config, start)
-        if info.is_main:
-            clear_run(run_dir, overwrite=overwrite, keep=config.train.init_from)
-
-    generator: nn.Module = SRResNet(**generator_kwargs(config)).to(device)
-    if start is not None and not resume:
-        if start["model"]["kwargs"] != generator_kwargs(config):
-            raise ConfigError(f"train.init_from: {config.train.init_from} is {start['model']['kwargs']}, the config asks for {generator_kwargs(config)}")
-        generator.load_state_dict(starting_weights(start))
-    channels_last = config.train.channels_last == "on" or (config.train.channels_last == "auto" and device.type == "cuda")
-    if channels_last:
-        generator = generator.to(memory_format=torch.channels_last)
-    ema = EMA(generator, config.train.ema) if config.train.ema > 0 else None
-    use_graph = config.train.cuda_graph and device.type == "cuda" and info.world == 1 and config.train.stage == "supervised"
-    opt_g = torch.optim.Adam(generator.parameters(), lr=config.train.lr, betas=tuple(config.train.betas),
-                             **({"capturable": True} if use_graph else {"fused": device.type == "cuda"}))
-    amp = _amp_dtype(config, device)
-
-    discriminator_plain = discriminator = opt_d = None
-    if config.train.stage == "adversarial":
-        from medsr.losses import PerceptualLoss
-
-        discriminator_plain = Discriminator(config.adversarial.discriminator).to(device)
-        if channels_last:
-            discriminator_plain = discriminator_plain.to(memory_format=torch.channels_last)
-        opt_d = torch.optim.Adam(discriminator_plain.parameters(), lr=config.adversarial.lr_d, betas=tuple(config.train.betas),
-                                 fused=device.type == "cuda")
-        perceptual = PerceptualLoss(tuple(config.adversarial.content_layer), config.adversarial.vgg_weights,
-                                    feature_scale=config.adversarial.vgg_feature_scale).to(device)
-
-    history: list[dict] = []
-    best: dict = {}
-    start_epoch = 1
+    start, record, resume_from = _records(config, run_dir, resume=resume, overwrite=overwrite, is_main=info.is_main,
+                                          device=info.device)
+    networks = _networks(config, info.device, info.world, None if resume else start)
+    history, best, first_epoch = [], {}, 1
     if resume_from is not None:
-        source, checkpoint = resume_from
         if info.is_main:
-            repair_pair(run_dir, source, checkpoint)
-        generator.load_state_dict(checkpoint["model"]["state_dict"])
-        opt_g.load_state_dict(checkpoint["optimizers"]["generator"])
-        if ema is not None and checkpoint.get("ema") is not None:
-            ema.module.load_state_dict(checkpoint["ema"])
-        if discriminator_plain is not None:
-            discriminator_plain.load_state_dict(checkpoint["discriminator"]["state_dict"])
-            opt_d.load_state_dict(checkpoint["optimizers"]["discriminator"])
-        history, best = list(checkpoint["history"]), dict(checkpoint["best"])
-        start_epoch = int(checkpoint["epoch"]) + 1
-        torch.set_rng_state(checkpoint["rng"]["torch"].cpu())
-
-    trained = generator
-    if info.world > 1:
-        trained = nn.parallel.DistributedDataParallel(generator, device_ids=[device.index] if device.type == "cuda" else None)
-        if discriminator_plain is not None:
-            discriminator = nn.parallel.DistributedDataParallel(discriminator_plain, device_ids=[device.index] if device.type == "cuda" else None)
-    else:
-        discriminator = discriminator_plain
-    if config.train.compile:
-        trained = torch.compile(trained)
-        if discriminator is not None:
-            discriminator = torch.compile(discriminator)
-    if config.train.stage == "adversarial":
-        step = AdversarialStep(trained, discriminator, discriminator_plain, opt_g, opt_d, perceptual,
-                               config.adversarial.adversarial_weight, config.adversarial.pixel_weight, amp)
-    else:
-        step = SupervisedStep(trained, opt_g, config.train.pixel_loss, amp)
-        if use_graph:
-            step = CudaGraphStep(step)
-
+            repair_pair(run_dir, *resume_from)
+        history, best, first_epoch = _restore(networks, resume_from[1])
+    step = _step(config, networks, info.device, info.world)
     sampler = PatchSampler(config.data.dataset, patch_size=config.data.patch_size, batch_size=config.data.batch_size,
                            patches_per_image=config.data.patches_per_image, augment=config.data.augment,
-                           degradation=degradation, device=device)
-    validation = train_scoring = None
-    run_log = None
+                           degradation=degradation, device=info.device)
     if info.is_main:
-        validation = scoring_set(config.data.dataset, "val", degradation, config.seed, config.data.val_limit)
-        if not validation.ids:
+        scoring = {"val": scoring_set(config.data.dataset, "val", degradation, config.seed, config.data.val_limit),
+                   "train": scoring_set(config.data.dataset, "train", degradation, config.seed, config.data.train_metric_images)}
+        if not scoring["val"].ids:
             raise MedsrError(f"{config.data.dataset}: no validation image to select the best epoch with")
-        train_scoring = scoring_set(config.data.dataset, "train", degradation, config.seed, config.data.train_metric_images)
         run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(run_dir / "config.yaml", dump_config(config))
         run_log = RunLog(run_dir)
-
-    intensity = dataset_intensity(config.data.dataset)
-    show = progress and info.is_main
-    for epoch in range(start_epoch, config.train.epochs + 1):
-        began = time.perf_counter()
-        generator.train()
-        sums = {name: torch.zeros((), device=device) for name in step.names}
-        iterations = sampler.iterations(info.world)
-        bar = tqdm(total=iterations, desc=f"epoch {epoch}/{config.train.epochs}", unit="it", leave=False,
-                   disable=not (show and sys.stderr.isatty()))
-        for lq, hr in sampler.batches(epoch, config.seed, info.rank, info.world):
-            if channels_last:
-                lq, hr = lq.contiguous(memory_format=torch.channels_last), hr.contiguous(memory_format=torch.channels_last)
-            for name, value in step(lq, hr).items():
-                sums[name] += value
-            if ema is not None:
-                ema.update(generator)
-            bar.update()
-        bar.close()
-        means = distributed.all_reduce_mean(torch.stack([sums[n] for n in step.names]) / iterations, info.world).tolist()
-        seconds = time.perf_counter() - began
+        intensity = dataset_intensity(config.data.dataset)
+    for epoch in range(first_epoch, config.train.epochs + 1):
+        means, iterations, seconds = _train_epoch(step, sampler, networks, epoch, config, info, progress and info.is_main)
         if info.is_main:
-            scored = ema.module if ema is not None else generator
-            val = score(scored, validation, device)
-            train = score(scored, train_scoring, device) if train_scoring.ids else {"psnr": float("nan"), "ssim": float("nan")}
-            row = {"epoch": epoch, **dict(zip(step.names, means)), "train_psnr": train["psnr"], "train_ssim": train["ssim"],
-                   "val_psnr": val["psnr"], "val_ssim": val["ssim"], "lr": opt_g.param_groups[0]["lr"],
-                   "seconds": round(seconds, 3), "iterations": iterations, "best": 0}
-            row.update(step.summarize(dict(zip(step.names, means))))
+            scored = networks.ema.module if networks.ema is not None else networks.generator
+            scores = {name: score(scored, images, info.device) for name, images in scoring.items()}
+            row = _epoch_row(epoch, step, means, scores, networks.opt_g.param_groups[0]["lr"], iterations, seconds)
             if _is_better(row, best):
                 row["best"] = 1
                 best = {k: row[k] for k in ("epoch", "val_psnr", "val_ssim")}
             history.append(row)
-            payload = {
-                "model": model_entry(config.model.name, generator_kwargs(config), generator),
-                "ema": unwrap(ema.module).state_dict() if ema is not None else None,
-                "discriminator": {"variant": config.adversarial.discriminator, "state_dict": unwrap(discriminator_plain).state_dict()}
-                if discriminator_plain is not None else None,
-                "optimizers": {"generator": opt_g.state_dict(), **({"discriminator": opt_d.state_dict()} if opt_d else {})},
-                "config": config.to_dict(), "epoch": epoch, "history": history, "best": best,
-                "intensity": intensity,
-                "trained_on": record,
-                "rng": {"torch": torch.get_rng_state()},
-            }
+            payload = _payload(config, networks, epoch, history, best, intensity, record)
             if row["best"]:  # best first: see train.resume
                 save_checkpoint(run_dir / BEST, payload)
             save_checkpoint(run_dir / LAST, payload)
             run_log.write(history)
-            if show:
-                shares = "".join(f", {k[:-6]} {100 * v:.1f}%" for k, v in row.items() if k.endswith("_share") and v == v)
-                print(f"epoch {epoch}/{config.train.epochs}: loss {means[0]:.5f}{shares}, val PSNR {val['psnr']:.2f} dB, "
-                      f"SSIM {val['ssim']:.4f}{' (best)' if row['best'] else ''}, {iterations / seconds:.1f} it/s", file=sys.stderr)
+            if progress:
+                _say_epoch(config, row, iterations, seconds)
             if after_epoch is not None:
                 after_epoch(epoch, row)
         distributed.barrier(info.world)
-    if run_log is not None:
+    if info.is_main:
         run_log.close()
     distributed.cleanup()
     return FitResult(run_dir, history, best)
