@@ -15,7 +15,7 @@ import requests
 
 from medsr.evaluate import EvalOptions, evaluate
 from medsr.models import load_model
-from medsr.mos.study import StudyOptions, create_study
+from medsr.mos.build import StudyOptions, create_study
 
 from conftest import make_ct_dataset
 

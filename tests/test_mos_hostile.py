@@ -10,7 +10,8 @@ from collections import Counter, defaultdict
 import pytest
 from fastapi.testclient import TestClient
 
-from medsr.mos.app import MAX_BODY, create_app
+from medsr.mos.app import create_app
+from medsr.mos.guards import MAX_BODY
 from medsr.mos.db import Database, database_url
 from medsr.mos.study import CHECK_ORIGINAL, METHOD
 
@@ -224,7 +225,7 @@ def test_the_pinned_host_never_redirects_and_answers_ipv6_loopback(app_of):
 def test_a_slow_body_is_cut_off(study):
     import asyncio
 
-    from medsr.mos.app import BodyLimit
+    from medsr.mos.guards import BodyLimit
 
     async def never_called(scope, receive, send):
         raise AssertionError("the app must not see a body that never arrives")
@@ -246,3 +247,10 @@ def test_a_slow_body_is_cut_off(study):
 def test_the_study_key_is_owner_only(study):
     assert (study.folder / "study.json").stat().st_mode & 0o777 == 0o600  # it says which image is which method
     assert study.folder.stat().st_mode & 0o777 == 0o700
+
+
+def test_refusals_carry_the_security_headers_too(app_of):
+    client = TestClient(app_of(public_url="https://study.example.org"))
+    for response in (client.post("/api/raters", content=b"x" * (MAX_BODY + 1), headers={"content-type": "application/json"}),
+                     client.get("/healthz", headers={"Host": "evil.example"}), client.get("/images/none.png")):
+        assert response.headers["content-security-policy"].startswith("default-src 'self'"), response.status_code

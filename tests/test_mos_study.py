@@ -13,7 +13,8 @@ from medsr.cli import main
 from medsr.errors import MedsrError
 from medsr.fsutil import read_csv
 from medsr.io.raster import read_png16
-from medsr.mos.study import CHECK_DEGRADED, CHECK_ORIGINAL, IMAGE_NAME, REPEAT, StudyOptions, create_study, load_study
+from medsr.mos.build import StudyOptions, create_study
+from medsr.mos.study import CHECK_DEGRADED, CHECK_ORIGINAL, IMAGE_NAME, REPEAT, load_study
 
 from mos_support import METHODS, make_evaluation, make_study
 
