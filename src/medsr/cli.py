@@ -418,7 +418,8 @@ def _add_mos(sub) -> None:
 
 
 def _run_mos_create(args: argparse.Namespace) -> int:
-    from medsr.mos.study import CHECK_DEGRADED, CHECK_ORIGINAL, REPEAT, StudyOptions, create_study
+    from medsr.mos.build import StudyOptions, create_study
+    from medsr.mos.study import CHECK_DEGRADED, CHECK_ORIGINAL, REPEAT
 
     try:
         window = tuple(float(v) for v in args.window.split(","))
