@@ -150,3 +150,12 @@ def test_tables_give_each_modality_its_patients_and_warn_about_few_patients(tmp_
     assert "## Table 2 layout (all modalities)" in table and "| Method (4 patients, 9 slices) |" in table
     assert "**all modalities: only 4 patients, so intervals and p-values are unreliable.**" in table
     assert "smallest p the patient-level test can give is 0.125" in table
+
+
+def test_batches_by_shape_groups_equal_shapes_in_chunks():
+    from medsr.batching import batches_by_shape
+
+    images = [np.zeros(shape) for shape in ((4, 4), (2, 2), (4, 4), (4, 4), (2, 2))]
+    assert list(batches_by_shape(images, 2)) == [[0, 2], [3], [1, 4]]
+    with pytest.raises(ValueError, match="batch_size"):
+        list(batches_by_shape(images, 0))

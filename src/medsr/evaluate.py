@@ -24,7 +24,6 @@ Outputs in ``OUT``:
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -32,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from medsr.batching import batches_by_shape
 from medsr.data.degrade import Degradation, crop_to_scale, degrade_image
 from medsr.data.manifest import patient_of, read_manifest
 from medsr.data.provenance import Overlap, check_held_out
@@ -83,11 +83,8 @@ def _load_pair(dataset: Path, row: dict[str, str], options: EvalOptions) -> tupl
 
 def _run_batch(model: SRModel, lqs: Sequence[np.ndarray]) -> list[np.ndarray]:
     """Run a model on images of possibly different sizes, batching those of equal size."""
-    by_shape: dict[tuple[int, int], list[int]] = defaultdict(list)
-    for index, lq in enumerate(lqs):
-        by_shape[lq.shape].append(index)
     outputs: list[np.ndarray] = [np.empty(0)] * len(lqs)
-    for indices in by_shape.values():
+    for indices in batches_by_shape(lqs, max(1, len(lqs))):  # the model splits a batch itself
         batch = np.stack([lqs[i] for i in indices])[:, None]
         for index, sr in zip(indices, model.enhance_batch(batch)):
             outputs[index] = np.clip(sr[0], 0.0, 1.0)

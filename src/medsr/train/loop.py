@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from medsr.batching import batches_by_shape
 from medsr.data.degrade import Degradation
 from medsr.data.provenance import training_record
 from medsr.errors import ConfigError, MedsrError
@@ -71,17 +72,12 @@ def score(generator: nn.Module, images: ScoringSet, device: torch.device, batch_
     was_training = generator.training
     generator.eval()
     values = {"psnr": [], "ssim": []}
-    by_shape: dict[tuple, list[int]] = {}
-    for index, lq in enumerate(images.lq):
-        by_shape.setdefault(lq.shape, []).append(index)
-    for indices in by_shape.values():
-        for start in range(0, len(indices), batch_size):
-            chunk = indices[start : start + batch_size]
-            lq = torch.from_numpy(np.stack([images.lq[i] for i in chunk]))[:, None].to(device)
-            sr = generator(lq).float().clamp_(0, 1).cpu().numpy()
-            for i, out in zip(chunk, sr):
-                values["psnr"].append(psnr(out[0], images.hr[i]))
-                values["ssim"].append(ssim(out[0], images.hr[i]))
+    for chunk in batches_by_shape(images.lq, batch_size):
+        lq = torch.from_numpy(np.stack([images.lq[i] for i in chunk]))[:, None].to(device)
+        sr = generator(lq).float().clamp_(0, 1).cpu().numpy()
+        for i, out in zip(chunk, sr):
+            values["psnr"].append(psnr(out[0], images.hr[i]))
+            values["ssim"].append(ssim(out[0], images.hr[i]))
     generator.train(was_training)
     return {k: float(np.mean(v)) if v else float("nan") for k, v in values.items()}
 
