@@ -130,7 +130,7 @@ def profile_kernels(variants: dict, names: list[str], rows: int = 16) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--yardstick", type=Path, default=Path(os.environ.get("MEDSR_YARDSTICK", ROOT.parent / "shared" / "bench" / "textbook_srresnet.py")))
+    parser.add_argument("--yardstick", type=Path, default=Path(os.environ.get("MEDSR_YARDSTICK", ROOT / "benchmarks" / "yardstick" / "textbook_srresnet.py")))
     parser.add_argument("--seconds", type=float, default=None, help="time per variant and round (default 6 on CPU, 2 on GPU)")
     parser.add_argument("--json", type=Path)
     parser.add_argument("--profile", type=Path, help="GPU only: write the compiled variants' top kernels here")

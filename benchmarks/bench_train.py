@@ -125,7 +125,7 @@ def medsr_step(sampler: PatchSampler, device: torch.device, *, amp, channels_las
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--yardstick", type=Path, default=Path(os.environ.get("MEDSR_YARDSTICK", ROOT.parent / "shared" / "bench" / "textbook_srresnet.py")))
+    parser.add_argument("--yardstick", type=Path, default=Path(os.environ.get("MEDSR_YARDSTICK", ROOT / "benchmarks" / "yardstick" / "textbook_srresnet.py")))
     parser.add_argument("--iters", type=int, default=None, help="timed iterations per repeat (default 4 on CPU, 200 on GPU)")
     parser.add_argument("--dataset", type=Path, help="a prepared data set to draw patches from (default: build one from the sample data)")
     parser.add_argument("--json", type=Path)

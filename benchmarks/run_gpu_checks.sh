@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # GPU checks, run on a machine with a CUDA GPU from the repository root, with folders carried along
-# (all ignored by git): .yardstick/textbook_srresnet.py (the yardstick), .benchdata/ds (a prepared
+# (all ignored by git): .benchdata/ds (a prepared
 # data set: benchmarks/bench_train.py --dataset) and .whl/ (pure-Python wheels the GPU image lacks:
 # pydicom, nibabel, pynrrd, platformdirs). Writes JSON and logs to ${OUT:-out}. INFER_ONLY=1 stops
 # after the inference benchmarks; TRAIN_BENCH=1 adds the training benchmark.
@@ -13,13 +13,13 @@ fi
 export PYTHONPATH=$PWD/src:$PWD/benchmarks:$PWD/tests:${PYTHONPATH:-} PYTHONUNBUFFERED=1 PYTHONWARNINGS=ignore
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv | tee "$OUT/gpu.txt"
 python3 -c 'import torch; print("torch", torch.__version__, torch.cuda.get_device_name())' | tee -a "$OUT/gpu.txt"
-timeout 330 python3 benchmarks/bench_infer.py --yardstick .yardstick/textbook_srresnet.py --seconds 1.5 \
+timeout 330 python3 benchmarks/bench_infer.py --seconds 1.5 \
     --json "$OUT/bench_infer_gpu.json" --profile "$OUT/bench_infer_profile_gpu.txt" 2>&1 | tail -30 | tee "$OUT/bench_infer_gpu.log"
 timeout 90 python3 benchmarks/bench_infer_layers.py --json "$OUT/bench_infer_layers_gpu.json" 2>&1 | tail -40 | tee "$OUT/bench_infer_layers_gpu.log"
 timeout 80 python3 -m pytest -q -p no:cacheprovider tests/test_gpu.py 2>&1 | tail -3 | tee "$OUT/pytest_gpu.log"
 [ "${INFER_ONLY:-0}" = 1 ] && exit 0
 if [ "${TRAIN_BENCH:-0}" = 1 ]; then
-    timeout 420 python3 benchmarks/bench_train.py --yardstick .yardstick/textbook_srresnet.py --dataset .benchdata/ds \
+    timeout 420 python3 benchmarks/bench_train.py --dataset .benchdata/ds \
         --json "$OUT/bench_train_gpu.json" 2>&1 | tail -40 | tee "$OUT/bench_train_gpu.log"
 fi
 # the paper's networks (16 x 64) for one short epoch each: SRResNet with the CUDA graph, then SRGAN
