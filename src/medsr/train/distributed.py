@@ -54,12 +54,3 @@ def all_reduce_mean(values: torch.Tensor, world: int) -> torch.Tensor:
 def barrier(world: int) -> None:
     if world > 1:
         dist.barrier()
-
-
-def broadcast_flag(flag: bool, world: int, device: torch.device) -> bool:
-    """Rank 0's boolean on every rank."""
-    if world == 1:
-        return flag
-    tensor = torch.tensor([1 if flag else 0], device=device)
-    dist.broadcast(tensor, 0)
-    return bool(tensor.item())
