@@ -43,6 +43,9 @@ def test_paper_configs_say_what_the_paper_did():
         ("train.betas=[0.9]", "train.betas: expected two numbers"),
         ("data.augment=maybe", "data.augment: expected true or false"),
         ("adversarial.content_layer=5", "adversarial.content_layer: expected a list"),
+        ("model.scale=3", "model.scale: must be one of 2, 4, 8"),
+        ("data.degradation.noise_level=-1", "data.degradation: noise_level must be >= 0"),
+        ("data.degradation.taper=kaiser", "data.degradation.taper: expected one of 'none', 'hann', 'tukey'"),
     ],
 )
 def test_errors_name_the_key(override, message):
@@ -58,3 +61,14 @@ def test_overrides_and_yaml_floats(tmp_path):
     path.write_text("- not a mapping\n")
     with pytest.raises(ConfigError, match="top level must be a mapping"):
         load_config(path)
+
+
+def test_training_degradation_has_the_library_defaults():
+    import dataclasses
+
+    from medsr.data.degrade import Degradation
+    from medsr.train.config import DegradationConfig
+
+    library = Degradation()
+    for field in dataclasses.fields(DegradationConfig):
+        assert getattr(DegradationConfig(), field.name) == getattr(library, field.name), field.name

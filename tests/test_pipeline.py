@@ -158,3 +158,84 @@ srgan: {{enabled: false}}
     write_ct_series(tmp_path / "tree" / "P9" / "s1", 2, patient="P9")
     run_pipeline(config, progress=True)
     assert "[prepare] running" in capsys.readouterr().err
+
+
+def _run_config(tmp_path: Path, extra: str) -> Path:
+    """A run config over a missing folder (nothing may be read) with the tiny trainings, plus ``extra``."""
+    config = tmp_path / "run.yaml"
+    sections = {
+        "data": f"{{source: folder, path: {tmp_path / 'tree'}}}",
+        "srresnet": f"{{config: {ROOT / 'configs' / 'tiny.yaml'}}}",
+        "srgan": f"{{config: {ROOT / 'configs' / 'tiny_srgan.yaml'}}}",
+    }
+    for line in extra.strip().splitlines():
+        key, _, value = line.partition(":")
+        sections[key.strip()] = value.strip()
+    config.write_text(f"name: checked\nrun_dir: {tmp_path / 'run'}\n" + "".join(f"{k}: {v}\n" for k, v in sections.items()))
+    return config
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ('prepare: {stratify: modality, split: "10,5,5"}', "prepare: stratifying needs a split given as fractions"),
+        ("prepare: {keep: best}", "prepare: keep rule must be"),
+        ("evaluate: {baseline: srresnet}", "evaluate.baseline: must be one of nearest, bilinear, bicubic, lanczos"),
+        ("evaluate: {degradation: kspace, taper: tukey, tukey_alpha: 0}", r"evaluate: tukey_alpha must be in \(0, 1\]"),
+        ("evaluate: {degradation: blur-noise, noise: uniform}", "evaluate.noise: expected one of"),
+        ("evaluate: {figures: -1}", "evaluate.figures: must be at least 0"),
+        ("evaluate: {scale: 2}", "srresnet: the model is x4 but evaluate.scale is 2"),
+        (f"srresnet: {{config: {ROOT / 'configs' / 'tiny.yaml'}, set: [train.lr=fast]}}", "srresnet: train.lr: expected a number"),
+        ("srgan: {config: missing.yaml}", "srgan: missing.yaml: no such config file"),
+        ("srresnet: {enabled: false}", "srgan.enabled: SRGAN starts from the SRResNet"),
+    ],
+)
+def test_every_section_is_validated_when_the_run_config_is_loaded(tmp_path, extra, message):
+    config = _run_config(tmp_path, extra)
+    with pytest.raises(ConfigError, match=message):
+        load_run_config(config)
+    assert main(["run", str(config)]) == 1
+    assert not (tmp_path / "run").exists()  # refused before the first stage
+
+
+def test_run_config_defaults_and_disabled_trainings(tmp_path):
+    from medsr.pipeline import resolve_run_config
+
+    prepare, evaluation, trainings = resolve_run_config(load_run_config(_run_config(tmp_path, "")))
+    assert str(prepare.split) == "0.7,0.15,0.15" and evaluation.n_figures == 2
+    assert set(trainings) == {"srresnet", "srgan"}
+    assert trainings["srgan"].train.init_from == str(tmp_path / "run" / "srresnet" / "best.pt")
+    assert trainings["srresnet"].data.dataset == str(tmp_path / "run" / "dataset")
+    config = _run_config(tmp_path, "srresnet: {enabled: false}\nsrgan: {enabled: false}")
+    assert resolve_run_config(load_run_config(config))[2] == {}
+
+
+def test_layout_names_are_those_of_the_modules_that_write_them():
+    from medsr import layout
+    from medsr.data import manifest, sample
+    from medsr.eval_outputs import INDEX
+    from medsr.mos import db, study
+    from medsr.train import resume
+
+    assert layout.MANIFEST == manifest.MANIFEST and layout.SAMPLE_SOURCES == sample.SOURCES_CSV
+    assert Path(layout.EVAL_OUTPUTS_INDEX) == INDEX
+    assert (layout.BEST_CHECKPOINT, layout.LAST_CHECKPOINT) == (resume.BEST, resume.LAST)
+    assert layout.STUDY_FILE == study.STUDY_FILE and layout.MOS_DATABASE == db.SQLITE_NAME
+    assert layout.stage_record("RUN", "data") == Path("RUN/stages/data.json")
+
+
+@pytest.mark.parametrize("module", ["cli.py", "pipeline.py", "data/prepare.py", "report/html.py"])
+def test_run_folder_names_are_spelled_only_in_layout(module):
+    """No file or folder name of ``medsr.layout`` (those with a dot or a dash) as a string in the code."""
+    import ast
+
+    from medsr import layout
+
+    names = {v for k, v in vars(layout).items() if k.isupper() and isinstance(v, str) and ("." in v or "-" in v)}
+    tree = ast.parse((ROOT / "src" / "medsr" / module).read_text())
+    docstrings = {id(node.body[0].value) for node in ast.walk(tree)
+                  if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef)) and node.body
+                  and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)}
+    spelled = {node.value for node in ast.walk(tree)
+               if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings} & names
+    assert not spelled

@@ -173,6 +173,36 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
     assert "--keep" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"sigma": -1.0}, "sigma must be a number >= 0"),
+        ({"sigma": float("nan")}, "sigma must be a number >= 0"),
+        ({"min_size": 0}, "min_size must be at least 1"),
+        ({"workers": 0}, "workers must be at least 1"),
+        ({"stratify": "modality", "split": SplitSpec.parse("10,5,5")}, "stratifying needs a split given as fractions"),
+        ({"stratify": "patients"}, "stratify must be one of"),
+        ({"score": "eq1"}, "score must be one of"),
+    ],
+)
+def test_options_are_refused_before_any_file_is_read(tmp_path, monkeypatch, changes, message):
+    def no_reading(*args, **kwargs):
+        raise AssertionError("a source was read before the options were checked")
+
+    monkeypatch.setattr(prepare_module, "_discover", no_reading)
+    monkeypatch.setattr(prepare_module, "read_slices", no_reading)
+    with pytest.raises(MedsrError, match=message):
+        prepare([tmp_path / "missing"], tmp_path / "d", _options(**changes))
+    assert not (tmp_path / "d").exists()
+
+
+def test_cli_checks_options_before_looking_at_the_sources(tmp_path, capsys):
+    argv = ["prepare", str(tmp_path / "missing"), "--out", str(tmp_path / "d"), "--stratify", "modality", "--split", "10,5,5"]
+    assert main(argv) == 1
+    assert capsys.readouterr().err.strip() == "medsr: error: stratifying needs a split given as fractions (e.g. 0.7,0.15,0.15)"
+    assert not (tmp_path / "d").exists()
+
+
 @pytest.mark.parametrize("command", ["sample-data", "fetch-tcia", "prepare", "info"])
 def test_every_subcommand_has_help(command):
     done = subprocess.run([sys.executable, "-m", "medsr", command, "--help"], capture_output=True, text=True)

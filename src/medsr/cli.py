@@ -1,4 +1,13 @@
-"""The ``medsr`` command: parses arguments and calls one library function per sub-command."""
+"""The ``medsr`` command: parses arguments and calls one library function per sub-command.
+
+Building the parser (and so ``medsr --help``) imports no heavy library (torch, OpenCV, SciPy): the
+choices come from ``medsr.choices``, option values are parsed by functions that import their
+library module only when the option is given, and each handler imports its library lazily.
+
+The flags of ``prepare`` and ``evaluate`` set the fields of ``PrepareOptions`` and of
+``EvalOptions``/``Degradation``, with those dataclasses' defaults (``prepare_options_from`` and
+``evaluate_options_from`` build them; ``tests/test_cli.py`` holds every flag to its field and default).
+"""
 
 from __future__ import annotations
 
@@ -7,13 +16,23 @@ import logging
 import os
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from medsr import __version__
+from medsr import __version__, layout
+from medsr.choices import (CT_WINDOW_NAMES, DEGRADATION_KINDS, DETAIL_SCORES, INTERPOLATIONS, NOISES, PRECISIONS, SCALES,
+                           SLICE_AXES, SPLIT_NAMES, STAGES, STRATIFY, TAPERS)
 from medsr.errors import MedsrError
 
+if TYPE_CHECKING:
+    from medsr.data.prepare import PrepareOptions
+    from medsr.evaluate import EvalOptions
+
 _MAX_SKIP_LINES = 10
+
+
+# ------------------------------------------------------------------ argparse types
 
 
 def _floats(text: str, count: int, name: str) -> tuple[float, ...]:
@@ -26,10 +45,10 @@ def _floats(text: str, count: int, name: str) -> tuple[float, ...]:
     return values
 
 
-def _checked(parser_function, name: str):
+def _checked(parser_function: Callable[[str], Any], name: str) -> Callable[[str], Any]:
     """Wrap a parse function so that its ValueError becomes an argparse error (which names the option)."""
 
-    def parse(text: str):
+    def parse(text: str) -> Any:
         try:
             return parser_function(text)
         except ValueError as exc:
@@ -39,7 +58,7 @@ def _checked(parser_function, name: str):
     return parse
 
 
-def _count(minimum: int):
+def _count(minimum: int) -> Callable[[str], int]:
     """An argparse type: an integer of at least ``minimum``."""
 
     def parse(text: str) -> int:
@@ -55,76 +74,131 @@ def _count(minimum: int):
     return parse
 
 
-def _ct_window(text: str):
-    return text if text in ("range", "stored") else _floats(text, 2, "--ct-window")
+# The parse functions of prepare's rule-like options live in the library, which imports NumPy,
+# OpenCV and SciPy: each is imported when its option is parsed, not when the parser is built.
+
+
+def _size(text: str) -> int | None:
+    from medsr.data.prepare import parse_size
+
+    return parse_size(text)
+
+
+def _keep_rule(text: str):
+    from medsr.data.prepare import KeepRule
+
+    return KeepRule.parse(text)
+
+
+def _split(text: str):
+    from medsr.data.split import SplitSpec
+
+    return SplitSpec.parse(text)
+
+
+def _patient_rule(text: str):
+    from medsr.data.patients import PatientRule
+
+    return PatientRule.parse(text)
+
+
+def _axes(text: str) -> tuple[str, ...]:
+    from medsr.io.volume import parse_axes
+
+    return parse_axes(text)
+
+
+def _ct_window(text: str) -> str | tuple[float, ...]:
+    return text if text in CT_WINDOW_NAMES else _floats(text, 2, "--ct-window")
+
+
+def _percentiles(text: str) -> tuple[float, ...]:
+    return _floats(text, 2, "--percentiles")
+
+
+# ------------------------------------------------------------------ medsr prepare
 
 
 def _add_prepare(sub) -> None:
-    from medsr.data.detail import SCORES
-    from medsr.data.patients import PatientRule
-    from medsr.data.prepare import STRATIFY, KeepRule, parse_size
-    from medsr.data.split import SplitSpec
-    from medsr.io.intensity import CT_FULL_RANGE
-    from medsr.io.volume import parse_axes
-
     p = sub.add_parser(
         "prepare",
         help="select, filter and split real images into a data set",
         description="Read DICOM/NIfTI/NRRD/PNG/TIFF files and folders, keep slices of the chosen size, "
         "keep detailed slices (Gaussian filter + pixel difference score), split by patient, and store "
-        "the slices as lossless 16-bit PNG with manifest.csv and skipped.csv. Sources are never modified.",
+        f"the slices as lossless 16-bit PNG with {layout.MANIFEST} and {layout.SKIPPED}. Sources are never modified.",
     )
     p.add_argument("sources", nargs="+", type=Path, metavar="SRC", help="image files or folders (walked recursively)")
     p.add_argument("--out", required=True, type=Path, metavar="DATASET", help="data set folder to write")
-    p.add_argument("--size", default="512", type=_checked(parse_size, "--size"), help="exact square size to keep (default 512, as the paper) or 'any'")
-    p.add_argument("--min-size", default=64, type=int, help="with --size any: smallest height/width kept (default 64)")
-    p.add_argument("--sigma", default=5.0, type=float, help="Gaussian sigma before the detail score (default 5)")
-    p.add_argument("--keep", default=KeepRule(), type=_checked(KeepRule.parse, "--keep"), help="above-mean (default), top:N, min:X or all")
-    p.add_argument("--split", default=SplitSpec(fractions=(0.7, 0.15, 0.15)), type=_checked(SplitSpec.parse, "--split"),
-                   help="train,val,test as counts (1000,200,200) or fractions (default 0.7,0.15,0.15), by patient")
+    p.add_argument("--size", default="512", type=_checked(_size, "--size"), help="exact square size to keep (default %(default)s) or 'any'")
+    p.add_argument("--min-size", default=64, type=_count(1), help="with --size any: smallest height/width kept (default %(default)s)")
+    p.add_argument("--sigma", default=5.0, type=float, help="Gaussian sigma before the detail score (default %(default)g)")
+    p.add_argument("--keep", default="above-mean", type=_checked(_keep_rule, "--keep"),
+                   help="above-mean, top:N, min:X or all (default %(default)s)")
+    p.add_argument("--split", default="0.7,0.15,0.15", type=_checked(_split, "--split"),
+                   help="train,val,test as counts (e.g. the paper's 1000,200,200) or fractions (default %(default)s), by patient")
     p.add_argument("--stratify", choices=STRATIFY, default="auto",
-                   help="deal the patients of each modality separately: auto (default: when the data hold several "
-                   "modalities and the split is fractions), modality, or none")
-    p.add_argument("--patient-id", dest="patients", default=PatientRule(), type=_checked(PatientRule.parse, "--patient-id"),
-                   metavar="RULE", help="how patients are told apart: auto (default: the id in the file or a sidecar, "
+                   help="deal the patients of each modality separately: auto (when the data hold several "
+                   "modalities and the split is fractions), modality, or none (default %(default)s)")
+    p.add_argument("--patient-id", dest="patients", default="auto", type=_checked(_patient_rule, "--patient-id"),
+                   metavar="RULE", help="how patients are told apart: auto (the id in the file or a sidecar, "
                    "else a BIDS sub-XX folder, else the folder holding the file, else the file), dicom, folder, file, "
-                   "or regex:PATTERN (first group, searched in the path relative to the source folder)")
-    p.add_argument("--score", choices=tuple(SCORES), default="equation-1",
-                   help="detail score: equation-1 (default, the paper's Equation 1) or original-code (what the "
-                   "authors' code computed: horizontal differences twice, no vertical ones), to replicate its selection")
-    p.add_argument("--seed", default=0, type=int, help="seed of the patient split (default 0)")
-    p.add_argument("--axes", default=("axial",), type=_checked(parse_axes, "--axes"), help="volume slice orientations: axial (default), coronal, sagittal, comma-separated, or all")
-    p.add_argument("--ct-window", default=CT_FULL_RANGE, type=_ct_window, help="CT window LO,HI in HU (default -1024,3071, the full 12-bit CT range), range (series min..max) or stored (the file's full stored range)")
-    p.add_argument("--percentiles", default=(0.0, 100.0), type=lambda t: _floats(t, 2, "--percentiles"), help="MR/other percentile window per series (default 0,100: lossless)")
-    p.add_argument("--workers", default=None, type=int, help="worker processes (default: all cores)")
+                   "or regex:PATTERN (first group, searched in the path relative to the source folder) (default %(default)s)")
+    p.add_argument("--score", choices=DETAIL_SCORES, default="equation-1",
+                   help="detail score: equation-1 (the paper's Equation 1) or original-code (what the "
+                   "authors' code computed: horizontal differences twice, no vertical ones), to replicate its "
+                   "selection (default %(default)s)")
+    p.add_argument("--seed", default=0, type=int, help="seed of the patient split (default %(default)s)")
+    p.add_argument("--axes", default="axial", type=_checked(_axes, "--axes"),
+                   help=f"volume slice orientations: {', '.join(SLICE_AXES)}, comma-separated, or all (default %(default)s)")
+    p.add_argument("--ct-window", default="-1024,3071", type=_ct_window,
+                   help="CT window LO,HI in HU (default %(default)s, the full 12-bit CT range), range (series min..max) "
+                   "or stored (the file's full stored range)")
+    p.add_argument("--percentiles", default="0,100", type=_percentiles,
+                   help="MR/other percentile window per series (default %(default)s: lossless)")
+    p.add_argument("--workers", default=None, type=_count(0), help="worker processes (default, or 0: all cores)")
     p.add_argument("--strict", action="store_true", help="exit non-zero if any input was unreadable")
     p.set_defaults(handler=_run_prepare)
 
 
-def _run_prepare(args: argparse.Namespace) -> int:
-    import os
+def prepare_options_from(args: argparse.Namespace) -> PrepareOptions:
+    """The ``PrepareOptions`` that ``medsr prepare``'s parsed flags give, checked (before any file is read).
 
-    from medsr.data.prepare import PrepareOptions, prepare
+    Raises:
+        MedsrError: inconsistent options (``check_options``) or a bad intensity window.
+    """
+    from medsr.data.prepare import PrepareOptions, check_options
     from medsr.io.intensity import IntensityPolicy
 
     try:
         policy = IntensityPolicy(ct_window=args.ct_window, percentiles=args.percentiles)
     except ValueError as exc:
         raise MedsrError(str(exc)) from None
+    workers = {"workers": args.workers} if args.workers else {}  # not given, or 0: PrepareOptions' default (all cores)
     options = PrepareOptions(
         size=args.size, min_size=args.min_size, sigma=args.sigma, keep=args.keep, split=args.split,
         stratify=args.stratify, patients=args.patients, score=args.score, seed=args.seed,
-        axes=args.axes, intensity=policy, workers=args.workers or os.cpu_count() or 1,
+        axes=args.axes, intensity=policy, **workers,
     )
+    check_options(options)
+    return options
+
+
+def _run_prepare(args: argparse.Namespace) -> int:
+    from medsr.data.prepare import prepare
+
+    options = prepare_options_from(args)
     result = prepare(args.sources, args.out, options, progress=sys.stderr.isatty())
     for warning in result.warnings:
         print(f"warning: {warning}", file=sys.stderr)
     for row in result.errors[:_MAX_SKIP_LINES]:
         print(f"skipped {row['source']}: {row['reason']}", file=sys.stderr)
     if len(result.errors) > _MAX_SKIP_LINES:
-        print(f"... and {len(result.errors) - _MAX_SKIP_LINES} more in {args.out / 'skipped.csv'}", file=sys.stderr)
+        print(f"... and {len(result.errors) - _MAX_SKIP_LINES} more in {args.out / layout.SKIPPED}", file=sys.stderr)
     print(result.summary_line())
     return 1 if args.strict and result.errors else 0
+
+
+# ------------------------------------------------------------------ medsr info, sample-data, fetch-tcia
 
 
 def _add_info(sub) -> None:
@@ -162,13 +236,11 @@ def _run_sample_data(args: argparse.Namespace) -> int:
     if args.print_path:
         print(folder)
     else:
-        print(f"{len(sample.SAMPLES)} sample images ready in {folder} (sources and licences in {folder / sample.SOURCES_CSV})")
+        print(f"{len(sample.SAMPLES)} sample images ready in {folder} (sources and licences in {folder / layout.SAMPLE_SOURCES})")
     return 0
 
 
 def _add_fetch_tcia(sub) -> None:
-    from medsr.data.tcia import DEFAULT_API
-
     p = sub.add_parser(
         "fetch-tcia",
         help="download a public TCIA collection (e.g. CPTAC-GBM) as a DICOM tree",
@@ -180,15 +252,15 @@ def _add_fetch_tcia(sub) -> None:
     p.add_argument("--modality", help="only series of this modality (MR, CT, CR, ...)")
     p.add_argument("--max-series", type=int, help="stop after this many series")
     p.add_argument("--out", required=True, type=Path, help="download folder")
-    p.add_argument("--api", default=DEFAULT_API, help=f"NBIA API base URL (default {DEFAULT_API})")
-    p.add_argument("--retries", type=int, default=5, help="attempts per request (default 5)")
+    p.add_argument("--api", default=None, metavar="URL", help="NBIA API base URL (default: TCIA's public API, medsr.data.tcia.DEFAULT_API)")
+    p.add_argument("--retries", type=int, default=5, help="attempts per request (default %(default)s)")
     p.set_defaults(handler=_run_fetch_tcia)
 
 
 def _run_fetch_tcia(args: argparse.Namespace) -> int:
-    from medsr.data.tcia import NbiaClient, fetch_collection
+    from medsr.data.tcia import DEFAULT_API, NbiaClient, fetch_collection
 
-    client = NbiaClient(args.api, retries=args.retries)
+    client = NbiaClient(args.api or DEFAULT_API, retries=args.retries)
     report = fetch_collection(
         client, args.collection, args.out, modality=args.modality, max_series=args.max_series, progress=sys.stderr.isatty()
     )
@@ -198,62 +270,76 @@ def _run_fetch_tcia(args: argparse.Namespace) -> int:
     return 1 if report.failed else 0
 
 
-def _add_evaluate(sub) -> None:
-    from medsr.data.degrade import KINDS, NOISES, TAPERS
-    from medsr.models.interpolation import INTERPOLATIONS
+# ------------------------------------------------------------------ medsr evaluate
 
+
+def _add_evaluate(sub) -> None:
     p = sub.add_parser(
         "evaluate",
         help="score methods on the same LR images of a split (PSNR, SSIM, CIs, tables, figures)",
         description="Degrade every HR slice of a split once and give the same LR image to every method; write "
-        "metrics.csv, summary.json (means with 95%% CIs, paired differences to the baseline), table.md (the paper's "
-        "Table 2 and Table 1 layouts) and comparison figures to OUT.",
+        f"{layout.EVAL_METRICS}, {layout.EVAL_SUMMARY} (means with 95%% CIs, paired differences to the baseline), "
+        f"{layout.EVAL_TABLE} (the paper's Table 2 and Table 1 layouts) and comparison figures to OUT.",
     )
     p.add_argument("dataset", type=Path, metavar="DATASET", help="a data set made by medsr prepare")
-    p.add_argument("--split", default="test", choices=("train", "val", "test"), help="split to score (default test)")
+    p.add_argument("--split", default="test", choices=SPLIT_NAMES, help="split to score (default %(default)s)")
     p.add_argument("--model", action="append", dest="models", metavar="NAME",
                    help=f"method to score: a baseline name or a checkpoint path, repeatable (default: {', '.join(INTERPOLATIONS)})")
     p.add_argument("--out", required=True, type=Path, help="output folder")
-    p.add_argument("--baseline", default="bicubic", help="method the others are compared with (default bicubic)")
-    p.add_argument("--degradation", default="bicubic", choices=KINDS, help="HR -> LR protocol (default bicubic)")
-    p.add_argument("--scale", default=4, type=int, choices=(2, 3, 4, 8), help="scale factor (default 4)")
-    p.add_argument("--taper", default="none", choices=TAPERS, help="k-space window for --degradation kspace")
-    p.add_argument("--noise", default="gaussian", choices=NOISES, help="noise model for --degradation blur-noise")
-    p.add_argument("--noise-level", default=0.01, type=float, help="noise standard deviation on [0, 1] (blur-noise)")
+    p.add_argument("--baseline", default="bicubic", help="method the others are compared with (default %(default)s)")
+    p.add_argument("--degradation", default="bicubic", choices=DEGRADATION_KINDS, help="HR -> LR protocol (default %(default)s)")
+    p.add_argument("--scale", default=4, type=int, choices=SCALES, help="scale factor (default %(default)s)")
+    p.add_argument("--taper", default="none", choices=TAPERS, help="k-space window for --degradation kspace (default %(default)s)")
+    p.add_argument("--tukey-alpha", default=0.5, type=float, metavar="A",
+                   help="with --taper tukey: fraction of the window that is tapered, in (0, 1] (default %(default)s)")
+    p.add_argument("--noise", default="gaussian", choices=NOISES, help="noise model for --degradation blur-noise (default %(default)s)")
+    p.add_argument("--noise-level", default=0.01, type=float, help="noise standard deviation on [0, 1] (blur-noise; default %(default)s)")
     p.add_argument("--blur-sigma", default=None, type=float, help="Gaussian sigma in HR pixels (blur-noise; default scale/2)")
-    p.add_argument("--seed", default=0, type=int, help="seed of the degradation noise and the bootstrap (default 0)")
-    p.add_argument("--crop-border", default=0, type=_count(0), help="pixels ignored on every side when scoring (default 0)")
+    p.add_argument("--seed", default=0, type=int, help="seed of the degradation noise and the bootstrap (default %(default)s)")
+    p.add_argument("--crop-border", default=0, type=_count(0), help="pixels ignored on every side when scoring (default %(default)s)")
     p.add_argument("--figure", action="append", dest="figure_ids", default=[], metavar="IMAGE_ID",
-                   help="image id to show in a figure (repeatable; default: the 2 most detailed images)")
+                   help="image id to show in a figure (repeatable; default: the --figures most detailed images)")
+    p.add_argument("--figures", dest="n_figures", default=2, type=_count(0), metavar="N",
+                   help="without --figure: how many of the most detailed images to show (default %(default)s)")
     p.add_argument("--limit", type=_count(1), help="score only the first N images of the split")
     p.add_argument("--device", default="auto", help="device for trained networks: auto, cpu or cuda")
     p.add_argument("--save-outputs", action="store_true",
-                   help="also write every reconstruction and the HR reference to OUT/outputs/ (for medsr mos create)")
+                   help=f"also write every reconstruction and the HR reference to OUT/{layout.EVAL_OUTPUTS}/ (for medsr mos create)")
     p.add_argument("--allow-overlap", action="store_true",
                    help="score a network even on patients it was trained or validated on (refused by default); "
-                   "summary.json and table.md then mark its results as not held out")
+                   f"{layout.EVAL_SUMMARY} and {layout.EVAL_TABLE} then mark its results as not held out")
     p.set_defaults(handler=_run_evaluate)
 
 
-def _run_evaluate(args: argparse.Namespace) -> int:
+def evaluate_options_from(args: argparse.Namespace) -> EvalOptions:
+    """The ``EvalOptions`` (with its ``Degradation``) that ``medsr evaluate``'s parsed flags give.
+
+    Raises:
+        MedsrError: a degradation ``Degradation`` refuses.
+    """
     from medsr.data.degrade import Degradation
-    from medsr.evaluate import EvalOptions, evaluate
-    from medsr.models import load_model
-    from medsr.models.interpolation import INTERPOLATIONS
+    from medsr.evaluate import EvalOptions
 
     try:
         degradation = Degradation(
-            kind=args.degradation, scale=args.scale, taper=args.taper, noise=args.noise,
+            kind=args.degradation, scale=args.scale, taper=args.taper, tukey_alpha=args.tukey_alpha, noise=args.noise,
             noise_level=args.noise_level, blur_sigma=args.blur_sigma,
         )
     except ValueError as exc:
         raise MedsrError(str(exc)) from None
-    models = [load_model(name, scale=args.scale, device=args.device) for name in (args.models or INTERPOLATIONS)]
-    options = EvalOptions(
+    return EvalOptions(
         split=args.split, degradation=degradation, baseline=args.baseline, seed=args.seed,
-        crop_border=args.crop_border, figure_ids=tuple(args.figure_ids), limit=args.limit,
+        crop_border=args.crop_border, figure_ids=tuple(args.figure_ids), n_figures=args.n_figures, limit=args.limit,
         save_outputs=args.save_outputs, allow_overlap=args.allow_overlap,
     )
+
+
+def _run_evaluate(args: argparse.Namespace) -> int:
+    from medsr.evaluate import evaluate
+    from medsr.models import load_model
+
+    options = evaluate_options_from(args)  # before any network is loaded
+    models = [load_model(name, scale=args.scale, device=args.device) for name in (args.models or INTERPOLATIONS)]
     result = evaluate(args.dataset, models, args.out, options, progress=sys.stderr.isatty())
     methods = result.summary["methods"]
     parts = [f"{name} {m['psnr']['mean']:.2f} dB / {m['ssim']['mean']:.4f}" for name, m in methods.items()]
@@ -261,12 +347,16 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+# ------------------------------------------------------------------ medsr train, enhance, run
+
+
 def _add_train(sub) -> None:
     p = sub.add_parser(
         "train",
         help="train SRResNet or SRGAN from a YAML config (resumable, multi-GPU with torchrun)",
         description="Train as CONFIG says (configs/*.yaml; unknown keys and wrong types are errors naming the key). "
-        "Writes RUN/config.yaml, last.pt and best.pt (self-describing, atomic), log.csv, tensorboard/ and the "
+        f"Writes RUN/{layout.TRAIN_CONFIG}, {layout.LAST_CHECKPOINT} and {layout.BEST_CHECKPOINT} (self-describing, "
+        f"atomic), {layout.TRAIN_LOG}, {layout.TENSORBOARD}/ and the "
         "SSIM/PSNR curves. Several GPUs or nodes: torchrun --nproc-per-node N -m medsr train CONFIG.",
     )
     p.add_argument("config", type=Path, metavar="CONFIG", help="YAML experiment config")
@@ -289,7 +379,7 @@ def _run_train(args: argparse.Namespace) -> int:
     if result.best:
         best = result.best
         print(f"{config.name}: best epoch {best['epoch']} (val PSNR {best['val_psnr']:.2f} dB, SSIM {best['val_ssim']:.4f}) "
-              f"-> {result.run_dir / 'best.pt'}")
+              f"-> {result.run_dir / layout.BEST_CHECKPOINT}")
     return 0
 
 
@@ -303,14 +393,15 @@ def _add_enhance(sub) -> None:
         "seamless tiles. Inputs are never modified.",
     )
     p.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="files or folders (walked recursively)")
-    p.add_argument("--model", required=True, help="checkpoint path (RUN/best.pt) or a baseline name (bicubic, ...)")
+    p.add_argument("--model", required=True,
+                   help=f"checkpoint path (RUN/{layout.BEST_CHECKPOINT}) or a baseline name ({', '.join(INTERPOLATIONS)})")
     p.add_argument("-o", "--out", required=True, type=Path, help="output folder (or file, for one input file)")
-    p.add_argument("--tile", type=int, default=256, help="tile side in input pixels (default 256)")
-    p.add_argument("--batch", type=int, default=4, help="tiles per forward pass (default 4)")
+    p.add_argument("--tile", type=int, default=256, help="tile side in input pixels (default %(default)s)")
+    p.add_argument("--batch", type=int, default=4, help="tiles per forward pass (default %(default)s)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
-                   help="network arithmetic: fp32 (default) or bf16 (faster on GPUs and AMX CPUs; "
-                   "outputs move by up to about 0.3%% of the intensity window)")
+    p.add_argument("--precision", choices=PRECISIONS, default="fp32",
+                   help="network arithmetic: fp32 or bf16 (faster on GPUs and AMX CPUs; "
+                   "outputs move by up to about 0.3%% of the intensity window) (default %(default)s)")
     p.add_argument("--compile", action="store_true", help="torch.compile the network (pays off for many images)")
     p.set_defaults(handler=_run_enhance)
 
@@ -329,14 +420,13 @@ def _run_enhance(args: argparse.Namespace) -> int:
 
 
 def _add_run(sub) -> None:
-    from medsr.pipeline import STAGES
-
     p = sub.add_parser(
         "run",
         help="the whole experiment: data, prepare, baselines, SRResNet, SRGAN, evaluation, report",
-        description="Run the stages of a run config (configs/demo.yaml, configs/paper.yaml). Finished stages "
-        "whose inputs did not change are skipped, so an interrupted run continues where it stopped. Writes "
-        "RUN/report.html (self-contained) and RUN/report.md.",
+        description="Run the stages of a run config (configs/demo.yaml, configs/paper.yaml). Every section is "
+        "validated before the first stage. Finished stages whose inputs did not change are skipped, so an "
+        f"interrupted run continues where it stopped. Writes RUN/{layout.REPORT_HTML} (self-contained) and "
+        f"RUN/{layout.REPORT_MD}.",
     )
     p.add_argument("config", type=Path, metavar="CONFIG", help="run config (YAML)")
     p.add_argument("--from", dest="force_from", choices=STAGES, help="force this stage and every later one")
@@ -349,6 +439,9 @@ def _run_run(args: argparse.Namespace) -> int:
     report = run_pipeline(args.config, force_from=args.force_from)
     print(f"report: {report}")
     return 0
+
+
+# ------------------------------------------------------------------ medsr mos
 
 
 def _add_mos(sub) -> None:
@@ -481,6 +574,8 @@ def _run_mos_backup(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The ``medsr`` parser with every sub-command; building it (or printing any ``--help``) imports
+    neither torch, OpenCV, SciPy nor the reader-study modules."""
     parser = argparse.ArgumentParser(prog="medsr", description="Super-resolution of medical images (CT, MR, X-ray).")
     parser.add_argument("--version", action="version", version=f"medsr {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks and library warnings")

@@ -16,23 +16,31 @@ import logging
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import yaml
 
+from medsr import layout
+from medsr.choices import DATA_SOURCES, DEGRADATION_KINDS, DETAIL_SCORES, INTERPOLATIONS, NOISES, STAGES, STRATIFY, TAPERS
 from medsr.errors import ConfigError, MedsrError
 from medsr.fsutil import atomic_write_json, atomic_write_text
 
+if TYPE_CHECKING:
+    from medsr.data.prepare import PrepareOptions
+    from medsr.evaluate import EvalOptions
+    from medsr.train.config import ExperimentConfig
+
 log = logging.getLogger(__name__)
 
-STAGES = ("data", "prepare", "baselines", "srresnet", "srgan", "evaluate", "report")
+__all__ = ["STAGES", "Pipeline", "RunConfig", "evaluate_options", "load_run_config", "prepare_options", "resolve_run_config",
+           "run_pipeline", "training_configs"]
 
 
 @dataclass
 class DataSection:
-    source: Literal["sample", "folder", "tcia"] = "sample"
+    source: Literal[DATA_SOURCES] = "sample"
     path: str | None = None  # folder: the DICOM/NIfTI tree
     collection: str = "CPTAC-GBM"  # tcia
     modality: str | None = None  # tcia
@@ -42,27 +50,41 @@ class DataSection:
 
 @dataclass
 class PrepareSection:
-    size: str = "512"  # exact square size, or "any"
+    """The ``prepare:`` section: the keys of ``PrepareOptions.describe()``, as text and numbers.
+
+    The defaults are ``PrepareOptions``' own (tests/test_cli.py holds them equal); see there why."""
+
+    size: int | str = "512"  # exact square size, or "any"
     min_size: int = 64
     sigma: float = 5.0
-    keep: str = "above-mean"
-    split: str = "1000,200,200"
-    stratify: str = "auto"  # auto (modality when there are several and the split is fractions) | modality | none
+    keep: str = "above-mean"  # above-mean | all | top:N | min:X
+    split: str = "0.7,0.15,0.15"  # fractions train,val,test, or counts (the paper's 1000,200,200)
+    stratify: Literal[STRATIFY] = "auto"  # auto (modality when there are several and the split is fractions) | modality | none
     patient_id: str = "auto"  # auto | dicom | folder | file | regex:PATTERN (medsr.data.patients)
-    score: str = "equation-1"  # detail score: equation-1 | original-code
+    score: Literal[DETAIL_SCORES] = "equation-1"  # detail score: equation-1 | original-code
     seed: int = 0
-    axes: str = "axial"
-    ct_window: list[float] | str = field(default_factory=lambda: [-1024.0, 3071.0])
+    axes: str | list[str] = "axial"  # axial, coronal, sagittal (comma-separated or a list), or all
+    ct_window: list[float] | str = field(default_factory=lambda: [-1024.0, 3071.0])  # [LO, HI] in HU, range or stored
     percentiles: list[float] = field(default_factory=lambda: [0.0, 100.0])
 
 
 @dataclass
 class EvaluateSection:
-    degradation: Literal["bicubic", "kspace", "blur-noise"] = "bicubic"
+    """The ``evaluate:`` section: the protocol of both evaluations of a run (the baselines on the
+    validation split, every method on the test split). Each key sets the ``Degradation`` or
+    ``EvalOptions`` field of ``medsr evaluate``'s flag of the same name, with its default."""
+
+    degradation: Literal[DEGRADATION_KINDS] = "bicubic"  # Degradation.kind
     scale: int = 4
-    baseline: str = "bicubic"
+    taper: Literal[TAPERS] = "none"  # kspace window
+    tukey_alpha: float = 0.5  # kspace with taper tukey: fraction of the window that is tapered
+    noise: Literal[NOISES] = "gaussian"  # blur-noise noise model
+    noise_level: float = 0.01  # blur-noise: noise standard deviation on [0, 1]
+    blur_sigma: float | None = None  # blur-noise: Gaussian sigma in HR pixels (None: scale / 2)
+    baseline: str = "bicubic"  # an interpolation method (both evaluations score them)
     seed: int = 0
-    figures: int = 2
+    crop_border: int = 0
+    figures: int = 2  # EvalOptions.n_figures of the test evaluation (the most detailed images); the baselines get none
 
 
 @dataclass
@@ -85,40 +107,108 @@ class RunConfig:
 
 
 def load_run_config(path: str | Path) -> RunConfig:
-    """Read and validate a run config (unknown keys and wrong types name the key)."""
+    """Read and validate a run config: unknown keys and wrong types name the key, and every
+    section (data, prepare, evaluate, both training configs) is checked before any work starts.
+
+    Raises:
+        ConfigError: naming the section or key and the problem.
+    """
     from medsr.train.config import build_dataclass, read_yaml_mapping  # one reader and validator for every config
 
     config = build_dataclass(RunConfig, read_yaml_mapping(path))
-    if config.data.source == "folder" and not config.data.path:
-        raise ConfigError("data.path: needed when data.source is folder")
-    prepare_options(config.prepare)
+    resolve_run_config(config)
     return config
 
 
-def prepare_options(section: PrepareSection):
+def resolve_run_config(config: RunConfig) -> tuple[PrepareOptions, EvalOptions, dict[str, ExperimentConfig]]:
+    """The validated options of every section of a run config: prepare's, evaluate's (see
+    ``evaluate_options``) and the experiment config of each enabled training stage.
+
+    Raises:
+        ConfigError: naming the section and the problem (also a network whose scale is not the
+            evaluation's, which would only fail after its training).
+    """
+    if config.data.source == "folder" and not config.data.path:
+        raise ConfigError("data.path: needed when data.source is folder")
+    preparation = prepare_options(config.prepare)
+    evaluation = evaluate_options(config.evaluate)
+    trainings = training_configs(config)
+    for name, training in trainings.items():
+        if training.model.scale != evaluation.degradation.scale:
+            raise ConfigError(f"{name}: the model is x{training.model.scale} but evaluate.scale is {evaluation.degradation.scale}")
+    return preparation, evaluation, trainings
+
+
+def prepare_options(section: PrepareSection) -> PrepareOptions:
     """The ``PrepareOptions`` of a run config's ``prepare`` section, validated.
 
     Raises:
         ConfigError: naming the section and the problem.
     """
-    from medsr.data.patients import PatientRule
-    from medsr.data.prepare import KeepRule, PrepareOptions, check_options, parse_size
-    from medsr.data.split import SplitSpec
-    from medsr.io.intensity import policy_from_dict
-    from medsr.io.volume import parse_axes
+    from medsr.data.prepare import PrepareOptions, check_options
 
     try:
-        options = PrepareOptions(
-            size=parse_size(section.size), min_size=section.min_size, sigma=section.sigma,
-            keep=KeepRule.parse(section.keep), split=SplitSpec.parse(section.split), stratify=section.stratify,
-            patients=PatientRule.parse(section.patient_id), score=section.score, seed=section.seed,
-            axes=parse_axes(section.axes),
-            intensity=policy_from_dict({"ct_window": section.ct_window, "percentiles": section.percentiles}),
-        )
+        options = PrepareOptions.from_description(asdict(section))
         check_options(options)
     except (ValueError, MedsrError) as exc:
         raise ConfigError(f"prepare: {exc}") from None
     return options
+
+
+def evaluate_options(section: EvaluateSection) -> EvalOptions:
+    """The ``EvalOptions`` of a run config's ``evaluate`` section (split ``test``; the stages set
+    the split, the figures and the saved outputs of each evaluation), validated.
+
+    Raises:
+        ConfigError: naming the key and the problem.
+    """
+    from medsr.data.degrade import Degradation
+    from medsr.evaluate import EvalOptions
+
+    if section.baseline not in INTERPOLATIONS:
+        raise ConfigError(f"evaluate.baseline: must be one of {', '.join(INTERPOLATIONS)}, got {section.baseline!r}")
+    for key in ("crop_border", "figures"):
+        if getattr(section, key) < 0:
+            raise ConfigError(f"evaluate.{key}: must be at least 0, got {getattr(section, key)}")
+    try:
+        degradation = Degradation(kind=section.degradation, scale=section.scale, taper=section.taper, tukey_alpha=section.tukey_alpha,
+                                  blur_sigma=section.blur_sigma, noise=section.noise, noise_level=section.noise_level)
+    except ValueError as exc:
+        raise ConfigError(f"evaluate: {exc}") from None
+    return EvalOptions(degradation=degradation, baseline=section.baseline, seed=section.seed, crop_border=section.crop_border,
+                       n_figures=section.figures)
+
+
+def training_configs(config: RunConfig) -> dict[str, ExperimentConfig]:
+    """The validated experiment config of each enabled training stage: its file, its ``set``
+    overrides, and this run's paths (SRGAN starts from the SRResNet's best checkpoint).
+
+    Raises:
+        ConfigError: a config that does not load, or SRGAN enabled without SRResNet.
+    """
+    run_dir = Path(config.run_dir)
+    trainings = {}
+    if config.srresnet.enabled:
+        trainings[layout.SRRESNET] = _training_config(run_dir, layout.SRRESNET, config.srresnet, None)
+    if config.srgan.enabled:
+        if not config.srresnet.enabled:
+            raise ConfigError("srgan.enabled: SRGAN starts from the SRResNet's weights; enable srresnet or disable srgan")
+        best = layout.run_training(run_dir, layout.SRRESNET) / layout.BEST_CHECKPOINT
+        trainings[layout.SRGAN] = _training_config(run_dir, layout.SRGAN, config.srgan, best)
+    return trainings
+
+
+def _training_config(run_dir: Path, name: str, section: TrainSection, init_from: Path | None) -> ExperimentConfig:
+    from medsr.train.config import load_config
+
+    overrides = [*section.set, f"data.dataset={layout.run_dataset(run_dir)}", f"run_dir={layout.run_training(run_dir, name)}",
+                 f"name={name}"]
+    if init_from is not None:
+        overrides.append(f"train.init_from={init_from}")
+    try:
+        return load_config(section.config, overrides)
+    except ConfigError as exc:
+        raise ConfigError(f"{name}: {exc}") from None
 
 
 def _fingerprint(*parts: object) -> str:
@@ -135,22 +225,22 @@ class StageRecord:
 
 
 class Pipeline:
-    """Runs the stages of one ``RunConfig`` in order, skipping the finished ones."""
+    """Runs the stages of one ``RunConfig`` in order, skipping the finished ones.
+
+    Every section is validated on construction, before any stage runs."""
 
     def __init__(self, config: RunConfig, *, force_from: str | None = None, progress: bool = True) -> None:
         if force_from is not None and force_from not in STAGES:
             raise MedsrError(f"--from: unknown stage {force_from!r}; stages: {', '.join(STAGES)}")
+        self.prepare_options, self.evaluate_options, self.trainings = resolve_run_config(config)
         self.config, self.progress = config, progress
         self.run_dir = Path(config.run_dir)
         self.forced = set(STAGES[STAGES.index(force_from):]) if force_from else set()
         self.records: dict[str, StageRecord] = {}
 
     # ------------------------------------------------------------------ bookkeeping
-    def _record_path(self, stage: str) -> Path:
-        return self.run_dir / "stages" / f"{stage}.json"
-
     def _previous(self, stage: str) -> StageRecord | None:
-        path = self._record_path(stage)
+        path = layout.stage_record(self.run_dir, stage)
         if not path.is_file():
             return None
         try:
@@ -161,6 +251,10 @@ class Pipeline:
     def _say(self, text: str) -> None:
         if self.progress:
             print(text, file=sys.stderr, flush=True)
+
+    def _bars(self) -> bool:
+        """Whether the library's progress bars are shown (progress wanted and stderr a terminal)."""
+        return self.progress and sys.stderr.isatty()
 
     def stage(self, name: str, section: object, work: Callable[[], tuple[list[Path], dict]]) -> StageRecord:
         upstream = [self.records[s].fingerprint for s in STAGES[: STAGES.index(name)] if s in self.records]
@@ -173,12 +267,12 @@ class Pipeline:
             return previous
         self._say(f"[{name}] running")
         for later in STAGES[STAGES.index(name):]:  # an interrupted stage, and all after it, must not look finished
-            self._record_path(later).unlink(missing_ok=True)
+            layout.stage_record(self.run_dir, later).unlink(missing_ok=True)
         began = time.perf_counter()
         outputs, info = work()
         record = StageRecord(name, fingerprint, round(time.perf_counter() - began, 1),
                              [str(Path(o).relative_to(self.run_dir)) if Path(o).is_relative_to(self.run_dir) else str(o) for o in outputs], info)
-        atomic_write_json(self._record_path(name), asdict(record))
+        atomic_write_json(layout.stage_record(self.run_dir, name), asdict(record))
         self.records[name] = record
         self._say(f"[{name}] done in {record.seconds:.1f} s")
         return record
@@ -186,19 +280,16 @@ class Pipeline:
     # ------------------------------------------------------------------ stages
     def run(self) -> Path:
         config = self.config
-        trainings = {"srresnet": self._train_config("srresnet", config.srresnet, None)}  # validated before any work
-        if config.srgan.enabled:
-            trainings["srgan"] = self._train_config("srgan", config.srgan, self.run_dir / "srresnet" / "best.pt")
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(self.run_dir / "run_config.yaml", yaml.safe_dump(asdict(config), sort_keys=False))
+        atomic_write_text(self.run_dir / layout.RUN_CONFIG, yaml.safe_dump(asdict(config), sort_keys=False))
         self.stage("data", {**asdict(config.data), "content": self._source_listing()}, self._data)
         self.stage("prepare", config.prepare, self._prepare)
-        self.stage("baselines", config.evaluate, self._baselines)
-        for name, training in trainings.items():  # the resolved config (file contents and overrides) is the input
+        self.stage("baselines", config.evaluate, self._baselines_on_val)
+        for name, training in self.trainings.items():  # the resolved config (file contents and overrides) is the input
             self.stage(name, training.to_dict(), lambda name=name, training=training: self._train(name, training))
-        self.stage("evaluate", config.evaluate, self._evaluate)
+        self.stage("evaluate", config.evaluate, self._all_methods_on_test)
         self.stage("report", {}, self._report)
-        return self.run_dir / "report.html"
+        return self.run_dir / layout.REPORT_HTML
 
     def _source_listing(self) -> str | None:
         """A fingerprint of a local source folder's files (path, size, mtime), so that prepare reruns
@@ -220,10 +311,10 @@ class Pipeline:
     def _data(self) -> tuple[list[Path], dict]:
         data = self.config.data
         if data.source == "sample":
-            from medsr.data.sample import SOURCES_CSV, fetch_samples
+            from medsr.data.sample import fetch_samples
 
-            folder = fetch_samples(progress=self.progress and sys.stderr.isatty())
-            return [folder / SOURCES_CSV], {"folder": str(folder), "kind": "sample"}
+            folder = fetch_samples(progress=self._bars())
+            return [folder / layout.SAMPLE_SOURCES], {"folder": str(folder), "kind": "sample"}
         if data.source == "folder":
             folder = Path(data.path)
             if not folder.exists():
@@ -231,9 +322,9 @@ class Pipeline:
             return [folder], {"folder": str(folder), "kind": "folder"}
         from medsr.data.tcia import DEFAULT_API, NbiaClient, fetch_collection
 
-        out = self.run_dir / "tcia"
+        out = self.run_dir / layout.TCIA_DOWNLOAD
         report = fetch_collection(NbiaClient(data.api or DEFAULT_API), data.collection, out, modality=data.modality,
-                                  max_series=data.max_series, progress=self.progress and sys.stderr.isatty())
+                                  max_series=data.max_series, progress=self._bars())
         if report.failed:
             self._say(f"[data] {len(report.failed)} series failed to download; continuing with the others")
         return [out], {"folder": str(out / data.collection), "kind": "tcia", "failed_series": len(report.failed)}
@@ -241,51 +332,43 @@ class Pipeline:
     def _prepare(self) -> tuple[list[Path], dict]:
         from medsr.data.prepare import prepare
 
-        options = prepare_options(self.config.prepare)
         folder = Path(self.records["data"].info["folder"])
-        result = prepare([folder], self.run_dir / "dataset", options, progress=self.progress and sys.stderr.isatty())
+        dataset = layout.run_dataset(self.run_dir)
+        result = prepare([folder], dataset, self.prepare_options, progress=self._bars())
         self._say(f"[prepare] {result.summary_line()}")
         for warning in result.warnings:
             self._say(f"[prepare] warning: {warning}")
-        return [self.run_dir / "dataset" / "manifest.csv"], {"slices": len(result.records)}
+        return [dataset / layout.MANIFEST], {"slices": len(result.records)}
 
-    def _evaluation(self, split: str, models: list, out: Path, figures: int, *, save_outputs: bool = False) -> tuple[list[Path], dict]:
-        from medsr.data.degrade import Degradation
-        from medsr.evaluate import EvalOptions, evaluate
+    def _score_split(self, models: list, out: Path, options: EvalOptions) -> tuple[list[Path], dict]:
+        """``medsr evaluate`` of ``models`` on the run's data set (the split and figures of ``options``)
+        into ``out``; the shared body of the baselines and the test evaluation."""
+        from medsr.evaluate import evaluate
 
-        section = self.config.evaluate
-        options = EvalOptions(split=split, degradation=Degradation(section.degradation, section.scale),
-                              baseline=section.baseline, seed=section.seed, n_figures=figures, save_outputs=save_outputs)
-        evaluate(self.run_dir / "dataset", models, out, options, progress=self.progress and sys.stderr.isatty())
-        outputs = [out / "summary.json", out / "table.md"]
-        return outputs + [out / "outputs" / "index.csv"] if save_outputs else outputs, {}
+        evaluate(layout.run_dataset(self.run_dir), models, out, options, progress=self._bars())
+        outputs = [out / layout.EVAL_SUMMARY, out / layout.EVAL_TABLE]
+        if options.save_outputs:
+            outputs.append(out / layout.EVAL_OUTPUTS_INDEX)
+        return outputs, {}
 
-    def _baselines(self) -> tuple[list[Path], dict]:
+    def _baselines_on_val(self) -> tuple[list[Path], dict]:
+        """Stage ``baselines``: every interpolation method on the validation split (Table 1), no figures."""
         from medsr.models import load_model
-        from medsr.models.interpolation import INTERPOLATIONS
 
-        scale = self.config.evaluate.scale
-        return self._evaluation("val", [load_model(n, scale=scale) for n in INTERPOLATIONS], self.run_dir / "table1-val", 0)
+        options = replace(self.evaluate_options, split="val", n_figures=0)
+        models = [load_model(n, scale=options.degradation.scale) for n in INTERPOLATIONS]
+        return self._score_split(models, self.run_dir / layout.BASELINE_EVALUATION, options)
 
-    def _train_config(self, name: str, section: TrainSection, init_from: Path | None):
-        """The validated experiment config of a training stage (its file, its overrides, this run's paths)."""
-        from medsr.train.config import load_config
-
-        overrides = [*section.set, f"data.dataset={self.run_dir / 'dataset'}", f"run_dir={self.run_dir / name}", f"name={name}"]
-        if init_from is not None:
-            overrides.append(f"train.init_from={init_from}")
-        return load_config(section.config, overrides)
-
-    def _train(self, name: str, config) -> tuple[list[Path], dict]:
+    def _train(self, name: str, config: ExperimentConfig) -> tuple[list[Path], dict]:
         from medsr.train.loop import fit
 
         run_dir = Path(config.run_dir)
         resume = self._resumable(name, run_dir, config)
         result = fit(config, resume=resume, overwrite=not resume, progress=self.progress)
-        return [run_dir / "best.pt", run_dir / "log.csv"], {"best": result.best, "epochs": config.train.epochs,
-                                                            "model": config.model.__dict__}
+        return [run_dir / layout.BEST_CHECKPOINT, run_dir / layout.TRAIN_LOG], {
+            "best": result.best, "epochs": config.train.epochs, "model": config.model.__dict__}
 
-    def _resumable(self, name: str, run_dir: Path, config) -> bool:
+    def _resumable(self, name: str, run_dir: Path, config: ExperimentConfig) -> bool:
         """Whether the stage's earlier, unfinished training is the same run (then it resumes);
         otherwise say why it starts afresh (``fit`` removes the old checkpoints first)."""
         from medsr.train.loop import run_record, starting_checkpoint
@@ -305,17 +388,19 @@ class Pipeline:
         self._say(f"[{name}] resuming from {found[0]}")
         return True
 
-    def _evaluate(self) -> tuple[list[Path], dict]:
+    def _all_methods_on_test(self) -> tuple[list[Path], dict]:
+        """Stage ``evaluate``: the interpolation methods but Lanczos and the trained networks on the
+        held-out test split (Table 2), with figures; the reconstructions are kept, so that
+        ``medsr mos create RUN/eval-test`` can build a reader study from them."""
         from medsr.models import load_model
-        from medsr.models.interpolation import INTERPOLATIONS
 
-        scale = self.config.evaluate.scale
+        options = replace(self.evaluate_options, split="test", save_outputs=True)
+        scale = options.degradation.scale
         models = [load_model(n, scale=scale) for n in INTERPOLATIONS if n != "lanczos"]
-        for name in ("srresnet", "srgan"):
+        for name in self.trainings:
             if name in self.records:
-                models.append(load_model(self.run_dir / name / "best.pt", scale=scale))
-        # the test reconstructions are kept: `medsr mos create RUN/eval-test` builds a reader study from them
-        return self._evaluation("test", models, self.run_dir / "eval-test", self.config.evaluate.figures, save_outputs=True)
+                models.append(load_model(layout.run_training(self.run_dir, name) / layout.BEST_CHECKPOINT, scale=scale))
+        return self._score_split(models, self.run_dir / layout.TEST_EVALUATION, options)
 
     def _report(self) -> tuple[list[Path], dict]:
         from medsr.report.html import write_report

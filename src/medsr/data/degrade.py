@@ -32,17 +32,16 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-KINDS = ("bicubic", "kspace", "blur-noise")
-TAPERS = ("none", "hann", "tukey")
-NOISES = ("gaussian", "rician")
+from medsr.choices import DEGRADATION_KINDS as KINDS
+from medsr.choices import NOISES, SCALES, TAPERS
 
 
 @dataclass(frozen=True)
 class Degradation:
     """A degradation protocol (validated on construction)."""
 
-    kind: str = "bicubic"
-    scale: int = 4
+    kind: str = "bicubic"  # default: the standard SR protocol, and the paper's
+    scale: int = 4  # default: the paper's x4
     taper: str = "none"  # kspace: none | hann | tukey
     tukey_alpha: float = 0.5  # kspace with taper=tukey: fraction of the window that is tapered
     blur_sigma: float | None = None  # blur-noise: Gaussian sigma in HR pixels (None: 0.5 * scale)
@@ -52,7 +51,7 @@ class Degradation:
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise ValueError(f"degradation must be one of {', '.join(KINDS)}; got {self.kind!r}")
-        if self.scale not in (2, 3, 4, 8):
+        if self.scale not in SCALES:
             raise ValueError(f"scale must be 2, 3, 4 or 8; got {self.scale}")
         if self.taper not in TAPERS:
             raise ValueError(f"taper must be one of {', '.join(TAPERS)}; got {self.taper!r}")

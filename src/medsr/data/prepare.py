@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import math
 import os
 import shutil
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,23 +29,20 @@ from pathlib import Path
 import numpy as np
 
 from medsr import __version__
-from medsr.data.detail import SCORES, detail_score, normalised_score
+from medsr.choices import DETAIL_SCORES, STRATIFY
+from medsr.data.detail import detail_score, normalised_score
 from medsr.data.patients import PatientRule, file_root
 from medsr.data.split import SPLIT_NAMES, UNUSED, SplitSpec, assign_splits, group_key
 from medsr.errors import MedsrError, UnreadableImage
 from medsr.fsutil import atomic_write_csv, atomic_write_json, is_within
 from medsr.io import iter_image_files, read_slices
-from medsr.io.intensity import IntensityPolicy, fit_mapping, value_samples
+from medsr.io.intensity import IntensityPolicy, fit_mapping, policy_from_dict, value_samples
 from medsr.io.raster import write_png16
 from medsr.io.types import IntensityMapping, SliceMeta
+from medsr.io.volume import parse_axes
+from medsr.layout import MANIFEST, PREPARE_INFO, SKIPPED, SLICES, STAGING, slice_file
 
 log = logging.getLogger(__name__)
-
-from medsr.data.manifest import MANIFEST
-SKIPPED = "skipped.csv"
-INFO = "prepare.json"
-SLICES = "slices"
-STAGING = ".staging"
 
 MANIFEST_COLUMNS = (
     "id", "file", "split", "source", "source_id", "frame", "format", "patient_id", "patient_from", "study_uid", "series_uid",
@@ -53,7 +51,6 @@ MANIFEST_COLUMNS = (
     "rescale_slope", "rescale_intercept", "stored_dtype",
 )
 SKIPPED_COLUMNS = ("source", "reason", "kind")
-STRATIFY = ("auto", "modality", "none")
 
 
 @dataclass(frozen=True)
@@ -97,22 +94,59 @@ class KeepRule:
 
 @dataclass(frozen=True)
 class PrepareOptions:
-    """Settings of ``prepare`` (see ``medsr prepare --help``)."""
+    """Settings of ``prepare``: the one source of their defaults.
 
-    size: int | None = 512  # exact square size; None = any size >= min_size
-    min_size: int = 64
-    sigma: float = 5.0
-    keep: KeepRule = KeepRule()
+    ``medsr prepare``'s flags (``--min-size`` sets ``min_size``, ``--patient-id`` sets ``patients``,
+    ``--ct-window`` and ``--percentiles`` set ``intensity``) and the ``prepare:`` section of a
+    ``medsr run`` config (its keys are those of ``describe()``) state the same defaults;
+    ``tests/test_cli.py`` holds them to these. The defaults are the general-purpose choices; a
+    protocol such as the paper's (configs/paper.yaml: 512, 1000,200,200) states its own values.
+    """
+
+    # exact square size; None = any size >= min_size. 512: CT's and most MR's slice size (and the paper's)
+    size: int | None = 512
+    min_size: int = 64  # with size None: smallest height and width kept (a x4 LR image of 16 pixels)
+    sigma: float = 5.0  # Gaussian sigma before the detail score; 5: the authors' code (keeps noise from scoring high)
+    keep: KeepRule = KeepRule()  # above-mean, as the authors' code
+    # fractions suit a data set of any size; counts (the paper's 1000,200,200) fail on one with fewer images
     split: SplitSpec = SplitSpec(fractions=(0.7, 0.15, 0.15))
     stratify: str = "auto"  # modality: deal each modality's patients separately; auto: when there are several; none
-    patients: PatientRule = PatientRule()  # how patients are told apart (medsr.data.patients)
+    patients: PatientRule = PatientRule()  # how patients are told apart (medsr.data.patients); auto: the best evidence found
     score: str = "equation-1"  # detail score: equation-1 (as printed) or original-code (the authors' code)
-    seed: int = 0
-    axes: tuple[str, ...] = ("axial",)
-    intensity: IntensityPolicy = IntensityPolicy()
-    workers: int = field(default_factory=lambda: os.cpu_count() or 1)
+    seed: int = 0  # of the patient split
+    axes: tuple[str, ...] = ("axial",)  # volume slice orientations; axial: the plane scanners acquire most
+    intensity: IntensityPolicy = IntensityPolicy()  # CT: full 12-bit HU range; MR: percentiles 0..100 (lossless)
+    workers: int = field(default_factory=lambda: os.cpu_count() or 1)  # processes; not part of the data set's description
+
+    @classmethod
+    def from_description(cls, description: Mapping[str, object], **extra: object) -> "PrepareOptions":
+        """The options ``describe()`` wrote (a ``prepare.json``'s options, a run config's ``prepare:``
+        section); keys left out take their defaults, ``extra`` sets the other fields (``workers``).
+
+        Raises:
+            ValueError: a value that does not parse (the message names it), or an unknown key.
+        """
+        values = dict(description)
+        unknown = sorted(set(values) - set(cls().describe()))
+        if unknown:
+            raise ValueError(f"{unknown[0]}: unknown option")
+        fields: dict[str, object] = {name: values[name] for name in ("min_size", "sigma", "stratify", "score", "seed") if name in values}
+        if "size" in values:
+            fields["size"] = parse_size(str(values["size"]))
+        if "keep" in values:
+            fields["keep"] = KeepRule.parse(str(values["keep"]))
+        if "split" in values:
+            fields["split"] = SplitSpec.parse(str(values["split"]))
+        if "patient_id" in values:
+            fields["patients"] = PatientRule.parse(str(values["patient_id"]))
+        if "axes" in values:
+            fields["axes"] = parse_axes(values["axes"])  # type: ignore[arg-type]
+        if "ct_window" in values or "percentiles" in values:
+            fields["intensity"] = policy_from_dict({k: values[k] for k in ("ct_window", "percentiles") if k in values})
+        return cls(**fields, **extra)  # type: ignore[arg-type]
 
     def describe(self) -> dict:
+        """The options as text and numbers (``prepare.json``; the keys of a run config's ``prepare:``)."""
         return {
             "size": self.size if self.size is not None else "any",
             "min_size": self.min_size,
@@ -263,7 +297,7 @@ def _manifest_row(record: SliceRecord) -> dict[str, object]:
     spacing = meta.pixel_spacing
     return {
         "id": record.id,
-        "file": f"{SLICES}/{record.id}.png",
+        "file": slice_file(record.id),
         "split": record.split,
         "source": meta.source,
         "source_id": source_id(meta),
@@ -297,14 +331,21 @@ def check_options(options: PrepareOptions) -> None:
     """Refuse inconsistent options before any file is read.
 
     Raises:
-        MedsrError: unknown stratify or score value, or stratifying a split given as counts.
+        MedsrError: unknown stratify or score value, stratifying a split given as counts, a
+            negative or non-finite sigma, a minimum size or worker count below 1.
     """
     if options.stratify not in STRATIFY:
         raise MedsrError(f"stratify must be one of {', '.join(STRATIFY)}; got {options.stratify!r}")
     if options.stratify == "modality" and options.split.counts is not None:
         raise MedsrError("stratifying needs a split given as fractions (e.g. 0.7,0.15,0.15)")
-    if options.score not in SCORES:
-        raise MedsrError(f"score must be one of {', '.join(SCORES)}; got {options.score!r}")
+    if options.score not in DETAIL_SCORES:
+        raise MedsrError(f"score must be one of {', '.join(DETAIL_SCORES)}; got {options.score!r}")
+    if not (math.isfinite(options.sigma) and options.sigma >= 0):
+        raise MedsrError(f"sigma must be a number >= 0; got {options.sigma}")
+    if options.min_size < 1:
+        raise MedsrError(f"min_size must be at least 1; got {options.min_size}")
+    if options.workers < 1:
+        raise MedsrError(f"workers must be at least 1; got {options.workers}")
 
 
 def _discover(sources: Sequence[Path], out: Path) -> dict[str, Path]:
@@ -413,27 +454,69 @@ def prepare(
     check_options(options)
     out = Path(out)
     files = _discover([Path(s) for s in sources], out)
+    staging = _start_dataset(out)
+    records, samples, skipped = _survey_files(files, options, progress)
+    _fit_mappings(records, samples, options.intensity)
+    sized = _select_sizes(records, skipped, options)
+    sized = _score_slices(sized, staging, options, progress)
+    skipped.sort(key=lambda row: (row["kind"], row["source"]))
+    if not sized:
+        shutil.rmtree(staging, ignore_errors=True)
+        atomic_write_csv(out / SKIPPED, SKIPPED_COLUMNS, skipped)
+        raise MedsrError(f"no usable slice of size {_wanted_size(options)} in {len(files)} files; "
+                         f"the reasons are in {out / SKIPPED}")
+    kept = [r for r, keep in zip(sized, options.keep.select(np.array([r.score_norm for r in sized]))) if keep]
+    stratified, split_warnings = _split(kept, options)
+    warnings = _patient_warnings(records) + split_warnings
+    final = [r for r in kept if r.split != UNUSED]
+    _move_slices(final, staging, out / SLICES)
+    final.sort(key=lambda r: (SPLIT_NAMES.index(r.split), r.meta.patient_id, r.meta.source, r.meta.frame))
+    atomic_write_csv(out / SKIPPED, SKIPPED_COLUMNS, skipped)
+    atomic_write_json(out / PREPARE_INFO, {**_describe(final, sized, kept, skipped, files, options),
+                                           "stratified_by_modality": stratified, "warnings": warnings})
+    atomic_write_csv(out / MANIFEST, MANIFEST_COLUMNS, (_manifest_row(r) for r in final))
+    return PrepareResult(out, final, skipped, len(files), warnings)
+
+
+def _start_dataset(out: Path) -> Path:
+    """Create ``out``, remove its manifest (the data set is incomplete until the end) and give an
+    empty staging folder inside it."""
     out.mkdir(parents=True, exist_ok=True)
-    (out / MANIFEST).unlink(missing_ok=True)  # the data set is incomplete until the end
+    (out / MANIFEST).unlink(missing_ok=True)
     staging = out / STAGING
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
+    return staging
 
-    records, samples, skipped = _survey_files(files, options, progress)
-    mappings: dict[str, IntensityMapping] = {}
+
+def _fit_mappings(records: Sequence[SliceRecord], samples: dict[str, list[np.ndarray]], policy: IntensityPolicy) -> None:
+    """Fit one intensity mapping per series (from its values and its first slice's metadata) and
+    give it to every slice of the series."""
     first_meta = {r.series_key: r.meta for r in reversed(records)}
-    for key, parts in samples.items():
-        mappings[key] = fit_mapping(first_meta[key], np.concatenate(parts), options.intensity)
+    mappings = {key: fit_mapping(first_meta[key], np.concatenate(parts), policy) for key, parts in samples.items()}
     for record in records:
         record.mapping = mappings[record.series_key]
 
+
+def _wanted_size(options: PrepareOptions) -> str:
+    """The size rule in words: ``512x512`` or ``at least 64 on each side``."""
+    return f"{options.size}x{options.size}" if options.size else f"at least {options.min_size} on each side"
+
+
+def _select_sizes(records: Sequence[SliceRecord], skipped: list[dict[str, str]], options: PrepareOptions) -> list[SliceRecord]:
+    """The slices of the wanted size; each source without one is added to ``skipped``."""
     sized = [r for r in records if _size_ok(r.height, r.width, options)]
     usable_sources = {r.meta.source for r in sized}
-    wanted_size = f"{options.size}x{options.size}" if options.size else f"at least {options.min_size} on each side"
     for source, shapes in _shapes_by_source(records).items():
         if source not in usable_sources:
-            skipped.append({"source": source, "reason": f"no slice of size {wanted_size} (found {shapes})", "kind": "filtered"})
+            skipped.append({"source": source, "reason": f"no slice of size {_wanted_size(options)} (found {shapes})",
+                            "kind": "filtered"})
+    return sized
 
+
+def _score_slices(sized: Sequence[SliceRecord], staging: Path, options: PrepareOptions, progress: bool) -> list[SliceRecord]:
+    """Score every sized slice and stage it as PNG16 (in parallel, one task per source file);
+    returns the slices that got a finite score."""
     by_source: dict[str, dict[int, SliceRecord]] = defaultdict(dict)
     for record in sized:
         by_source[record.meta.source][record.meta.frame] = record
@@ -446,20 +529,12 @@ def prepare(
             record = by_source[source][frame]
             record.score = score
             record.score_norm = normalised_score(score, (record.height, record.width))
-    sized = [r for r in sized if np.isfinite(r.score)]
-    skipped.sort(key=lambda row: (row["kind"], row["source"]))
-    if not sized:
-        shutil.rmtree(staging, ignore_errors=True)
-        atomic_write_csv(out / SKIPPED, SKIPPED_COLUMNS, skipped)
-        raise MedsrError(f"no usable slice of size {wanted_size} in {len(files)} files; the reasons are in {out / SKIPPED}")
+    return [r for r in sized if np.isfinite(r.score)]
 
-    norms = np.array([r.score_norm for r in sized])
-    kept = [r for r, keep in zip(sized, options.keep.select(norms)) if keep]
-    stratified, split_warnings = _split(kept, options)
-    warnings = _patient_warnings(records) + split_warnings
-    final = [r for r in kept if r.split != UNUSED]
 
-    slices_dir = out / SLICES
+def _move_slices(final: Sequence[SliceRecord], staging: Path, slices_dir: Path) -> None:
+    """Move the final slices from ``staging`` into ``slices_dir``, remove the slices of an earlier
+    run that are no longer in the data set, then the staging folder."""
     slices_dir.mkdir(exist_ok=True)
     for record in final:
         os.replace(staging / f"{record.id}.png", slices_dir / f"{record.id}.png")
@@ -468,13 +543,6 @@ def prepare(
         if stale.name not in keep_names:
             stale.unlink()
     shutil.rmtree(staging, ignore_errors=True)
-
-    final.sort(key=lambda r: (SPLIT_NAMES.index(r.split), r.meta.patient_id, r.meta.source, r.meta.frame))
-    atomic_write_csv(out / SKIPPED, SKIPPED_COLUMNS, skipped)
-    atomic_write_json(out / INFO, {**_describe(final, sized, kept, skipped, files, options), "stratified_by_modality": stratified,
-                                   "warnings": warnings})
-    atomic_write_csv(out / MANIFEST, MANIFEST_COLUMNS, (_manifest_row(r) for r in final))
-    return PrepareResult(out, final, skipped, len(files), warnings)
 
 
 def _shapes_by_source(records: Sequence[SliceRecord]) -> dict[str, str]:

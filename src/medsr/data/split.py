@@ -7,14 +7,14 @@ file carries no patient id), and whole patients are dealt to splits.
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
+from medsr.choices import SPLIT_NAMES
 from medsr.errors import MedsrError
 
-SPLIT_NAMES = ("train", "val", "test")
 UNUSED = "unused"
 
 
@@ -80,32 +80,46 @@ def assign_splits(groups: Sequence[str], spec: SplitSpec, *, seed: int = 0, stra
         members[key].append(index)
     rng = np.random.default_rng(seed)
     order = sorted(members)
-    rng.shuffle(order)
-    result = [UNUSED] * len(groups)
+    rng.shuffle(order)  # the patients' visiting order (with counts); it also advances rng for the fractions' deals
     if spec.counts is not None:
-        need = dict(zip(SPLIT_NAMES, spec.counts))
-        if sum(need.values()) > len(groups):
-            raise MedsrError(
-                f"split {spec} asks for {sum(need.values())} images but only {len(groups)} passed the filters; "
-                "lower the counts or give fractions such as 0.7,0.15,0.15"
-            )
-        for key in order:
-            name = max(SPLIT_NAMES, key=lambda n: need[n])
-            if need[name] == 0:
-                break
-            indices = members[key]
-            if len(indices) > need[name]:
-                indices = sorted(rng.choice(indices, size=need[name], replace=False).tolist())
-            for index in indices:
-                result[index] = name
-            need[name] -= len(indices)
-        if any(need.values()):
-            placed = ",".join(str(c - need[n]) for n, c in zip(SPLIT_NAMES, spec.counts))
-            raise MedsrError(
-                f"split {spec} could place only {placed} images without sharing a patient between splits; "
-                "lower the counts or give fractions"
-            )
-        return result
+        return _assign_counts(members, order, len(groups), spec, rng)
+    return _assign_fractions(members, len(groups), spec, rng, strata)
+
+
+def _assign_counts(members: dict[str, list[int]], order: Sequence[str], total: int, spec: SplitSpec,
+                   rng: np.random.Generator) -> list[str]:
+    """Deal whole patients, in ``order``, to the split that needs the most images, taking part of
+    the last patient of a split when it has more slices than the split still needs."""
+    assert spec.counts is not None
+    result = [UNUSED] * total
+    need = dict(zip(SPLIT_NAMES, spec.counts))
+    if sum(need.values()) > total:
+        raise MedsrError(
+            f"split {spec} asks for {sum(need.values())} images but only {total} passed the filters; "
+            "lower the counts or give fractions such as 0.7,0.15,0.15"
+        )
+    for key in order:
+        name = max(SPLIT_NAMES, key=lambda n: need[n])
+        if need[name] == 0:
+            break
+        indices = members[key]
+        if len(indices) > need[name]:
+            indices = sorted(rng.choice(indices, size=need[name], replace=False).tolist())
+        for index in indices:
+            result[index] = name
+        need[name] -= len(indices)
+    if any(need.values()):
+        placed = ",".join(str(c - need[n]) for n, c in zip(SPLIT_NAMES, spec.counts))
+        raise MedsrError(
+            f"split {spec} could place only {placed} images without sharing a patient between splits; "
+            "lower the counts or give fractions"
+        )
+    return result
+
+
+def _assign_fractions(members: dict[str, list[int]], total: int, spec: SplitSpec, rng: np.random.Generator,
+                      strata: Sequence[str] | None) -> list[str]:
+    """Deal every patient by fractions, each stratum (a patient's majority label) separately."""
     assert spec.fractions is not None
     if strata is None:
         parts = [members]
@@ -115,7 +129,7 @@ def assign_splits(groups: Sequence[str], spec: SplitSpec, *, seed: int = 0, stra
             labels = [strata[i] for i in indices]
             label_of[key] = max(sorted(set(labels)), key=labels.count)
         parts = [{k: v for k, v in members.items() if label_of[k] == label} for label in sorted(set(label_of.values()))]
-    result = [UNUSED] * len(groups)
+    result = [UNUSED] * total
     for part in parts:
         for key, name in _deal_fractions(part, spec.fractions, rng).items():
             for index in part[key]:

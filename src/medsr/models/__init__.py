@@ -13,9 +13,10 @@ from pathlib import Path
 
 from torch import nn
 
+from medsr.choices import INTERPOLATIONS
 from medsr.errors import MedsrError
 from medsr.models.base import SRModel
-from medsr.models.interpolation import INTERPOLATIONS, InterpolationModel
+from medsr.models.interpolation import InterpolationModel
 from medsr.models.network import NetworkModel
 from medsr.models.srresnet import SRResNet
 

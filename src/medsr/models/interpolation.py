@@ -5,9 +5,12 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from medsr.choices import INTERPOLATIONS
 from medsr.models.base import SRModel
 
-_FLAGS = {
+__all__ = ["INTERPOLATIONS", "InterpolationModel"]  # INTERPOLATIONS: re-exported (evaluate imports it from here)
+
+_FLAGS = {  # one per name of INTERPOLATIONS (medsr.choices), in its order
     "nearest": cv2.INTER_NEAREST,
     "bilinear": cv2.INTER_LINEAR,
     "bicubic": cv2.INTER_CUBIC,
@@ -42,5 +45,3 @@ class InterpolationModel(SRModel):
     def describe(self) -> dict:
         return {**super().describe(), "library": f"OpenCV {cv2.__version__} cv2.resize"}
 
-
-INTERPOLATIONS = tuple(_FLAGS)

@@ -13,7 +13,7 @@ from dataclasses import asdict
 from datetime import datetime, timezone
 from pathlib import Path
 
-from medsr import __version__
+from medsr import __version__, layout
 from medsr.fsutil import atomic_write_text, read_csv
 from medsr.report import tables
 
@@ -50,7 +50,7 @@ def _headline(summary: dict, baseline: str) -> str:
             lines.append(
                 f"**{name}** vs {baseline} ({title}; {tables.units(block)}): "
                 f"PSNR {psnr['mean_diff']:+.2f} dB [95% CI {tables.interval(psnr, 2)}] "
-                f"({psnr['improvement_pct']:+.2f}%, p {tables._p(psnr['p_patients'])} over patients), "
+                f"({psnr['improvement_pct']:+.2f}%, p {tables.p_value(psnr['p_patients'])} over patients), "
                 f"SSIM {ssim['mean_diff']:+.4f} [{tables.interval(ssim, 4)}] "
                 f"({ssim['improvement_pct']:+.2f}%): {'above' if above else 'not clearly above'} {baseline} on the held-out patients."
             )
@@ -112,17 +112,40 @@ pre{background:#f6f6f6;padding:1em;overflow:auto;font-size:.85em}"""
 def write_report(run_dir: Path, config, stage_seconds: dict[str, float]) -> list[Path]:
     """Write report.md and report.html from the run folder's outputs; returns both paths."""
     doc = _Doc(run_dir)
-    test = _load(run_dir / "eval-test" / "summary.json")
-    val = _load(run_dir / "table1-val" / "summary.json")
-    prepared = _load(run_dir / "dataset" / "prepare.json")
+    test = _load(run_dir / layout.TEST_EVALUATION / layout.EVAL_SUMMARY)
+    val = _load(run_dir / layout.BASELINE_EVALUATION / layout.EVAL_SUMMARY)
     doc.heading(f"medsr report: {config.name}", 1)
     generated = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     doc.paragraph(f"{config.description} Generated {generated} by medsr {__version__}.".strip())
     if test:
-        baseline = test["protocol"]["baseline"]
         for note in tables.warnings(test):
             doc.paragraph(note)
-        doc.paragraph(_headline(test, baseline))
+        doc.paragraph(_headline(test, test["protocol"]["baseline"]))
+    _evaluation_tables(doc, val, test)
+    doc.heading("Training")
+    for name in (layout.SRRESNET, layout.SRGAN):
+        if name in stage_seconds:  # a stage this run has
+            _training(doc, name, layout.run_training(run_dir, name))
+    figures = sorted((run_dir / layout.TEST_EVALUATION / layout.EVAL_FIGURES).glob("*.png"))
+    if figures:
+        doc.heading("Sample images (test split; Figures 4-5)")
+        for path in figures:
+            doc.image(path, path.stem.replace("_", " "))
+    _provenance(doc, run_dir, config)
+    doc.heading("Resolved configuration")
+    doc.code(json.dumps(asdict(config), indent=2))
+    doc.heading("Environment")
+    doc.rows(["item", "value"], _environment(stage_seconds))
+    md_path, html_path = run_dir / layout.REPORT_MD, run_dir / layout.REPORT_HTML
+    atomic_write_text(md_path, "\n".join(doc.md))
+    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>medsr report: {html.escape(config.name)}</title>"
+            f"<style>{_STYLE}</style></head><body>{''.join(doc.html)}</body></html>")
+    atomic_write_text(html_path, page)
+    return [md_path, html_path]
+
+
+def _evaluation_tables(doc: _Doc, val: dict | None, test: dict | None) -> None:
+    """Table 1 (baselines, validation split) and Table 2 (every method, test split), per block."""
     if val:
         doc.heading("Table 1: interpolation baselines (validation split)")
         doc.paragraph(tables.protocol_text(val["protocol"]))
@@ -133,32 +156,34 @@ def write_report(run_dir: Path, config, stage_seconds: dict[str, float]) -> list
         doc.paragraph(tables.protocol_text(test["protocol"]))
         for title, block in tables.blocks(test):
             doc.heading(f"Table 2, {title}", 3)
-            doc.table(tables.table2(block, [m["name"] for m in test["protocol"]["methods"]], baseline))
-    doc.heading("Training")
-    for name in ("srresnet", "srgan"):
-        folder = run_dir / name
-        if name not in stage_seconds or not (folder / "log.csv").is_file():  # a stage this run does not have
-            continue
-        rows = read_csv(folder / "log.csv")
-        best = [r for r in rows if r.get("best") == "1"]
-        trained = (folder / "config.yaml").read_text() if (folder / "config.yaml").is_file() else ""
-        shares = ", ".join(f"{key[:-6]} {100 * float(value):.2f}%" for key, value in rows[-1].items()
-                           if key.endswith("_share") and value not in ("", "nan")) if rows else ""
-        doc.paragraph(
-            (f"**{name}**: {len(rows)} epochs, best epoch {best[-1]['epoch'] if best else '-'} "
-             f"(validation PSNR {float(best[-1]['val_psnr']):.2f} dB, SSIM {float(best[-1]['val_ssim']):.4f})." if best else f"**{name}**")
-            + (f" Share of each term in the generator loss in the last epoch: {shares}." if shares else "")
-        )
-        doc.image(folder / "curves_ssim.png", f"{name}: SSIM per epoch, training and validation (Figure 6)")
-        doc.image(folder / "curves_psnr.png", f"{name}: PSNR per epoch, training and validation (Figure 7)")
-        if trained:
-            doc.code(trained)
-    figures = sorted((run_dir / "eval-test" / "figures").glob("*.png"))
-    if figures:
-        doc.heading("Sample images (test split; Figures 4-5)")
-        for path in figures:
-            doc.image(path, path.stem.replace("_", " "))
+            doc.table(tables.table2(block, [m["name"] for m in test["protocol"]["methods"]], test["protocol"]["baseline"]))
+
+
+def _training(doc: _Doc, name: str, folder: Path) -> None:
+    """One training run: epochs, best epoch, loss shares, curves and its config."""
+    if not (folder / layout.TRAIN_LOG).is_file():
+        return
+    rows = read_csv(folder / layout.TRAIN_LOG)
+    best = [r for r in rows if r.get("best") == "1"]
+    config_path = folder / layout.TRAIN_CONFIG
+    trained = config_path.read_text() if config_path.is_file() else ""
+    shares = ", ".join(f"{key[:-6]} {100 * float(value):.2f}%" for key, value in rows[-1].items()
+                       if key.endswith("_share") and value not in ("", "nan")) if rows else ""
+    doc.paragraph(
+        (f"**{name}**: {len(rows)} epochs, best epoch {best[-1]['epoch'] if best else '-'} "
+         f"(validation PSNR {float(best[-1]['val_psnr']):.2f} dB, SSIM {float(best[-1]['val_ssim']):.4f})." if best else f"**{name}**")
+        + (f" Share of each term in the generator loss in the last epoch: {shares}." if shares else "")
+    )
+    doc.image(folder / layout.CURVES_SSIM, f"{name}: SSIM per epoch, training and validation (Figure 6)")
+    doc.image(folder / layout.CURVES_PSNR, f"{name}: PSNR per epoch, training and validation (Figure 7)")
+    if trained:
+        doc.code(trained)
+
+
+def _provenance(doc: _Doc, run_dir: Path, config) -> None:
+    """The data set's options, counts and patients per split, and where the images came from."""
     doc.heading("Data provenance")
+    prepared = _load(layout.run_dataset(run_dir) / layout.PREPARE_INFO)
     if prepared:
         doc.paragraph(f"Pre-processing options: `{json.dumps(prepared['options'], sort_keys=True)}`; counts: `{json.dumps(prepared['counts'], sort_keys=True)}`.")
         doc.rows(["split", "slices", "patients", "modalities"],
@@ -166,23 +191,13 @@ def write_report(run_dir: Path, config, stage_seconds: dict[str, float]) -> list
                   for name, s in prepared["splits"].items()])
         doc.rows(["split", "patients"], [[name, ", ".join(p.split(":", 1)[-1] for p in s["patients"])] for name, s in prepared["splits"].items()])
     sources = Path(str(config.data.path or "")) if config.data.source == "folder" else None
-    record = _load(run_dir / "stages" / "data.json") or {}
+    record = _load(layout.stage_record(run_dir, "data")) or {}
     folder = Path(record.get("info", {}).get("folder", "")) if record else None
-    if folder and (folder / "sources.csv").is_file():
+    if folder and (folder / layout.SAMPLE_SOURCES).is_file():
         doc.rows(["file", "modality", "patient", "package", "licence", "description"],
                  [[r["file"], r["modality"], r["patient_id"] or "(in DICOM)", f"{r['package']}=={r['version']}", r["licence"], r["description"]]
-                  for r in read_csv(folder / "sources.csv")])
+                  for r in read_csv(folder / layout.SAMPLE_SOURCES)])
     elif sources:
         doc.paragraph(f"Images from the local folder `{sources}`.")
     elif config.data.source == "tcia":
         doc.paragraph(f"TCIA collection {config.data.collection} (modality {config.data.modality or 'all'}), downloaded through the NBIA API.")
-    doc.heading("Resolved configuration")
-    doc.code(json.dumps(asdict(config), indent=2))
-    doc.heading("Environment")
-    doc.rows(["item", "value"], _environment(stage_seconds))
-    md_path, html_path = run_dir / "report.md", run_dir / "report.html"
-    atomic_write_text(md_path, "\n".join(doc.md))
-    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>medsr report: {html.escape(config.name)}</title>"
-            f"<style>{_STYLE}</style></head><body>{''.join(doc.html)}</body></html>")
-    atomic_write_text(html_path, page)
-    return [md_path, html_path]

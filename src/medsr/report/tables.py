@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 
-METRICS = ("ssim", "psnr", "ssim_fg", "psnr_fg")
+#: How the notes name each metric.
 LABELS = {"ssim": "SSIM", "psnr": "PSNR (dB)", "ssim_fg": "SSIM fg", "psnr_fg": "PSNR fg (dB)"}
 #: Below this many patients, intervals and p-values are flagged as unreliable.
 FEW_PATIENTS = 10
@@ -28,7 +28,8 @@ def _score(entry: dict, metric: str) -> str:
     return f"{_number(entry['mean'], d)} [{_number(entry['ci_low'], d)}, {_number(entry['ci_high'], d)}]"
 
 
-def _p(value: float) -> str:
+def p_value(value: float) -> str:
+    """A p-value as the tables print it: ``<0.001``, ``0.042``, or ``-`` for NaN."""
     if value != value:
         return "-"
     return "<0.001" if value < 0.001 else f"{value:.3f}"
@@ -41,7 +42,7 @@ def _difference(diff: dict, metric: str) -> str:
     return (
         f"{diff['improvement_pct']:+.2f}% ({_number(diff['mean_diff'], d, '+')} [{_number(diff['ci_low'], d, '+')}, "
         f"{_number(diff['ci_high'], d, '+')}], bootstrap [{_number(diff['boot_low'], d, '+')}, {_number(diff['boot_high'], d, '+')}]; "
-        f"p {_p(diff['p_patients'])} over patients, {_p(diff['p_slices'])} over slices)"
+        f"p {p_value(diff['p_patients'])} over patients, {p_value(diff['p_slices'])} over slices)"
     )
 
 

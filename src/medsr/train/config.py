@@ -17,14 +17,17 @@ from typing import Any, Literal
 
 import yaml
 
+from medsr.choices import DEGRADATION_KINDS, NETWORK_SCALES, NOISES, TAPERS
 from medsr.errors import ConfigError
 
 
 @dataclass
 class DegradationConfig:
-    kind: Literal["bicubic", "kspace", "blur-noise"] = "bicubic"
-    taper: Literal["none", "hann", "tukey"] = "none"  # kspace window
-    noise: Literal["gaussian", "rician"] = "gaussian"  # blur-noise noise model
+    """The training degradation: ``Degradation``'s fields and defaults (its scale is ``model.scale``)."""
+
+    kind: Literal[DEGRADATION_KINDS] = "bicubic"
+    taper: Literal[TAPERS] = "none"  # kspace window
+    noise: Literal[NOISES] = "gaussian"  # blur-noise noise model
     noise_level: float = 0.01  # blur-noise: noise std on [0, 1]
     blur_sigma: float | None = None  # blur-noise: HR pixels (None: scale / 2)
 
@@ -175,8 +178,8 @@ def _check_values(config: ExperimentConfig) -> None:
     for key, value in positive.items():
         if value <= 0:
             raise ConfigError(f"{key}: must be positive, got {value}")
-    if config.model.scale not in (2, 4, 8):
-        raise ConfigError(f"model.scale: must be 2, 4 or 8, got {config.model.scale}")
+    if config.model.scale not in NETWORK_SCALES:
+        raise ConfigError(f"model.scale: must be one of {', '.join(map(str, NETWORK_SCALES))}, got {config.model.scale}")
     if config.data.patch_size % config.model.scale:
         raise ConfigError(f"data.patch_size: {config.data.patch_size} is not a multiple of model.scale {config.model.scale}")
     if config.train.lr <= 0 or config.adversarial.lr_d <= 0:
@@ -187,6 +190,20 @@ def _check_values(config: ExperimentConfig) -> None:
         raise ConfigError("train.betas: expected two numbers")
     if len(config.adversarial.content_layer) != 2:
         raise ConfigError("adversarial.content_layer: expected [i, j]")
+    _check_degradation(config)
+
+
+def _check_degradation(config: ExperimentConfig) -> None:
+    """Build the training degradation as training will (``Degradation`` validates it), so that a
+    bad value is refused on load rather than when ``fit`` starts."""
+    from medsr.data.degrade import Degradation  # torch: only when a config is checked
+
+    d = config.data.degradation
+    try:
+        Degradation(kind=d.kind, scale=config.model.scale, taper=d.taper, blur_sigma=d.blur_sigma, noise=d.noise,
+                    noise_level=d.noise_level)
+    except ValueError as exc:
+        raise ConfigError(f"data.degradation: {exc}") from None
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -238,13 +255,6 @@ def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str
             if not isinstance(node, dict):
                 raise ConfigError(f"{'.'.join(keys)}: {part} is not a section")
         node[keys[-1]] = value
-    config = build_dataclass(ExperimentConfig, data)
-    _check_values(config)
-    return config
-
-
-def from_dict(data: dict) -> ExperimentConfig:
-    """Rebuild a config saved with ``to_dict`` (e.g. from a checkpoint), validated."""
     config = build_dataclass(ExperimentConfig, data)
     _check_values(config)
     return config
