@@ -136,3 +136,53 @@ def test_cli_bf16_precision_stays_close_to_fp32(tmp_path, checkpoint):
     assert exact.pixel_array.shape == low.pixel_array.shape
     # 0.2% of the 4095 HU training window (bf16 has an 8-bit mantissa), and not bit-equal
     assert 0 < np.abs(hu_low - hu_exact).max() < 0.002 * 4095 * 2
+
+
+def test_several_file_inputs_land_side_by_side_and_folders_keep_their_tree(tmp_path, capsys):
+    image = (np.arange(48 * 40) % 251).astype(np.uint8).reshape(48, 40)
+    for name in ("a.png", "b.png", "tree/sub/c.png"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(tmp_path / name), image)
+    out = tmp_path / "out"
+    code = main(["enhance", str(tmp_path / "a.png"), str(tmp_path / "b.png"), str(tmp_path / "tree"), "--model", "bicubic", "-o", str(out)])
+    assert code == 0 and capsys.readouterr().out.startswith("3 files written")
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == ["a.png", "b.png", "tree/sub/c.png"]
+    assert cv2.imread(str(out / "a.png"), cv2.IMREAD_UNCHANGED).shape == (4 * 48, 4 * 40)
+    assert main(["enhance", str(tmp_path / "a.png"), "--model", "bicubic", "-o", str(tmp_path / "single.png")]) == 0
+    assert (tmp_path / "single.png").is_file()
+    assert main(["enhance", str(tmp_path / "a.png"), "--model", "bicubic", "-o", str(tmp_path / "folder")]) == 0
+    assert (tmp_path / "folder" / "a.png").is_file()
+
+
+def test_two_inputs_with_the_same_name_are_refused_before_writing(tmp_path):
+    for folder in ("x", "y"):
+        (tmp_path / folder).mkdir()
+        cv2.imwrite(str(tmp_path / folder / "a.png"), np.zeros((16, 16), np.uint8))
+    with pytest.raises(MedsrError, match="would both be written to"):
+        enhance_paths([tmp_path / "x" / "a.png", tmp_path / "y" / "a.png"], tmp_path / "out", load_model("bicubic"))
+    assert not (tmp_path / "out").exists()
+
+
+def _big_endian(source, path):
+    ds = pydicom.dcmread(source)
+    pixels = ds.pixel_array
+    ds.PixelData = pixels.astype(pixels.dtype.newbyteorder(">")).tobytes()
+    ds.file_meta.TransferSyntaxUID = pydicom.uid.ExplicitVRBigEndian
+    pydicom.dcmwrite(path, ds, enforce_file_format=True)
+    return path
+
+
+def test_big_endian_dicom_is_enhanced_into_little_endian(tmp_path, ct_small):
+    """A big-endian source used to fail ('save_as() cannot be used to convert between little and
+    big endian encoding'), so nothing was written for it."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    _big_endian(ct_small, folder / "ct.dcm")
+    shutil.copy(pydicom_file("MR_small_bigendian.dcm"), folder / "mr.dcm")
+    report = enhance_paths([folder], tmp_path / "out", load_model("bicubic"))
+    assert not report.failed and len(report.written) == 2
+    for name in ("ct.dcm", "mr.dcm"):
+        (original,), (sr,) = read_slices(folder / name), read_slices(tmp_path / "out" / name)
+        assert pydicom.dcmread(tmp_path / "out" / name).file_meta.TransferSyntaxUID == pydicom.uid.ExplicitVRLittleEndian
+        small = cv2.resize(sr.pixels, original.shape[::-1], interpolation=cv2.INTER_AREA)
+        assert np.abs(small - original.pixels).mean() < 0.02 * np.ptp(original.pixels)  # not byte-swapped noise

@@ -83,7 +83,7 @@ def test_png16_writer_is_lossless_at_16_bits(tmp_path):
     write_png16(path, levels)
     np.testing.assert_array_equal(read_png16(path), levels.astype(np.float32))
     assert detect_format(path) == "raster"
-    assert not list(tmp_path.glob(".*tmp"))
+    assert not list(tmp_path.glob(".*"))  # no temporary file left behind
 
 
 def test_corrupt_gzip_and_truncated_nifti_are_refused(tmp_path):

@@ -1,17 +1,18 @@
 """``medsr enhance``: super-resolve a user's own scans into files their viewer opens.
 
-DICOM files, series folders and trees become derived DICOM series (``medsr.io.dicom_write``);
-NIfTI and NRRD volumes are super-resolved slice by slice in their first two voxel axes and written
-with an affine/space directions scaled so that they overlay the original; PNG/TIFF become 16-bit
-PNG/TIFF. Values go to [0, 1] through the intensity mapping the model was trained with, and come
-back through its inverse into the original units and bit depth. Inputs are never modified; the
-output folder may not be an input; a failing file is reported and the others are still written.
+This module only orchestrates: it reads with ``medsr.io``, runs the model, and writes with
+``medsr.io.write_like``. DICOM files, series folders and trees become derived DICOM series
+(``medsr.io.dicom_write``); NIfTI and NRRD volumes are super-resolved slice by slice in their first
+two voxel axes and written with an affine/space directions scaled so that they overlay the
+original; PNG/TIFF become 16-bit PNG/TIFF. Values go to [0, 1] through the intensity mapping the
+model was trained with, and come back through its inverse into the original units and bit depth.
+Inputs are never modified; the output folder may not be an input; a failing file is reported and
+the others are still written.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -22,9 +23,9 @@ import numpy as np
 from medsr.errors import MedsrError, UnreadableImage
 from medsr.fsutil import is_within
 from medsr.infer import enhance_tiled
-from medsr.io import detect_format, iter_image_files, read_slices
+from medsr.io import detect_format, iter_image_files, read_slices, read_volume, write_like
 from medsr.io.intensity import IntensityPolicy, fit_mapping, policy_from_dict, value_samples
-from medsr.io.types import IntensityMapping
+from medsr.io.types import IntensityMapping, Volume
 from medsr.models.base import SRModel
 
 log = logging.getLogger(__name__)
@@ -68,34 +69,55 @@ class _Runner:
 
 
 def _output_paths(files: Sequence[Path], inputs: Sequence[Path], out: Path) -> dict[Path, Path]:
+    """Where each file's result goes: ``out`` itself for one input file and a file-like ``out``;
+    else ``out/NAME`` for an input file and ``out/REL`` (one folder input) or ``out/FOLDER/REL``
+    (several inputs) for a file at ``REL`` under an input folder.
+
+    Raises:
+        MedsrError: two different files would be written to the same place.
+    """
     single_file_target = len(inputs) == 1 and inputs[0].is_file() and out.name.lower().endswith(_FILE_SUFFIXES)
-    mapping = {}
+    mapping: dict[Path, Path] = {}
     for path in files:
         if single_file_target:
             mapping[path] = out
             continue
         root = next(i for i in inputs if i == path or (i.is_dir() and is_within(path, i)))
-        relative = Path(path.name) if root == path else path.relative_to(root)
-        mapping[path] = out / relative if len(inputs) == 1 else out / root.name / relative
+        if root == path:
+            mapping[path] = out / path.name
+        else:
+            mapping[path] = out / path.relative_to(root) if len(inputs) == 1 else out / root.name / path.relative_to(root)
+    _check_distinct(mapping)
     return mapping
 
 
-def _atomic(target: Path, write: Callable[[Path], None]) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    suffix = "".join(target.suffixes[-2:]) if target.name.endswith(".nii.gz") else target.suffix
-    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp{suffix}")
-    try:
-        write(tmp)
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
+def _check_distinct(mapping: dict[Path, Path]) -> None:
+    """Raise ``MedsrError`` when two different source files map to one target."""
+    sources: dict[Path, Path] = {}
+    for path, target in mapping.items():
+        other = sources.setdefault(target, path)
+        if other != path:
+            raise MedsrError(f"{other} and {path} would both be written to {target}; enhance them in separate runs")
+
+
+def _enhance_volume(runner: _Runner, volume: Volume) -> np.ndarray:
+    """Super-resolve every (X, Y) plane of ``volume.data`` (X, Y, ...) -> float64 physical values
+    (X*s, Y*s, ...), with one intensity mapping and value range for the whole volume."""
+    data = volume.data
+    mapping = fit_mapping(volume.meta, data, runner.policy)
+    limits = (float(data.min()), float(data.max()))
+    s = runner.model.scale
+    planes = data.reshape(data.shape[0], data.shape[1], -1)
+    out = np.empty((planes.shape[0] * s, planes.shape[1] * s, planes.shape[2]), dtype=np.float64)
+    for k in range(planes.shape[2]):
+        out[:, :, k] = runner.physical(planes[:, :, k], mapping, limits)
+    return out.reshape((data.shape[0] * s, data.shape[1] * s, *data.shape[2:]))
 
 
 def _enhance_dicom_series(runner: _Runner, paths: list[Path], targets: dict[Path, Path], report: EnhanceReport) -> None:
-    import pydicom
+    """One derived series for one source series: a shared intensity mapping, value range and
+    Series Instance UID; each file's frames go through the model into a derived file."""
     from pydicom.uid import generate_uid
-
-    from medsr.io.dicom_write import derived_dataset, stored_values, write_dataset
 
     samples, first = [], None
     for path in paths:  # first pass: the series' value range, one file in memory at a time
@@ -107,109 +129,67 @@ def _enhance_dicom_series(runner: _Runner, paths: list[Path], targets: dict[Path
     limits = (float(values.min()), float(values.max()))
     series_uid = generate_uid()
     for path in paths:
-        items = read_slices(path)
-        source = pydicom.dcmread(str(path))
-        frames = np.stack([stored_values(runner.physical(item.pixels, mapping, limits), source, item.meta.frame) for item in items])
-        derived = derived_dataset(source, frames, scale=runner.model.scale, series_uid=series_uid, model_name=runner.model.name)
-        write_dataset(derived, targets[path])
+        frames = (runner.physical(item.pixels, mapping, limits) for item in read_slices(path))
+        write_like(path, frames, targets[path], scale=runner.model.scale, model_name=runner.model.name, series_uid=series_uid)
         report.written.append(targets[path])
 
 
-def _enhance_nifti(runner: _Runner, path: Path, target: Path) -> None:
-    import nibabel as nib
-
-    from medsr.io.sidecar import read_sidecar
-    from medsr.io.types import SliceMeta
-
-    image = nib.load(str(path))
-    data = np.asarray(image.dataobj, dtype=np.float32)
-    if data.ndim not in (2, 3, 4) or not np.all(np.isfinite(data)):
-        raise UnreadableImage("expected a finite 2-D, 3-D or 4-D volume")
-    meta = SliceMeta(source=str(path), format="nifti", modality=read_sidecar(path).get("Modality", "MR"))
-    mapping = fit_mapping(meta, data, runner.policy)
-    limits = (float(data.min()), float(data.max()))
-    s = runner.model.scale
-    volume = data.reshape(data.shape[0], data.shape[1], -1)
-    out = np.empty((volume.shape[0] * s, volume.shape[1] * s, volume.shape[2]), dtype=np.float64)
-    for k in range(volume.shape[2]):
-        out[:, :, k] = runner.physical(volume[:, :, k], mapping, limits)
-    out = out.reshape((data.shape[0] * s, data.shape[1] * s, *data.shape[2:]))
-    voxel = np.diag([1.0 / s, 1.0 / s, 1.0, 1.0])
-    voxel[:2, 3] = (1.0 / s - 1.0) / 2.0  # new voxel centres inside the old voxels
-    affine = image.affine @ voxel
-    header = image.header.copy()
-    dtype = image.get_data_dtype()
-    slope, inter = image.header.get_slope_inter()
-    slope = 1.0 if slope is None or not np.isfinite(slope) else float(slope)
-    inter = 0.0 if inter is None or not np.isfinite(inter) else float(inter)
-    if np.issubdtype(dtype, np.integer):
-        info = np.iinfo(dtype)
-        stored = np.clip(np.rint((out - inter) / slope), info.min, info.max).astype(dtype)
-    else:
-        stored, slope, inter = out.astype(dtype), 1.0, 0.0
-    result = nib.Nifti1Image(stored, affine, header=header)
-    result.header.set_slope_inter(slope, inter)
-    result.header.set_xyzt_units(*image.header.get_xyzt_units())
-    _atomic(target, lambda tmp: nib.save(result, str(tmp)))
-
-
-def _enhance_nrrd(runner: _Runner, path: Path, target: Path) -> None:
-    import nrrd
-
-    from medsr.io.sidecar import read_sidecar
-    from medsr.io.types import SliceMeta
-
-    data, header = nrrd.read(str(path))
-    if data.ndim not in (2, 3) or not np.all(np.isfinite(data)):
-        raise UnreadableImage("expected a finite 2-D or 3-D NRRD")
-    modality = read_sidecar(path).get("Modality", "OT")
-    mapping = fit_mapping(SliceMeta(source=str(path), format="nrrd", modality=modality), data.astype(np.float32), runner.policy)
-    limits = (float(data.min()), float(data.max()))
-    s = runner.model.scale
-    volume = data.reshape(data.shape[0], data.shape[1], -1).astype(np.float32)
-    out = np.empty((volume.shape[0] * s, volume.shape[1] * s, volume.shape[2]), dtype=np.float64)
-    for k in range(volume.shape[2]):
-        out[:, :, k] = runner.physical(volume[:, :, k], mapping, limits)
-    out = out.reshape((data.shape[0] * s, data.shape[1] * s, *data.shape[2:]))
-    if np.issubdtype(data.dtype, np.integer):
-        info = np.iinfo(data.dtype)
-        out = np.clip(np.rint(out), info.min, info.max)
-    out = out.astype(data.dtype)
-    header = dict(header)
-    header.pop("sizes", None)
-    directions = header.get("space directions")
-    if directions is not None:
-        directions = np.array(directions, dtype=float)
-        if "space origin" in header:
-            shift = -(1.0 - 1.0 / s) / 2.0
-            header["space origin"] = np.asarray(header["space origin"], float) + shift * (directions[0] + directions[1])
-        directions[:2] = directions[:2] / s
-        header["space directions"] = directions
-    elif header.get("spacings") is not None:
-        spacings = list(header["spacings"])
-        spacings[0], spacings[1] = spacings[0] / s, spacings[1] / s
-        header["spacings"] = spacings
-    _atomic(target, lambda tmp: nrrd.write(str(tmp), out, header))
+def _enhance_volume_file(runner: _Runner, path: Path, target: Path) -> None:
+    """A NIfTI or NRRD volume, super-resolved plane by plane in its first two voxel axes."""
+    write_like(path, _enhance_volume(runner, read_volume(path)), target, scale=runner.model.scale)
 
 
 def _enhance_raster(runner: _Runner, path: Path, target: Path) -> None:
-    import cv2
-
-    from medsr.io.raster import quantize_png16
-
+    """Each page of a PNG/TIFF through its own (dtype-range) mapping to [0, 1] and the model."""
     pages = read_slices(path)
-    outputs = []
-    for item in pages:
-        mapping = fit_mapping(item.meta, item.pixels, runner.policy)
-        outputs.append(quantize_png16(runner.unit(mapping.to_unit(item.pixels))))
-    tiff = target.suffix.lower() in (".tif", ".tiff")
+    outputs = (runner.unit(fit_mapping(item.meta, item.pixels, runner.policy).to_unit(item.pixels)) for item in pages)
+    write_like(path, outputs, target, scale=runner.model.scale)
 
-    def write(tmp: Path) -> None:
-        ok = cv2.imwritemulti(str(tmp), outputs) if tiff and len(outputs) > 1 else cv2.imwrite(str(tmp), outputs[0])
-        if not ok:
-            raise OSError(f"cannot write {target}")
 
-    _atomic(target, write)
+def _check_inputs(inputs: Sequence[Path], out: Path) -> None:
+    """Raise ``MedsrError`` for a missing input, or an ``out`` that is or holds an input."""
+    for path in inputs:
+        if not path.exists():
+            raise MedsrError(f"{path}: no such file or folder")
+        if path.resolve() == out.resolve() or is_within(path, out):
+            raise MedsrError(f"{out}: the output may not be an input or contain one ({path}); choose another -o")
+
+
+def _group(files: Sequence[Path], report: EnhanceReport) -> tuple[dict[str, list[Path]], list[tuple[Path, str]]]:
+    """DICOM files by Series Instance UID (a file without one is its own series), and the other
+    files with their format; unrecognised files go to ``report.failed``."""
+    from medsr.io.dicom import read_dicom_header
+
+    series: dict[str, list[Path]] = defaultdict(list)
+    others: list[tuple[Path, str]] = []
+    for path in files:
+        try:
+            kind = detect_format(path)
+            if kind in ("dicom", "dicom-nopreamble"):
+                header = read_dicom_header(path, force=kind == "dicom-nopreamble")
+                series[str(header.get("SeriesInstanceUID", "") or path)].append(path)
+            elif kind is None:
+                raise UnreadableImage("not a recognised image format (DICOM, NIfTI, NRRD, PNG or TIFF)")
+            else:
+                others.append((path, kind))
+        except UnreadableImage as exc:
+            report.failed.append((str(path), str(exc)))
+    return series, others
+
+
+def _jobs(files: Sequence[Path], targets: dict[Path, Path], runner: _Runner, report: EnhanceReport) -> list[tuple[str, Callable[[], None]]]:
+    """(what to name on failure, work) for each DICOM series and each other file."""
+    series, others = _group(files, report)
+    jobs: list[tuple[str, Callable[[], None]]] = []
+    for paths in series.values():
+        jobs.append((str(paths[0].parent if len(paths) > 1 else paths[0]), lambda p=paths: _enhance_dicom_series(runner, p, targets, report)))
+    writers = {"nifti": _enhance_volume_file, "nrrd": _enhance_volume_file, "raster": _enhance_raster}
+    for path, kind in others:
+        def job(p: Path = path, k: str = kind) -> None:
+            writers[k](runner, p, targets[p])
+            report.written.append(targets[p])
+        jobs.append((str(path), job))
+    return jobs
 
 
 def enhance_paths(
@@ -220,51 +200,24 @@ def enhance_paths(
     *,
     progress: bool = False,
 ) -> EnhanceReport:
-    """Super-resolve every image under ``inputs`` into ``out`` (see the module docstring).
+    """Super-resolve every image under ``inputs`` into ``out`` (see the module docstring and
+    ``_output_paths`` for where each result goes).
 
     Raises:
-        MedsrError: a missing input, or ``out`` equal to (or holding) an input.
+        MedsrError: a missing input, ``out`` equal to (or holding) an input, or two inputs whose
+            results would land on the same file.
     """
     from tqdm import tqdm
 
     inputs = [Path(p) for p in inputs]
     out = Path(out)
-    for path in inputs:
-        if not path.exists():
-            raise MedsrError(f"{path}: no such file or folder")
-        if path.resolve() == out.resolve() or is_within(path, out):
-            raise MedsrError(f"{out}: the output may not be an input or contain one ({path}); choose another -o")
+    _check_inputs(inputs, out)
     files = [f for f in iter_image_files(inputs) if not is_within(f, out)]
     targets = _output_paths(files, inputs, out)
     report = EnhanceReport()
     bar = tqdm(desc="enhance", unit="tile", disable=not progress, leave=False)
     runner = _Runner(model, options, bar.update)
-    series: dict[str, list[Path]] = defaultdict(list)
-    others: list[tuple[Path, str]] = []
-    for path in files:
-        try:
-            kind = detect_format(path)
-            if kind in ("dicom", "dicom-nopreamble"):
-                from medsr.io.dicom import read_dicom_header
-
-                header = read_dicom_header(path, force=kind == "dicom-nopreamble")
-                series[str(header.get("SeriesInstanceUID", "") or path)].append(path)
-            elif kind is None:
-                raise UnreadableImage("not a recognised image format (DICOM, NIfTI, NRRD, PNG or TIFF)")
-            else:
-                others.append((path, kind))
-        except UnreadableImage as exc:
-            report.failed.append((str(path), str(exc)))
-    jobs: list[tuple[str, Callable[[], None]]] = []
-    for paths in series.values():
-        jobs.append((str(paths[0].parent if len(paths) > 1 else paths[0]), lambda p=paths: _enhance_dicom_series(runner, p, targets, report)))
-    writers = {"nifti": _enhance_nifti, "nrrd": _enhance_nrrd, "raster": _enhance_raster}
-    for path, kind in others:
-        def job(p=path, k=kind):
-            writers[k](runner, p, targets[p])
-            report.written.append(targets[p])
-        jobs.append((str(path), job))
-    for source, job in jobs:
+    for source, job in _jobs(files, targets, runner, report):
         try:
             job()
         except (UnreadableImage, MedsrError, OSError, ValueError) as exc:

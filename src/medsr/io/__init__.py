@@ -1,5 +1,8 @@
-"""Reading medical images: one reader per format behind one function, ``read_slices``.
+"""Reading and writing medical images: one module per format behind three functions.
 
+``read_slices`` reads any supported file into 2-D slices, ``read_volume`` reads a NIfTI/NRRD
+volume in its own voxel order, and ``write_like`` writes a super-resolved result in the format
+of its source (derived DICOM, NIfTI, NRRD, 16-bit PNG/TIFF) so that it overlays the source.
 Formats are recognised by their content (magic bytes), not by the file extension, so a DICOM
 file named ``.png`` is still read as DICOM and a text file named ``.dcm`` is rejected.
 """
@@ -11,18 +14,24 @@ import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+import numpy as np
+
 from medsr.errors import UnreadableImage
-from medsr.io.types import IntensityMapping, Slice, SliceMeta
+from medsr.io.types import IntensityMapping, Slice, SliceMeta, Volume
 
 __all__ = [
     "IntensityMapping",
     "Slice",
     "SliceMeta",
     "UnreadableImage",
+    "Volume",
     "detect_format",
     "iter_image_files",
     "read_slices",
+    "read_volume",
+    "write_like",
 ]
+_UNKNOWN_FORMAT = "not a recognised image format (DICOM, NIfTI, NRRD, PNG or TIFF)"
 
 _DICOM_NAME_HINTS = ("", ".dcm", ".dicom", ".ima")
 #: Files that travel with image data but are not images; discovery passes over them silently.
@@ -96,7 +105,72 @@ def read_slices(path: str | Path, *, axes: Iterable[str] = ("axial",)) -> list[S
         return nrrd.read_nrrd(path, axes=axes)
     if kind == "raster":
         return raster.read_raster(path)
-    raise UnreadableImage("not a recognised image format (DICOM, NIfTI, NRRD, PNG or TIFF)")
+    raise UnreadableImage(_UNKNOWN_FORMAT)
+
+
+def read_volume(path: str | Path) -> Volume:
+    """Read a NIfTI or NRRD file as one volume in its own voxel order (see ``Volume``), the
+    form ``write_like`` takes back; ``read_slices`` instead reorients and cuts it.
+
+    Raises:
+        UnreadableImage: not a NIfTI/NRRD file, unreadable, of unsupported dimensions, or not finite.
+    """
+    from medsr.io import nifti, nrrd
+
+    kind = detect_format(path)
+    if kind == "nifti":
+        return nifti.read_nifti_volume(path)
+    if kind == "nrrd":
+        return nrrd.read_nrrd_volume(path)
+    raise UnreadableImage(f"not a NIfTI or NRRD volume ({kind or 'unknown format'})")
+
+
+def write_like(
+    source: str | Path,
+    images: np.ndarray | Iterable[np.ndarray],
+    target: str | Path,
+    *,
+    scale: int,
+    model_name: str = "",
+    series_uid: str | None = None,
+) -> None:
+    """Write super-resolved ``images`` of ``source`` to ``target`` in ``source``'s format, so that
+    they overlay it in a viewer; written atomically (the old ``target`` survives a failure).
+
+    Args:
+        source: the file the images were read from; its format (by content) picks the writer,
+            which reads its header again (DICOM tags, NIfTI affine, NRRD space).
+        images: by the source's format:
+            DICOM: one (H*scale, W*scale) array per frame of ``read_slices(source)``, in its
+            physical units (HU for CT); consumed one at a time. Written as a derived object,
+            uncompressed Explicit VR Little Endian, in the source's bit depth.
+            NIfTI/NRRD: one (X*scale, Y*scale, ...) array of physical values in the voxel order of
+            ``read_volume(source)``; written in the source's data type.
+            PNG/TIFF: one (H*scale, W*scale) array in [0, 1] per page; written 16-bit.
+        target: the output file.
+        scale: the super-resolution factor.
+        model_name: named in a derived DICOM's DerivationDescription.
+        series_uid: a derived DICOM's Series Instance UID (one per source series; new if None).
+
+    Raises:
+        UnreadableImage: the source cannot be read (again) or has no writer.
+        ValueError: the images' shape does not match the source times ``scale``.
+        OSError: the target cannot be written.
+    """
+    from medsr.io import dicom_write, nifti, nrrd, raster
+
+    kind = detect_format(source)
+    if kind in ("dicom", "dicom-nopreamble"):
+        dicom_write.write_dicom_like(source, images, target, scale=scale, model_name=model_name,
+                                     series_uid=series_uid, force=kind == "dicom-nopreamble")
+    elif kind == "nifti":
+        nifti.write_nifti_like(source, np.asarray(images), target, scale=scale)
+    elif kind == "nrrd":
+        nrrd.write_nrrd_like(source, np.asarray(images), target, scale=scale)
+    elif kind == "raster":
+        raster.write_raster_like(images, target)
+    else:
+        raise UnreadableImage(_UNKNOWN_FORMAT)
 
 
 def _is_companion(path: Path) -> bool:

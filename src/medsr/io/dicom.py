@@ -25,7 +25,8 @@ _PIXEL_TAGS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
 
 
 def read_dicom_header(path: str | Path, *, force: bool = False) -> Dataset:
-    """Parse a DICOM file without pixels; raises ``UnreadableImage`` with the reason."""
+    """Parse a DICOM file without pixels (everything before the pixel data, and the file meta);
+    raises ``UnreadableImage`` with the reason."""
     return _dcmread(path, force=force, stop_before_pixels=True)
 
 
@@ -69,7 +70,9 @@ def _functional_group_item(ds: Dataset, frame: int, sequence: str) -> Dataset | 
     return None
 
 
-def _rescale(ds: Dataset, frame: int) -> tuple[float, float]:
+def frame_rescale(ds: Dataset, frame: int) -> tuple[float, float]:
+    """(Rescale Slope, Rescale Intercept) of ``frame``: its functional group's, else the dataset's,
+    else (1, 0); ``physical = stored * slope + intercept``."""
     item = _functional_group_item(ds, frame, "PixelValueTransformationSequence")
     source = item if item is not None and "RescaleSlope" in item else ds
     slope = float(source.get("RescaleSlope", 1.0) or 1.0)
@@ -101,7 +104,8 @@ def _position(ds: Dataset, frame: int) -> float | None:
     return None
 
 
-def _stored_range(ds: Dataset) -> tuple[float, float]:
+def stored_range(ds: Dataset) -> tuple[float, float]:
+    """(lowest, highest) stored value that BitsStored and PixelRepresentation allow."""
     bits = int(ds.get("BitsStored", ds.get("BitsAllocated", 16)) or 16)
     if int(ds.get("PixelRepresentation", 0) or 0) == 1:
         return float(-(2 ** (bits - 1))), float(2 ** (bits - 1) - 1)
@@ -136,10 +140,10 @@ def read_dicom(path: str | Path, *, force: bool = False) -> list[Slice]:
     modality = str(ds.get("Modality", "OT") or "OT")
     rescale_type = str(ds.get("RescaleType", "") or "")
     unit = "HU" if modality == "CT" and rescale_type in ("", "HU") else "stored"
-    lo, hi = _stored_range(ds)
+    lo, hi = stored_range(ds)
     slices = []
     for index in range(stored.shape[0]):
-        slope, intercept = _rescale(ds, index)
+        slope, intercept = frame_rescale(ds, index)
         pixels = stored[index].astype(np.float32)
         if slope != 1.0 or intercept != 0.0:
             pixels *= np.float32(slope)

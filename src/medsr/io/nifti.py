@@ -1,4 +1,4 @@
-"""NIfTI-1/2 reader (nibabel), 3-D and 4-D."""
+"""NIfTI-1/2 reader (nibabel), 3-D and 4-D, and the writer of super-resolved volumes."""
 
 from __future__ import annotations
 
@@ -9,8 +9,19 @@ import nibabel as nib
 import numpy as np
 
 from medsr.errors import UnreadableImage
-from medsr.io.types import Slice
-from medsr.io.volume import volume_to_slices
+from medsr.fsutil import atomic_path
+from medsr.io.sidecar import read_sidecar
+from medsr.io.types import Slice, SliceMeta, Volume
+from medsr.io.volume import check_scaled_shape, volume_to_slices
+
+
+def _load(path: Path) -> tuple[nib.spatialimages.SpatialImage, np.ndarray]:
+    """The nibabel image and its header-scaled voxel values, float32 in file order."""
+    try:
+        image = nib.load(str(path))
+        return image, np.asarray(image.dataobj, dtype=np.float32)
+    except Exception as exc:
+        raise UnreadableImage(f"cannot read NIfTI ({type(exc).__name__}: {' '.join(str(exc).split())[:120]})") from None
 
 
 def read_nifti(path: str | Path, *, axes: Iterable[str] = ("axial",)) -> list[Slice]:
@@ -19,11 +30,7 @@ def read_nifti(path: str | Path, *, axes: Iterable[str] = ("axial",)) -> list[Sl
     Values are the header-scaled ones (``scl_slope``/``scl_inter`` applied), float32.
     """
     path = Path(path)
-    try:
-        image = nib.load(str(path))
-        data = np.asarray(image.dataobj, dtype=np.float32)
-    except Exception as exc:
-        raise UnreadableImage(f"cannot read NIfTI ({type(exc).__name__}: {' '.join(str(exc).split())[:120]})") from None
+    image, data = _load(path)
     slope, inter = image.header.get_slope_inter()
     stored_dtype = str(image.get_data_dtype())
     return volume_to_slices(
@@ -37,3 +44,60 @@ def read_nifti(path: str | Path, *, axes: Iterable[str] = ("axial",)) -> list[Sl
         default_modality="MR",
         file_format="nifti",
     )
+
+
+def read_nifti_volume(path: str | Path) -> Volume:
+    """Read a NIfTI file in its own voxel order (see ``Volume``).
+
+    Raises:
+        UnreadableImage: unreadable, not 2-D to 4-D, or not finite.
+    """
+    path = Path(path)
+    image, data = _load(path)
+    if data.ndim not in (2, 3, 4) or not np.all(np.isfinite(data)):
+        raise UnreadableImage("expected a finite 2-D, 3-D or 4-D volume")
+    meta = SliceMeta(source=str(path), format="nifti", modality=read_sidecar(path).get("Modality", "MR"),
+                     stored_dtype=str(image.get_data_dtype()))
+    return Volume(data, meta)
+
+
+def _scaled_affine(affine: np.ndarray, scale: int) -> np.ndarray:
+    """The affine of a grid ``scale`` times finer in the first two voxel axes, covering the same
+    field of view (new voxel centres inside the old voxels)."""
+    voxel = np.diag([1.0 / scale, 1.0 / scale, 1.0, 1.0])
+    voxel[:2, 3] = (1.0 / scale - 1.0) / 2.0
+    return affine @ voxel
+
+
+def _to_stored(values: np.ndarray, header: nib.Nifti1Header, dtype: np.dtype) -> tuple[np.ndarray, float, float]:
+    """Physical values -> (stored array of ``dtype``, slope, intercept): integer types keep the
+    source's scl_slope/scl_inter (rounded, clipped to the type); float types store values as they are."""
+    slope, inter = header.get_slope_inter()
+    slope = 1.0 if slope is None or not np.isfinite(slope) else float(slope)
+    inter = 0.0 if inter is None or not np.isfinite(inter) else float(inter)
+    if np.issubdtype(dtype, np.integer):
+        info = np.iinfo(dtype)
+        return np.clip(np.rint((values - inter) / slope), info.min, info.max).astype(dtype), slope, inter
+    return values.astype(dtype), 1.0, 0.0
+
+
+def write_nifti_like(source: str | Path, volume: np.ndarray, target: str | Path, *, scale: int) -> None:
+    """Write ``volume`` (X*scale, Y*scale, ...) of physical values, super-resolved from the NIfTI
+    ``source`` (X, Y, ...) in its voxel order, as a NIfTI that overlays it: the source's header,
+    data type, scaling and units, with an affine for the finer grid. Written atomically.
+
+    Raises:
+        UnreadableImage: the source cannot be read.
+        ValueError: ``volume``'s shape is not the source's times ``scale`` in the first two axes.
+    """
+    try:
+        image = nib.load(str(source))
+    except Exception as exc:
+        raise UnreadableImage(f"cannot read NIfTI ({type(exc).__name__})") from None
+    check_scaled_shape(image.shape, volume.shape, scale)
+    stored, slope, inter = _to_stored(volume, image.header, image.get_data_dtype())
+    result = nib.Nifti1Image(stored, _scaled_affine(image.affine, scale), header=image.header.copy())
+    result.header.set_slope_inter(slope, inter)
+    result.header.set_xyzt_units(*image.header.get_xyzt_units())
+    with atomic_path(target) as tmp:
+        nib.save(result, str(tmp))

@@ -1,4 +1,5 @@
-"""NRRD reader (pynrrd), 2-D and 3-D, with the patient-space affine from the header."""
+"""NRRD reader (pynrrd), 2-D and 3-D, with the patient-space affine from the header, and the
+writer of super-resolved volumes."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ import nrrd
 import numpy as np
 
 from medsr.errors import UnreadableImage
-from medsr.io.types import Slice
-from medsr.io.volume import volume_to_slices
+from medsr.fsutil import atomic_path
+from medsr.io.sidecar import read_sidecar
+from medsr.io.types import Slice, SliceMeta, Volume
+from medsr.io.volume import check_scaled_shape, volume_to_slices
 
 _LPS_SPACES = {"left-posterior-superior", "LPS"}
 _RAS_SPACES = {"right-anterior-superior", "RAS"}
@@ -43,10 +46,7 @@ def read_nrrd(path: str | Path, *, axes: Iterable[str] = ("axial",)) -> list[Sli
     CT volumes stored as int16 HU keep HU; the modality comes from a JSON sidecar if present.
     """
     path = Path(path)
-    try:
-        data, header = nrrd.read(str(path))
-    except Exception as exc:
-        raise UnreadableImage(f"cannot read NRRD ({type(exc).__name__}: {' '.join(str(exc).split())[:120]})") from None
+    data, header = _read(path)
     if data.ndim == 4 and data.shape[0] in (3, 4) and header.get("kinds", [""])[0] in ("RGB-color", "RGBA-color", "vector", "3-color"):
         raise UnreadableImage(f"colour image (NRRD kind {header['kinds'][0]})")
     stored_dtype = str(data.dtype)
@@ -59,3 +59,85 @@ def read_nrrd(path: str | Path, *, axes: Iterable[str] = ("axial",)) -> list[Sli
     return volume_to_slices(
         data.astype(np.float32, copy=False), affine, path, axes=axes, unit="stored", stored_dtype=stored_dtype, file_format="nrrd"
     )
+
+
+#: NRRD type names (every spelling the format allows) -> numpy type codes.
+_NRRD_TYPES = {
+    "i1": ("signed char", "int8", "int8_t"),
+    "u1": ("uchar", "unsigned char", "uint8", "uint8_t"),
+    "i2": ("short", "short int", "signed short", "signed short int", "int16", "int16_t"),
+    "u2": ("ushort", "unsigned short", "unsigned short int", "uint16", "uint16_t"),
+    "i4": ("int", "signed int", "int32", "int32_t"),
+    "u4": ("uint", "unsigned int", "uint32", "uint32_t"),
+    "i8": ("longlong", "long long", "long long int", "signed long long", "signed long long int", "int64", "int64_t"),
+    "u8": ("ulonglong", "unsigned long long", "unsigned long long int", "uint64", "uint64_t"),
+    "f4": ("float",),
+    "f8": ("double",),
+}
+_NRRD_DTYPE = {name: np.dtype(code) for code, names in _NRRD_TYPES.items() for name in names}
+
+
+def _read(path: Path) -> tuple[np.ndarray, dict]:
+    try:
+        return nrrd.read(str(path))
+    except Exception as exc:
+        raise UnreadableImage(f"cannot read NRRD ({type(exc).__name__}: {' '.join(str(exc).split())[:120]})") from None
+
+
+def read_nrrd_volume(path: str | Path) -> Volume:
+    """Read a 2-D or 3-D NRRD file in its own voxel order (see ``Volume``).
+
+    Raises:
+        UnreadableImage: unreadable, not 2-D or 3-D, or not finite.
+    """
+    path = Path(path)
+    data, _ = _read(path)
+    if data.ndim not in (2, 3) or not np.all(np.isfinite(data)):
+        raise UnreadableImage("expected a finite 2-D or 3-D NRRD")
+    meta = SliceMeta(source=str(path), format="nrrd", modality=read_sidecar(path).get("Modality", "OT"), stored_dtype=str(data.dtype))
+    return Volume(data.astype(np.float32), meta)
+
+
+def _scaled_header(header: dict, scale: int) -> dict:
+    """The source header for a grid ``scale`` times finer in the first two axes, covering the
+    same field of view (``space directions``/``space origin``, or ``spacings``)."""
+    header = {k: v for k, v in header.items() if k not in ("sizes", "data file", "datafile", "line skip", "byte skip")}
+    directions = header.get("space directions")
+    if directions is not None:
+        directions = np.array(directions, dtype=float)
+        if "space origin" in header:
+            shift = -(1.0 - 1.0 / scale) / 2.0
+            header["space origin"] = np.asarray(header["space origin"], float) + shift * (directions[0] + directions[1])
+        directions[:2] = directions[:2] / scale
+        header["space directions"] = directions
+    elif header.get("spacings") is not None:
+        spacings = list(header["spacings"])
+        spacings[0], spacings[1] = spacings[0] / scale, spacings[1] / scale
+        header["spacings"] = spacings
+    return header
+
+
+def write_nrrd_like(source: str | Path, volume: np.ndarray, target: str | Path, *, scale: int) -> None:
+    """Write ``volume`` (X*scale, Y*scale[, Z]) of physical values, super-resolved from the NRRD
+    ``source`` (X, Y[, Z]) in its voxel order, as an NRRD (header and data in one file) that overlays
+    it: the source's header and data type (integers rounded and clipped to the type), spacing
+    divided by ``scale``. Written atomically.
+
+    Raises:
+        UnreadableImage: the source header cannot be read or names an unknown type.
+        ValueError: ``volume``'s shape is not the source's times ``scale`` in the first two axes.
+    """
+    try:
+        header = nrrd.read_header(str(source))
+    except Exception as exc:
+        raise UnreadableImage(f"cannot read NRRD header ({type(exc).__name__})") from None
+    dtype = _NRRD_DTYPE.get(str(header.get("type", "")))
+    if dtype is None:
+        raise UnreadableImage(f"unsupported NRRD type {header.get('type')!r}")
+    check_scaled_shape(tuple(int(n) for n in header["sizes"]), volume.shape, scale)
+    if np.issubdtype(dtype, np.integer):
+        info = np.iinfo(dtype)
+        volume = np.clip(np.rint(volume), info.min, info.max)
+    stored = volume.astype(dtype)
+    with atomic_path(target) as tmp, open(tmp, "wb") as handle:
+        nrrd.write(handle, stored, _scaled_header(header, scale))

@@ -1,14 +1,16 @@
-"""PNG/TIFF reader (OpenCV: 8- and 16-bit, multi-page TIFF) and the lossless 16-bit PNG writer."""
+"""PNG/TIFF reader (OpenCV: 8- and 16-bit, multi-page TIFF), the lossless 16-bit PNG writer, and
+the writer of super-resolved PNG/TIFF."""
 
 from __future__ import annotations
 
-import os
+from collections.abc import Iterable
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from medsr.errors import UnreadableImage
+from medsr.fsutil import atomic_path
 from medsr.io.sidecar import read_sidecar
 from medsr.io.types import Slice, SliceMeta
 
@@ -70,17 +72,39 @@ def quantize_png16(unit: np.ndarray) -> np.ndarray:
 
 
 def write_png16(path: str | Path, unit: np.ndarray, *, compression: int = 1) -> None:
-    """Write a [0, 1] image as a lossless 16-bit grayscale PNG, atomically (temp file + rename)."""
+    """Write a [0, 1] image (H, W) as a lossless 16-bit grayscale PNG, atomically (``fsutil.atomic_path``)."""
     path = Path(path)
     ok, encoded = cv2.imencode(".png", quantize_png16(unit), [cv2.IMWRITE_PNG_COMPRESSION, compression])
     if not ok:
         raise OSError(f"PNG encoding failed for {path}")
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_path(path) as tmp:
         tmp.write_bytes(encoded.tobytes())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+
+
+def write_raster_like(pages: Iterable[np.ndarray], target: str | Path) -> None:
+    """Write super-resolved pages, each (H, W) in [0, 1], as 16-bit grayscale (``round(v * 65535)``).
+
+    A ``.tif``/``.tiff`` target becomes a TIFF holding every page (multi-page when there are
+    several); any other target a PNG of the first page. Written atomically.
+
+    Raises:
+        ValueError: no page, or a page that is not a finite 2-D image.
+        OSError: OpenCV cannot encode the image.
+    """
+    target = Path(target)
+    images = [quantize_png16(page) for page in pages]
+    if not images:
+        raise ValueError("no page to write")
+    tiff = target.suffix.lower() in (".tif", ".tiff")
+    with atomic_path(target) as tmp:
+        if tiff and len(images) > 1:
+            ok = cv2.imwritemulti(str(tmp), images)  # the temporary name keeps the .tif extension
+        else:
+            ok, encoded = cv2.imencode(".tif" if tiff else ".png", images[0])
+            if ok:
+                tmp.write_bytes(encoded.tobytes())
+        if not ok:
+            raise OSError(f"cannot write {target}")
 
 
 def read_png16(path: str | Path) -> np.ndarray:

@@ -108,3 +108,20 @@ class Slice:
     @property
     def shape(self) -> tuple[int, int]:
         return tuple(self.pixels.shape)  # type: ignore[return-value]
+
+
+@dataclass
+class Volume:
+    """A NIfTI or NRRD image in its file's own voxel order (``read_slices`` reorients to RAS and
+    rotates; this does not), the form ``write_like`` writes back.
+
+    Attributes:
+        data: finite float32 array (X, Y), (X, Y, Z) or (X, Y, Z, T) in physical units (NIfTI:
+            ``scl_slope``/``scl_inter`` applied); (X, Y) are the in-plane axes that ``write_like``
+            expects multiplied by the scale.
+        meta: source, ``format`` (``nifti``/``nrrd``), modality (JSON sidecar, else ``MR`` for
+            NIfTI and ``OT`` for NRRD) and the stored dtype.
+    """
+
+    data: np.ndarray
+    meta: SliceMeta

@@ -76,10 +76,15 @@ def volume_to_slices(
     )
     if data.ndim == 2:
         return [Slice(np.ascontiguousarray(np.rot90(data)).astype(np.float32), SliceMeta(**meta_common))]
-    from nibabel import orientations
-
     if data.ndim not in (3, 4):
         raise UnreadableImage(f"expected a 2-D, 3-D or 4-D volume, got {data.ndim} dimensions")
+    return _cut(data, affine, axes, meta_common)
+
+
+def _cut(data: np.ndarray, affine: np.ndarray, axes: Iterable[str], meta_common: dict) -> list[Slice]:
+    """Slices of a 3-D/4-D ``data`` reoriented to RAS by ``affine`` (see ``volume_to_slices``)."""
+    from nibabel import orientations
+
     ornt = orientations.io_orientation(affine)
     zooms = np.sqrt((affine[:3, :3] ** 2).sum(axis=0))
     data = orientations.apply_orientation(data, ornt)
@@ -105,3 +110,11 @@ def volume_to_slices(
                 slices.append(Slice(pixels, meta))
                 frame += 1
     return slices
+
+
+def check_scaled_shape(source_shape: tuple[int, ...], result_shape: tuple[int, ...], scale: int) -> None:
+    """Raise ``ValueError`` unless ``result_shape`` is ``source_shape`` with its first two axes
+    (the in-plane ones that ``medsr enhance`` super-resolves) times ``scale``."""
+    expected = (source_shape[0] * scale, source_shape[1] * scale, *source_shape[2:])
+    if tuple(result_shape) != tuple(expected):
+        raise ValueError(f"expected a volume of shape {tuple(expected)} (source x{scale} in-plane), got {tuple(result_shape)}")

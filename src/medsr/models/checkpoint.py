@@ -11,7 +11,7 @@ reads them without running code from the file.
 
 from __future__ import annotations
 
-import os
+import os  # noqa: F401  (tests patch checkpoint.os.replace, which fsutil.atomic_path calls)
 from pathlib import Path
 
 import torch
@@ -19,6 +19,7 @@ from torch import nn
 
 from medsr import __version__
 from medsr.errors import MedsrError
+from medsr.fsutil import atomic_path
 
 FORMAT = "medsr-checkpoint-1"
 
@@ -26,16 +27,8 @@ FORMAT = "medsr-checkpoint-1"
 def save_checkpoint(path: str | Path, payload: dict) -> None:
     """Write ``payload`` (see the module docstring) to ``path`` atomically: a kill at any moment
     leaves the previous file intact."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    with atomic_path(path) as tmp:
         torch.save({"format": FORMAT, "medsr_version": __version__, **payload}, tmp)
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:

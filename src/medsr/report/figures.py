@@ -3,11 +3,12 @@ side, the same zoomed inset in each panel, and absolute-error maps on one shared
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import cv2
 import numpy as np
+
+from medsr.fsutil import atomic_path
 
 
 def detail_box(image: np.ndarray, size: int) -> tuple[int, int, int, int]:
@@ -86,8 +87,8 @@ def comparison_figure(
     if errors:
         figure.colorbar(shown, ax=axes[1, -1], shrink=0.9, label="absolute error")
     figure.suptitle(title, fontsize=10)
-    path = Path(path)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.png")
-    figure.savefig(tmp, dpi=110)
-    plt.close(figure)
-    os.replace(tmp, path)
+    try:
+        with atomic_path(path) as tmp:
+            figure.savefig(tmp, dpi=110, format="png")
+    finally:
+        plt.close(figure)

@@ -3,10 +3,9 @@ Figures 6-7 (SSIM and PSNR per epoch, train against validation) as PNG."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-from medsr.fsutil import atomic_write_csv
+from medsr.fsutil import atomic_path, atomic_write_csv
 
 
 class RunLog:
@@ -58,11 +57,11 @@ class RunLog:
             axis.set_ylabel(label)
             axis.set_title(f"{label} per epoch")
             axis.legend(fontsize=8)
-            path = self.run_dir / f"curves_{metric}.png"
-            tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.png")
-            figure.savefig(tmp, dpi=100)
-            plt.close(figure)
-            os.replace(tmp, path)
+            try:
+                with atomic_path(self.run_dir / f"curves_{metric}.png") as tmp:
+                    figure.savefig(tmp, dpi=100, format="png")
+            finally:
+                plt.close(figure)
 
     def close(self) -> None:
         if self.writer is not None:
