@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
+from medsr import layout
 from medsr.batching import batches_by_shape
 from medsr.data.degrade import Degradation, crop_to_scale, degrade_image
 from medsr.data.manifest import patient_of, read_manifest
@@ -153,11 +154,11 @@ def evaluate(
     out.mkdir(parents=True, exist_ok=True)
     if options.save_outputs:
         write_index(out, saved)
-    atomic_write_csv(out / "metrics.csv", METRIC_COLUMNS, ({**r, **{m: repr(r[m]) for m in METRICS}} for r in records))
+    atomic_write_csv(out / layout.EVAL_METRICS, METRIC_COLUMNS, ({**r, **{m: repr(r[m]) for m in METRICS}} for r in records))
     summary = _summarize(records, names, dataset, rows, models, options, overlaps)
-    atomic_write_json(out / "summary.json", summary)
-    atomic_write_text(out / "table.md", _tables_markdown(summary, names, options.baseline))
-    _write_figures(dataset, rows, records, models, out / "figures", options)
+    atomic_write_json(out / layout.EVAL_SUMMARY, summary)
+    atomic_write_text(out / layout.EVAL_TABLE, _tables_markdown(summary, names, options.baseline))
+    _write_figures(dataset, rows, records, models, out / layout.EVAL_FIGURES, options)
     return EvalResult(out, summary, records)
 
 

@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections import Counter, defaultdict
 from pathlib import Path
 
+from medsr import layout
 from medsr.data.split import SPLIT_NAMES, group_key
 from medsr.errors import MedsrError
 from medsr.fsutil import read_csv
 from medsr.io.types import IntensityMapping
 
-MANIFEST = "manifest.csv"
+MANIFEST = layout.MANIFEST
 
 
 def read_manifest(dataset: str | Path, *, split: str | None = None) -> list[dict[str, str]]:

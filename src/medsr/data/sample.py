@@ -23,11 +23,12 @@ from urllib.parse import urljoin
 
 import requests
 
+from medsr import layout
 from medsr.errors import DownloadError
 from medsr.fsutil import atomic_write_csv, atomic_write_json
 
 DEFAULT_INDEX = "https://pypi.org"
-SOURCES_CSV = "sources.csv"
+SOURCES_CSV = layout.SAMPLE_SOURCES
 SAMPLE_VERSION = "v1"
 
 

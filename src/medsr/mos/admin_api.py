@@ -9,6 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, HTTPException
 from fastapi.responses import JSONResponse, PlainTextResponse
 
+from medsr import layout
 from medsr.mos.context import Context
 from medsr.mos.guards import bearer_token
 from medsr.mos.schemas import EnrolIn
@@ -43,7 +44,7 @@ def admin_csv(ctx: Context) -> PlainTextResponse:
     from medsr.mos.report import ratings_csv
 
     return PlainTextResponse(ratings_csv(ctx.study, ctx.db.ratings()), media_type="text/csv",
-                             headers={"Content-Disposition": 'attachment; filename="ratings.csv"'})
+                             headers={"Content-Disposition": f'attachment; filename="{layout.MOS_RATINGS}"'})
 
 
 @router.get("/results")

@@ -22,6 +22,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from medsr import layout
 from medsr.errors import MedsrError
 from medsr.eval_outputs import INDEX, REFERENCE, read_index
 from medsr.fsutil import atomic_write_csv, atomic_write_json
@@ -153,7 +154,7 @@ def create_study(eval_dir: str | Path, out: str | Path, options: StudyOptions) -
 def _protocol(eval_dir: Path) -> dict:
     """The evaluation's degradation and methods (no data paths), for the record."""
     try:
-        protocol = json.loads((eval_dir / "summary.json").read_text())["protocol"]
+        protocol = json.loads((eval_dir / layout.EVAL_SUMMARY).read_text())["protocol"]
     except (OSError, ValueError, KeyError):
         return {}
     return {key: protocol[key] for key in ("split", "degradation", "scale", "seed", "methods") if key in protocol}

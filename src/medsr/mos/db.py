@@ -36,10 +36,11 @@ from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DatabaseError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
 
+from medsr import layout
 from medsr.errors import MedsrError
 from medsr.mos.study import Study
 
-SQLITE_NAME = "mos.sqlite"
+SQLITE_NAME = layout.MOS_DATABASE
 SQLITE_FILE_MODE = 0o600  # the file holds every rater's token
 CHECKPOINT_MODES = ("PASSIVE", "FULL", "RESTART", "TRUNCATE")
 BACKUP_FORMAT = "medsr-mos-backup"

@@ -7,6 +7,7 @@ import io
 from collections.abc import Sequence
 from pathlib import Path
 
+from medsr import layout
 from medsr.fsutil import atomic_write_json, atomic_write_text
 from medsr.mos.analysis import RATING_COLUMNS, analyse, annotate
 from medsr.mos.study import CHECK_DEGRADED, CHECK_ORIGINAL, Study
@@ -25,10 +26,10 @@ def write_report(study: Study, ratings: Sequence[dict], out: str | Path, *, n_re
     """Write ``report.md``, ``report.json``, ``mos.csv`` and ``ratings.csv`` to ``out``; returns the results."""
     out = Path(out)
     results = analyse(study, ratings, n_resamples=n_resamples, seed=seed)
-    atomic_write_text(out / "ratings.csv", ratings_csv(study, ratings))
-    atomic_write_text(out / "mos.csv", _mos_csv(results))
-    atomic_write_json(out / "report.json", results)
-    atomic_write_text(out / "report.md", markdown(results))
+    atomic_write_text(out / layout.MOS_RATINGS, ratings_csv(study, ratings))
+    atomic_write_text(out / layout.MOS_SCORES, _mos_csv(results))
+    atomic_write_json(out / layout.MOS_REPORT_JSON, results)
+    atomic_write_text(out / layout.MOS_REPORT_MD, markdown(results))
     return results
 
 

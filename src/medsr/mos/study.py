@@ -30,9 +30,10 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from medsr import layout
 from medsr.errors import MedsrError
 
-STUDY_FILE = "study.json"
+STUDY_FILE = layout.STUDY_FILE
 IMAGES = "images"
 PROVENANCE = Path("private") / "provenance.csv"
 FORMAT = "medsr-mos-study"

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from medsr import layout
 from medsr.batching import batches_by_shape
 from medsr.data.degrade import Degradation
 from medsr.data.provenance import training_record
@@ -107,7 +108,7 @@ def dataset_intensity(dataset: str | Path) -> dict:
     """
     import json
 
-    path = Path(dataset) / "prepare.json"
+    path = Path(dataset) / layout.PREPARE_INFO
     try:
         options = json.loads(path.read_text())["options"]
         return {"ct_window": options["ct_window"], "percentiles": options["percentiles"]}
@@ -118,7 +119,7 @@ def dataset_intensity(dataset: str | Path) -> dict:
 
 
 #: What a run writes into its folder (removed by ``fit(..., overwrite=True)`` before a fresh start).
-RUN_ARTEFACTS = (BEST, LAST, "log.csv", "config.yaml", "curves_ssim.png", "curves_psnr.png", "tensorboard")
+RUN_ARTEFACTS = (BEST, LAST, layout.TRAIN_LOG, layout.TRAIN_CONFIG, layout.CURVES_SSIM, layout.CURVES_PSNR, layout.TENSORBOARD)
 
 
 def starting_checkpoint(config: ExperimentConfig, *, resume: bool = False) -> dict | None:
@@ -363,7 +364,7 @@ def fit(
         if not scoring["val"].ids:
             raise MedsrError(f"{config.data.dataset}: no validation image to select the best epoch with")
         run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(run_dir / "config.yaml", dump_config(config))
+        atomic_write_text(run_dir / layout.TRAIN_CONFIG, dump_config(config))
         run_log = RunLog(run_dir)
         intensity = dataset_intensity(config.data.dataset)
     for epoch in range(first_epoch, config.train.epochs + 1):

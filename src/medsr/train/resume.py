@@ -18,6 +18,7 @@ from pathlib import Path
 
 import torch
 
+from medsr import layout
 from medsr.errors import MedsrError
 from medsr.fsutil import atomic_write_bytes
 from medsr.models.checkpoint import read_checkpoint
@@ -27,7 +28,7 @@ HARMLESS = frozenset({
     "name", "run_dir", "data.dataset", "train.epochs", "train.device", "train.threads", "train.compile",
     "train.cuda_graph", "train.channels_last",
 })
-BEST, LAST = "best.pt", "last.pt"
+BEST, LAST = layout.BEST_CHECKPOINT, layout.LAST_CHECKPOINT
 
 
 def flatten(data: Mapping, prefix: str = "") -> dict[str, object]:
