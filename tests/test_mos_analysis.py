@@ -37,7 +37,8 @@ def _ratings(study, raters):
     """rows like Database.ratings() for {rater_id: scorer(item, jitter)}; jitter cycles -1, 0, +1, 0."""
     rows, rating_id = [], 0
     for rater_id, scorer in raters.items():
-        for k, (item_id, item) in enumerate(sorted(study.item_by_id.items())):
+        ordered = sorted(study.item_by_id.items(), key=lambda pair: (study.trial_of_item[pair[0]].trial_id, pair[1].kind, pair[1].method or ""))
+        for k, (item_id, item) in enumerate(ordered):  # a fixed order: item ids are random per study
             rating_id += 1
             jitter = (-1, 0, 1, 0)[(k + rater_id) % 4]
             rows.append({"rating_id": rating_id, "rater_id": rater_id, "rater_alias": f"r{rater_id}", "trial_id": "",
