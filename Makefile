@@ -28,6 +28,8 @@ study: install
 	$(BIN)/medsr mos serve $(DEMO)/study
 
 test: install
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/python -m pytest -n auto -q
 
 bench: install

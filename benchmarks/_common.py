@@ -6,7 +6,6 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable
-
 from pathlib import Path
 
 import numpy as np

@@ -35,14 +35,18 @@ def make_radiograph(path: Path, size: int = 4000) -> None:
     ds = pydicom.dcmread(folder / "pydicom-data" / "RG1_UNCR.dcm")
     pixels = ds.pixel_array
     pad_y, pad_x = max(0, size - pixels.shape[0]), max(0, size - pixels.shape[1])
-    big = np.pad(pixels, ((pad_y // 2, pad_y - pad_y // 2), (pad_x // 2, pad_x - pad_x // 2)), mode="reflect")[:size, :size]
+    big = np.pad(
+        pixels, ((pad_y // 2, pad_y - pad_y // 2), (pad_x // 2, pad_x - pad_x // 2)), mode="reflect"
+    )[:size, :size]
     ds.Rows, ds.Columns = big.shape
     ds.PixelData = np.ascontiguousarray(big).astype(pixels.dtype).tobytes()
     ds.save_as(path, enforce_file_format=True)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     default_model = ROOT / "runs" / "demo" / "srresnet" / "best.pt"
     parser.add_argument("--model", default=str(default_model) if default_model.is_file() else "bicubic")
     parser.add_argument("--tile", type=int, default=256)
@@ -52,17 +56,40 @@ def main() -> None:
         tmp = Path(tmp)
         make_radiograph(tmp / "rg4000.dcm")
         start = time.perf_counter()
-        done = subprocess.run([sys.executable, "-m", "medsr", "enhance", str(tmp / "rg4000.dcm"), "--model", args.model,
-                               "-o", str(tmp / "out"), "--tile", str(args.tile), "--device", "cpu"], capture_output=True, text=True)
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "medsr",
+                "enhance",
+                str(tmp / "rg4000.dcm"),
+                "--model",
+                args.model,
+                "-o",
+                str(tmp / "out"),
+                "--tile",
+                str(args.tile),
+                "--device",
+                "cpu",
+            ],
+            capture_output=True,
+            text=True,
+        )
         seconds = time.perf_counter() - start
         if done.returncode != 0:
             raise SystemExit(done.stderr)
-        peak_gib = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024**2  # ru_maxrss is in KiB on Linux
+        peak_gib = (
+            resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024**2
+        )  # ru_maxrss is in KiB on Linux
         out = pydicom.dcmread(tmp / "out" / "rg4000.dcm", stop_before_pixels=True)
     result = {
-        "date": date.today().isoformat(), "machine": f"{platform.machine()}, {os.cpu_count()} cores",
-        "model": args.model, "input": "4000x4000", "output": f"{out.Rows}x{out.Columns}",
-        "peak_rss_gib": round(peak_gib, 2), "seconds": round(seconds, 1),
+        "date": date.today().isoformat(),
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores",
+        "model": args.model,
+        "input": "4000x4000",
+        "output": f"{out.Rows}x{out.Columns}",
+        "peak_rss_gib": round(peak_gib, 2),
+        "seconds": round(seconds, 1),
     }
     print(json.dumps(result, indent=1))
     if args.json:

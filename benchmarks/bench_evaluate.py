@@ -30,31 +30,46 @@ from medsr.data.prepare import KeepRule, PrepareOptions, prepare
 from medsr.data.split import SplitSpec
 from medsr.evaluate import EvalOptions, evaluate
 from medsr.io.raster import read_png16
-from medsr.metrics import image_scores, body_mask
+from medsr.metrics import body_mask, image_scores
 from medsr.models import load_model
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         write_ct_dicom_tree(tmp / "src", 4)
-        prepare([tmp / "src"], tmp / "ds", PrepareOptions(size=512, keep=KeepRule("all"), split=SplitSpec.parse("200,0,200")))
+        prepare(
+            [tmp / "src"],
+            tmp / "ds",
+            PrepareOptions(size=512, keep=KeepRule("all"), split=SplitSpec.parse("200,0,200")),
+        )
         rows = read_manifest(tmp / "ds", split="test")
         model = load_model("bicubic")
-        medsr_time = median_time(lambda: evaluate(tmp / "ds", [model], tmp / "eval", EvalOptions()), args.repeats, warmup=0)
+        medsr_time = median_time(
+            lambda: evaluate(tmp / "ds", [model], tmp / "eval", EvalOptions()), args.repeats, warmup=0
+        )
         pairs = []
         for row in rows:
             hr = crop_to_scale(read_png16(tmp / "ds" / row["file"]), 4)
-            pairs.append((model.enhance(degrade_image(hr, Degradation(), key=row["id"])).astype(np.float64), hr.astype(np.float64)))
+            pairs.append(
+                (
+                    model.enhance(degrade_image(hr, Degradation(), key=row["id"])).astype(np.float64),
+                    hr.astype(np.float64),
+                )
+            )
 
         def skimage_metrics():
             for sr, hr in pairs:
                 peak_signal_noise_ratio(hr, sr, data_range=1.0)
-                structural_similarity(hr, sr, data_range=1.0, gaussian_weights=True, sigma=1.5, use_sample_covariance=False)
+                structural_similarity(
+                    hr, sr, data_range=1.0, gaussian_weights=True, sigma=1.5, use_sample_covariance=False
+                )
 
         def medsr_metrics():
             for sr, hr in pairs:

@@ -62,7 +62,10 @@ def medsr(device, batch, dtype=None, compiled=False, graph=False, mode=None, tap
     network = torch.compile(model, mode=mode) if compiled else model
 
     def forward():
-        with torch.inference_mode(), torch.autocast(device.type, dtype=dtype, enabled=dtype is not None, cache_enabled=False):
+        with (
+            torch.inference_mode(),
+            torch.autocast(device.type, dtype=dtype, enabled=dtype is not None, cache_enabled=False),
+        ):
             return network(x)
 
     if not graph:
@@ -86,7 +89,7 @@ def medsr(device, batch, dtype=None, compiled=False, graph=False, mode=None, tap
 
 def rates(variants: dict, device, seconds: float, repeats: int = 3) -> tuple[dict, dict]:
     errors, calls = {}, {}
-    for name, (run, batch) in list(variants.items()):
+    for name, (run, _batch) in list(variants.items()):
         try:
             for _ in range(3):
                 run()
@@ -123,17 +126,31 @@ def profile_kernels(variants: dict, names: list[str], rows: int = 16) -> str:
             for _ in range(3):
                 run()
             torch.cuda.synchronize()
-        table = prof.key_averages().table(sort_by="cuda_time_total", row_limit=rows, max_name_column_width=100)
+        table = prof.key_averages().table(
+            sort_by="cuda_time_total", row_limit=rows, max_name_column_width=100
+        )
         text.append(f"== {name} (3 calls of batch {batch})\n{table}\n")
     return "".join(text)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--yardstick", type=Path, default=Path(os.environ.get("MEDSR_YARDSTICK", ROOT / "benchmarks" / "yardstick" / "textbook_srresnet.py")))
-    parser.add_argument("--seconds", type=float, default=None, help="time per variant and round (default 6 on CPU, 2 on GPU)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--yardstick",
+        type=Path,
+        default=Path(
+            os.environ.get("MEDSR_YARDSTICK", ROOT / "benchmarks" / "yardstick" / "textbook_srresnet.py")
+        ),
+    )
+    parser.add_argument(
+        "--seconds", type=float, default=None, help="time per variant and round (default 6 on CPU, 2 on GPU)"
+    )
     parser.add_argument("--json", type=Path)
-    parser.add_argument("--profile", type=Path, help="GPU only: write the compiled variants' top kernels here")
+    parser.add_argument(
+        "--profile", type=Path, help="GPU only: write the compiled variants' top kernels here"
+    )
     args = parser.parse_args()
     yardstick = load_yardstick(args.yardstick)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -152,7 +169,9 @@ def main() -> None:
             "medsr_tapsum_bf16_cl_compiled_b128": medsr(device, 128, bf16, compiled=True, tap_sum=True),
         }
         if os.environ.get("MEDSR_BENCH_AUTOTUNE"):  # minutes of kernel autotuning
-            variants["medsr_folded_fp16_cl_autotuned_b128"] = medsr(device, 128, torch.float16, compiled=True, mode="max-autotune")
+            variants["medsr_folded_fp16_cl_autotuned_b128"] = medsr(
+                device, 128, torch.float16, compiled=True, mode="max-autotune"
+            )
     else:
         variants = {
             "textbook_eager_fp32": textbook(yardstick, device, 1),
@@ -166,20 +185,31 @@ def main() -> None:
     measured, errors = rates(variants, device, args.seconds or (6.0 if device.type == "cpu" else 2.0))
     result = {
         "date": date.today().isoformat(),
-        "device": torch.cuda.get_device_name() if device.type == "cuda" else f"cpu ({os.cpu_count()} cores, {platform.machine()})",
-        "torch": torch.__version__, "python": sys.version.split()[0],
-        **{f"{k}_img_s": round(v, 2) for k, v in measured.items()}, **{f"{k}_error": v for k, v in errors.items()},
+        "device": torch.cuda.get_device_name()
+        if device.type == "cuda"
+        else f"cpu ({os.cpu_count()} cores, {platform.machine()})",
+        "torch": torch.__version__,
+        "python": sys.version.split()[0],
+        **{f"{k}_img_s": round(v, 2) for k, v in measured.items()},
+        **{f"{k}_error": v for k, v in errors.items()},
     }
     best = max(v for k, v in measured.items() if k.startswith("medsr"))
-    reference = "textbook_compiled_bf16_cl" if "textbook_compiled_bf16_cl" in measured else "textbook_eager_fp32"
+    reference = (
+        "textbook_compiled_bf16_cl" if "textbook_compiled_bf16_cl" in measured else "textbook_eager_fp32"
+    )
     result[f"ratio_vs_{reference}"] = round(best / measured[reference], 2)
     fp32 = [v for k, v in measured.items() if k.startswith("medsr") and "_fp32_" in k]
     if fp32 and device.type == "cpu":
         result["ratio_fp32_vs_textbook_eager_fp32"] = round(max(fp32) / measured["textbook_eager_fp32"], 2)
     if {"medsr_tapsum_bf16_cl_compiled_b128", "medsr_folded_bf16_cl_b128"} <= set(variants):
         # same seed, so the same weights and inputs: the rewrite must not change the outputs beyond bf16 rounding
-        fast, plain = variants["medsr_tapsum_bf16_cl_compiled_b128"][0](), variants["medsr_folded_bf16_cl_b128"][0]()
-        result["max_abs_diff_tapsum_compiled_vs_folded_eager"] = float((fast.float() - plain.float()).abs().max())
+        fast, plain = (
+            variants["medsr_tapsum_bf16_cl_compiled_b128"][0](),
+            variants["medsr_folded_bf16_cl_b128"][0](),
+        )
+        result["max_abs_diff_tapsum_compiled_vs_folded_eager"] = float(
+            (fast.float() - plain.float()).abs().max()
+        )
         result["output_range_folded_eager"] = [float(plain.min()), float(plain.max())]
     print(json.dumps(result, indent=1), flush=True)
     if args.json:

@@ -72,7 +72,9 @@ def layer_times(batch: int) -> dict[str, float]:
             "tail_conv_64to1_k9_512_nchw": _conv_case(batch, 64, 1, 512, 9, dtype, torch.contiguous_format),
         }
         if tag == "bf16":
-            cases["tail_tapsum_compiled"] = _module_case(TapSumConv2d(64, 1, 9, form="pixel"), batch, 64, 512, dtype)
+            cases["tail_tapsum_compiled"] = _module_case(
+                TapSumConv2d(64, 1, 9, form="pixel"), batch, 64, 512, dtype
+            )
         for name, fn in cases.items():
             with torch.inference_mode():
                 try:
@@ -88,8 +90,10 @@ def cpu_tail_times(batch: int, repeats: int = 5) -> dict[str, float]:
     """Milliseconds per image of the tail on the CPU: the convolution and both rewrites."""
     torch.manual_seed(0)
     x = torch.randn(batch, 64, 512, 512)
-    layers = {name: TapSumConv2d(64, 1, 9, form=form).eval()
-              for name, form in (("conv", "conv"), ("tapsum_pixel", "pixel"), ("tapsum_column", "column"))}
+    layers = {
+        name: TapSumConv2d(64, 1, 9, form=form).eval()
+        for name, form in (("conv", "conv"), ("tapsum_pixel", "pixel"), ("tapsum_column", "column"))
+    }
     results = {}
     for layout_name, layout in (("nchw", torch.contiguous_format), ("cl", torch.channels_last)):
         xl = x.to(memory_format=layout)
@@ -97,7 +101,10 @@ def cpu_tail_times(batch: int, repeats: int = 5) -> dict[str, float]:
             if dtype is not None and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
                 continue
             for name, layer in layers.items():
-                with torch.inference_mode(), torch.autocast("cpu", dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+                with (
+                    torch.inference_mode(),
+                    torch.autocast("cpu", dtype=dtype or torch.bfloat16, enabled=dtype is not None),
+                ):
                     layer(xl)
                     samples = []
                     for _ in range(repeats):
@@ -109,17 +116,29 @@ def cpu_tail_times(batch: int, repeats: int = 5) -> dict[str, float]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--batch", type=int)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     if torch.cuda.is_available():
         torch.backends.cudnn.benchmark = True
         batch = args.batch or 128
-        result = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "batch": batch, **layer_times(batch)}
+        result = {
+            "device": torch.cuda.get_device_name(),
+            "torch": torch.__version__,
+            "batch": batch,
+            **layer_times(batch),
+        }
     else:
         batch = args.batch or 2
-        result = {"device": f"cpu ({os.cpu_count()} cores)", "torch": torch.__version__, "batch": batch, **cpu_tail_times(batch)}
+        result = {
+            "device": f"cpu ({os.cpu_count()} cores)",
+            "torch": torch.__version__,
+            "batch": batch,
+            **cpu_tail_times(batch),
+        }
     print(json.dumps(result, indent=1), flush=True)
     if args.json:
         args.json.write_text(json.dumps(result, indent=1) + "\n")

@@ -42,7 +42,11 @@ def build_dataset(folder: Path) -> Path:
     from _common import write_ct_dicom_tree
 
     write_ct_dicom_tree(folder / "src", 1)
-    prepare([folder / "src"], folder / "ds", PrepareOptions(size=512, keep=KeepRule("all"), split=SplitSpec.parse("0.5,0.5,0")))
+    prepare(
+        [folder / "src"],
+        folder / "ds",
+        PrepareOptions(size=512, keep=KeepRule("all"), split=SplitSpec.parse("0.5,0.5,0")),
+    )
     return folder / "ds"
 
 
@@ -58,7 +62,9 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def interleaved_rates(steps: dict, device: torch.device, iters: int, repeats: int = 3, warmup: int = 4) -> tuple[dict[str, float], dict[str, str]]:
+def interleaved_rates(
+    steps: dict, device: torch.device, iters: int, repeats: int = 3, warmup: int = 4
+) -> tuple[dict[str, float], dict[str, str]]:
     """Iterations/s of each step: warm-up (compilation, graph capture), then ``repeats`` rounds in
     which every variant is timed once in turn (so drifts of a shared machine hit all alike); medians."""
     errors = {}
@@ -97,12 +103,16 @@ def textbook_step(yardstick, device: torch.device, dtype):
     return step
 
 
-def medsr_step(sampler: PatchSampler, device: torch.device, *, amp, channels_last: bool, graph: bool, compiled: bool):
+def medsr_step(
+    sampler: PatchSampler, device: torch.device, *, amp, channels_last: bool, graph: bool, compiled: bool
+):
     torch.manual_seed(0)
     model = SRResNet().to(device)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.Adam(model.parameters(), 1e-4, **({"capturable": True} if graph else {"fused": device.type == "cuda"}))
+    optimizer = torch.optim.Adam(
+        model.parameters(), 1e-4, **({"capturable": True} if graph else {"fused": device.type == "cuda"})
+    )
     network = torch.compile(model) if compiled else model
     step = SupervisedStep(network, optimizer, "mse", amp)
     if graph:
@@ -124,10 +134,24 @@ def medsr_step(sampler: PatchSampler, device: torch.device, *, amp, channels_las
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--yardstick", type=Path, default=Path(os.environ.get("MEDSR_YARDSTICK", ROOT / "benchmarks" / "yardstick" / "textbook_srresnet.py")))
-    parser.add_argument("--iters", type=int, default=None, help="timed iterations per repeat (default 4 on CPU, 200 on GPU)")
-    parser.add_argument("--dataset", type=Path, help="a prepared data set to draw patches from (default: build one from the sample data)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--yardstick",
+        type=Path,
+        default=Path(
+            os.environ.get("MEDSR_YARDSTICK", ROOT / "benchmarks" / "yardstick" / "textbook_srresnet.py")
+        ),
+    )
+    parser.add_argument(
+        "--iters", type=int, default=None, help="timed iterations per repeat (default 4 on CPU, 200 on GPU)"
+    )
+    parser.add_argument(
+        "--dataset",
+        type=Path,
+        help="a prepared data set to draw patches from (default: build one from the sample data)",
+    )
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     yardstick = load_yardstick(args.yardstick)
@@ -138,28 +162,54 @@ def main() -> None:
     iters = args.iters or (200 if device.type == "cuda" else 4)
     result = {
         "date": date.today().isoformat(),
-        "device": torch.cuda.get_device_name() if device.type == "cuda" else f"cpu ({os.cpu_count()} cores, {platform.machine()})",
-        "torch": torch.__version__, "python": sys.version.split()[0], "patch": 96, "batch": 16,
+        "device": torch.cuda.get_device_name()
+        if device.type == "cuda"
+        else f"cpu ({os.cpu_count()} cores, {platform.machine()})",
+        "torch": torch.__version__,
+        "python": sys.version.split()[0],
+        "patch": 96,
+        "batch": 16,
     }
     with tempfile.TemporaryDirectory() as tmp:
         dataset = args.dataset or build_dataset(Path(tmp))
-        sampler = PatchSampler(dataset, patch_size=96, batch_size=16, patches_per_image=64, augment=True,
-                               degradation=Degradation(), device=device)
+        sampler = PatchSampler(
+            dataset,
+            patch_size=96,
+            batch_size=16,
+            patches_per_image=64,
+            augment=True,
+            degradation=Degradation(),
+            device=device,
+        )
         steps = {
             "textbook_fp32": textbook_step(yardstick, device, None),
-            "medsr_fp32": medsr_step(sampler, device, amp=None, channels_last=device.type == "cuda", graph=False, compiled=False),
-            "medsr_fp32_cl_compile": medsr_step(sampler, device, amp=None, channels_last=True, graph=False, compiled=True),
+            "medsr_fp32": medsr_step(
+                sampler, device, amp=None, channels_last=device.type == "cuda", graph=False, compiled=False
+            ),
+            "medsr_fp32_cl_compile": medsr_step(
+                sampler, device, amp=None, channels_last=True, graph=False, compiled=True
+            ),
         }
         bf16 = torch.bfloat16
         if device.type == "cuda":
             steps["textbook_bf16"] = textbook_step(yardstick, device, bf16)
-            steps["medsr_bf16_cl"] = medsr_step(sampler, device, amp=bf16, channels_last=True, graph=False, compiled=False)
-            steps["medsr_bf16_cl_cudagraph"] = medsr_step(sampler, device, amp=bf16, channels_last=True, graph=True, compiled=False)
-            steps["medsr_bf16_cl_compile"] = medsr_step(sampler, device, amp=bf16, channels_last=True, graph=False, compiled=True)
+            steps["medsr_bf16_cl"] = medsr_step(
+                sampler, device, amp=bf16, channels_last=True, graph=False, compiled=False
+            )
+            steps["medsr_bf16_cl_cudagraph"] = medsr_step(
+                sampler, device, amp=bf16, channels_last=True, graph=True, compiled=False
+            )
+            steps["medsr_bf16_cl_compile"] = medsr_step(
+                sampler, device, amp=bf16, channels_last=True, graph=False, compiled=True
+            )
         else:
-            steps["medsr_fp32_cl"] = medsr_step(sampler, device, amp=None, channels_last=True, graph=False, compiled=False)
+            steps["medsr_fp32_cl"] = medsr_step(
+                sampler, device, amp=None, channels_last=True, graph=False, compiled=False
+            )
         if device.type == "cpu" and torch.ops.mkldnn._is_mkldnn_bf16_supported():  # CPUs with AVX512-BF16/AMX
-            steps["medsr_bf16_cl_cpu"] = medsr_step(sampler, device, amp=bf16, channels_last=True, graph=False, compiled=False)
+            steps["medsr_bf16_cl_cpu"] = medsr_step(
+                sampler, device, amp=bf16, channels_last=True, graph=False, compiled=False
+            )
         rates, errors = interleaved_rates(steps, device, iters)
         for name, rate in rates.items():
             result[f"{name}_it_s"] = round(rate, 2)

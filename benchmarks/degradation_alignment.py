@@ -41,9 +41,21 @@ from medsr.io import read_slices
 from medsr.metrics import psnr
 
 SCALES = (2, 3, 4, 8)
-CASES = (("bicubic", "none"), ("kspace", "none"), ("kspace", "hann"), ("kspace", "tukey"), ("blur-noise", "none"))
+CASES = (
+    ("bicubic", "none"),
+    ("kspace", "none"),
+    ("kspace", "hann"),
+    ("kspace", "tukey"),
+    ("blur-noise", "none"),
+)
 MIN_LR_SIDE = 32  # shortest LR side (pixels) of the slices the shift is measured on
-PYDICOM_FILES = ("J2K_pixelrep_mismatch.dcm", "693_J2KI.dcm", "examples_overlay.dcm", "JPEG2000.dcm", "CT_small.dcm")
+PYDICOM_FILES = (
+    "J2K_pixelrep_mismatch.dcm",
+    "693_J2KI.dcm",
+    "examples_overlay.dcm",
+    "JPEG2000.dcm",
+    "CT_small.dcm",
+)
 
 
 @dataclass(frozen=True)
@@ -71,13 +83,21 @@ def default_slices(count: int) -> list[RealSlice]:
     import nibabel
     from pydicom.data import get_testdata_file
 
-    slices = [RealSlice(f"pydicom:{name}", _unit(read_slices(get_testdata_file(name))[0].pixels)) for name in PYDICOM_FILES]
+    slices = [
+        RealSlice(f"pydicom:{name}", _unit(read_slices(get_testdata_file(name))[0].pixels))
+        for name in PYDICOM_FILES
+    ]
     with matplotlib.cbook.get_sample_data("s1045.ima.gz") as handle:
         head = np.frombuffer(handle.read(), dtype=">u2").reshape(256, 256)
     slices.append(RealSlice("matplotlib:s1045.ima.gz", _unit(head)))
     epi = Path(nibabel.__file__).parent / "tests" / "data" / "example4d.nii.gz"
     for item in read_slices(epi)[5:24]:
-        slices.append(RealSlice(f"nibabel:example4d.nii.gz[{item.meta.extra['volume']}:{item.meta.extra['index']}]", _unit(item.pixels)))
+        slices.append(
+            RealSlice(
+                f"nibabel:example4d.nii.gz[{item.meta.extra['volume']}:{item.meta.extra['index']}]",
+                _unit(item.pixels),
+            )
+        )
     return slices[:count]
 
 
@@ -111,17 +131,33 @@ def evaluate_case(slices: list[RealSlice], spec: Degradation) -> tuple[float, fl
     shifts = np.array([grid_shift(hr, up, spec.scale) for hr, up in measured])
     dy, dx = (float(value) for value in np.median(shifts, axis=0))
     scores = [psnr(np.clip(up, 0, 1), hr) for hr, up in pairs]
-    realigned = [psnr(np.clip(ndimage.shift(up.astype(np.float64), (-dy, -dx), order=3, mode="nearest"), 0, 1), hr)
-                 for hr, up in pairs]
+    realigned = [
+        psnr(np.clip(ndimage.shift(up.astype(np.float64), (-dy, -dx), order=3, mode="nearest"), 0, 1), hr)
+        for hr, up in pairs
+    ]
     return dy, dx, len(measured), float(np.mean(scores)), float(np.mean(realigned))
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--n", type=int, default=20, help="number of real slices (default 20)")
-    parser.add_argument("--noise-level", type=float, default=0.01, help="blur-noise Gaussian noise std on [0, 1] (default 0.01)")
-    parser.add_argument("--scales", type=int, nargs="+", default=list(SCALES), help="scales (default 2 3 4 8)")
-    parser.add_argument("--files", type=Path, nargs="+", help="read slices from these files instead of the packages' test data")
+    parser.add_argument(
+        "--noise-level",
+        type=float,
+        default=0.01,
+        help="blur-noise Gaussian noise std on [0, 1] (default 0.01)",
+    )
+    parser.add_argument(
+        "--scales", type=int, nargs="+", default=list(SCALES), help="scales (default 2 3 4 8)"
+    )
+    parser.add_argument(
+        "--files",
+        type=Path,
+        nargs="+",
+        help="read slices from these files instead of the packages' test data",
+    )
     args = parser.parse_args(argv)
     warnings.filterwarnings("ignore", module="pydicom")
     logging.getLogger("pydicom").setLevel(logging.ERROR)
@@ -131,7 +167,9 @@ def main(argv: list[str] | None = None) -> None:
     for item in slices:
         print(f"  {item.label}  {item.pixels.shape[0]}x{item.pixels.shape[1]}")
     print()
-    print("| degradation | scale | shift dy (px) | shift dx (px) | slices measured | PSNR bicubic (dB) | PSNR realigned (dB) |")
+    print(
+        "| degradation | scale | shift dy (px) | shift dx (px) | slices measured | PSNR bicubic (dB) | PSNR realigned (dB) |"
+    )
     print("|---|---|---|---|---|---|---|")
     start = time.perf_counter()
     for kind, taper in CASES:
@@ -141,7 +179,10 @@ def main(argv: list[str] | None = None) -> None:
         for scale in args.scales:
             spec = Degradation(kind, scale, taper=taper, noise_level=args.noise_level)
             dy, dx, measured, score, realigned = evaluate_case(slices, spec)
-            print(f"| {name} | x{scale} | {dy:+.2f} | {dx:+.2f} | {measured} | {score:.2f} | {realigned:.2f} |", flush=True)
+            print(
+                f"| {name} | x{scale} | {dy:+.2f} | {dx:+.2f} | {measured} | {score:.2f} | {realigned:.2f} |",
+                flush=True,
+            )
     print(f"\n{time.perf_counter() - start:.1f} s")
 
 

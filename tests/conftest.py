@@ -24,7 +24,9 @@ def pydicom_file(name: str) -> Path:
     return Path(get_testdata_file(name))
 
 
-def write_ct_series(folder: Path, count: int = 3, *, patient: str = "PAT-1", series_uid: str | None = None) -> list[Path]:
+def write_ct_series(
+    folder: Path, count: int = 3, *, patient: str = "PAT-1", series_uid: str | None = None
+) -> list[Path]:
     """A CT series of ``count`` slices made from pydicom's real CT_small.dcm (rolled so they differ)."""
     folder.mkdir(parents=True, exist_ok=True)
     source = pydicom.dcmread(pydicom_file("CT_small.dcm"))
@@ -53,7 +55,11 @@ def make_ct_dataset(root: Path, patients: int, split: str) -> Path:
     for index in range(patients):
         write_ct_series(root / "src" / f"P{index}", 2, patient=f"P{index}")
     out = root / "dataset"
-    prepare([root / "src"], out, PrepareOptions(size=None, min_size=64, keep=KeepRule("all"), split=SplitSpec.parse(split), workers=1))
+    prepare(
+        [root / "src"],
+        out,
+        PrepareOptions(size=None, min_size=64, keep=KeepRule("all"), split=SplitSpec.parse(split), workers=1),
+    )
     return out
 
 

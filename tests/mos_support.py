@@ -13,11 +13,10 @@ from pathlib import Path
 
 import requests
 
+from conftest import make_ct_dataset
 from medsr.evaluate import EvalOptions, evaluate
 from medsr.models import load_model
 from medsr.mos.build import StudyOptions, create_study
-
-from conftest import make_ct_dataset
 
 ADMIN_TOKEN = "test-admin-token-0123456789"
 METHODS = ("nearest", "bilinear", "bicubic")
@@ -27,7 +26,12 @@ def make_evaluation(root: Path) -> Path:
     """``medsr evaluate --save-outputs`` of the three interpolations on 8 real CT test slices (4 patients)."""
     dataset = make_ct_dataset(root, 6, "2,2,8")
     out = root / "eval"
-    evaluate(dataset, [load_model(m) for m in METHODS], out, EvalOptions(save_outputs=True, n_figures=0, n_resamples=200))
+    evaluate(
+        dataset,
+        [load_model(m) for m in METHODS],
+        out,
+        EvalOptions(save_outputs=True, n_figures=0, n_resamples=200),
+    )
     return out
 
 
@@ -43,7 +47,9 @@ def free_port() -> int:
 
 
 @contextmanager
-def running_server(study_dir: Path, db_url: str | None = None, *extra: str, admin_token: str | None = ADMIN_TOKEN):
+def running_server(
+    study_dir: Path, db_url: str | None = None, *extra: str, admin_token: str | None = ADMIN_TOKEN
+):
     """``medsr mos serve STUDY`` in a subprocess; yields its base URL, stops it (SIGTERM) afterwards.
 
     ``admin_token=None`` leaves ``MEDSR_MOS_ADMIN_TOKEN`` unset; ``running_server.banner`` then holds the
@@ -65,7 +71,9 @@ POSTGRES_URL = os.environ.get("MEDSR_TEST_POSTGRES_URL")
 
 
 @contextmanager
-def server_process(study_dir: Path, *extra: str, db_url: str | None = None, admin_token: str | None = ADMIN_TOKEN):
+def server_process(
+    study_dir: Path, *extra: str, db_url: str | None = None, admin_token: str | None = ADMIN_TOKEN
+):
     """Like :func:`running_server`, but yields ``(base URL, process, banner lines)`` so that a test can stop
     the server itself (``process.send_signal``); a server still running afterwards is killed."""
     port = free_port()
@@ -86,7 +94,9 @@ def server_process(study_dir: Path, *extra: str, db_url: str | None = None, admi
             except requests.ConnectionError:
                 pass
             if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"server did not start: {process.stdout.read() if process.poll() is not None else 'timeout'}")
+                raise RuntimeError(
+                    f"server did not start: {process.stdout.read() if process.poll() is not None else 'timeout'}"
+                )
             time.sleep(0.1)
         banner = [process.stdout.readline().strip() for _ in range(4)]
         yield base, process, banner
@@ -101,8 +111,9 @@ def rate_over_http(base: str, study, alias: str, positions) -> tuple[str, int]:
     view = {"width": 1400, "height": 900, "device_pixel_ratio": 1.0}
     token = requests.post(f"{base}/api/raters", json={"alias": alias}, timeout=30).json()["token"]
     calibration = {c.item_id: c.expected for c in study.calibration}
-    requests.post(f"{base}/api/rater/{token}/calibration", json={"scores": calibration, "viewport": view},
-                  timeout=30).raise_for_status()
+    requests.post(
+        f"{base}/api/rater/{token}/calibration", json={"scores": calibration, "viewport": view}, timeout=30
+    ).raise_for_status()
     return token, rate_positions(base, token, positions)
 
 
@@ -112,8 +123,11 @@ def rate_positions(base: str, token: str, positions) -> int:
     stored = 0
     for position in positions:
         items = requests.get(f"{base}/api/rater/{token}/trials/{position}", timeout=30).json()["items"]
-        answer = requests.post(f"{base}/api/rater/{token}/trials/{position}",
-                               json={"scores": {i["item_id"]: 3 for i in items}, "viewport": view}, timeout=30)
+        answer = requests.post(
+            f"{base}/api/rater/{token}/trials/{position}",
+            json={"scores": {i["item_id"]: 3 for i in items}, "viewport": view},
+            timeout=30,
+        )
         answer.raise_for_status()
         stored += answer.json()["stored"]
     return stored

@@ -44,13 +44,28 @@ COMMANDS = _commands(build_parser())
 
 def test_the_command_list_is_complete():
     names = {" ".join(c) for c in COMMANDS}
-    assert {"sample-data", "fetch-tcia", "prepare", "info", "evaluate", "train", "enhance", "run", "mos",
-            "mos create", "mos serve", "mos report", "mos backup"} <= names
+    assert {
+        "sample-data",
+        "fetch-tcia",
+        "prepare",
+        "info",
+        "evaluate",
+        "train",
+        "enhance",
+        "run",
+        "mos",
+        "mos create",
+        "mos serve",
+        "mos report",
+        "mos backup",
+    } <= names
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=" ".join)
 def test_every_subcommand_has_help(command):
-    done = subprocess.run([sys.executable, "-m", "medsr", *command, "--help"], capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "medsr", *command, "--help"], capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("usage: medsr " + " ".join(command))
     assert done.stderr == ""
@@ -62,7 +77,9 @@ def test_every_subcommand_has_help(command):
 def _options_of(command: str) -> dict[str, argparse.Action]:
     """The optional flags of a sub-command, by their long name (help excluded)."""
     parser = _subparsers(build_parser())[command]
-    return {max(a.option_strings, key=len): a for a in parser._actions if a.option_strings and a.dest != "help"}
+    return {
+        max(a.option_strings, key=len): a for a in parser._actions if a.option_strings and a.dest != "help"
+    }
 
 
 def _flat(value: object, prefix: str = "") -> dict[str, object]:
@@ -88,8 +105,17 @@ def _flag(key: str) -> str:
 
 #: A value other than the default for each key of PrepareOptions.describe() (= each flag, each YAML key).
 PREPARE_SAMPLES = {
-    "size": "any", "min_size": "32", "sigma": "2.5", "keep": "top:5", "split": "1000,200,200", "stratify": "none",
-    "patient_id": "folder", "score": "original-code", "seed": "7", "axes": "coronal,axial", "ct_window": "0,80",
+    "size": "any",
+    "min_size": "32",
+    "sigma": "2.5",
+    "keep": "top:5",
+    "split": "1000,200,200",
+    "stratify": "none",
+    "patient_id": "folder",
+    "score": "original-code",
+    "seed": "7",
+    "axes": "coronal,axial",
+    "ct_window": "0,80",
     "percentiles": "1,99",
 }
 #: prepare flags that are no option of the data set (where, how fast, how strict).
@@ -102,7 +128,9 @@ def _prepare_args(*extra: str) -> argparse.Namespace:
 
 def _yaml_value(key: str, text: str) -> object:
     """The YAML form of a flag's value: a list for the windows, else what YAML reads."""
-    return [float(v) for v in text.split(",")] if key in ("ct_window", "percentiles") else yaml.safe_load(text)
+    return (
+        [float(v) for v in text.split(",")] if key in ("ct_window", "percentiles") else yaml.safe_load(text)
+    )
 
 
 def test_prepare_flags_and_yaml_keys_are_the_keys_of_prepare_options():
@@ -175,7 +203,9 @@ def test_evaluate_flags_and_yaml_keys_have_the_library_defaults():
 @pytest.mark.parametrize("flag", sorted(EVALUATE_FLAGS))
 def test_each_evaluate_flag_sets_its_own_field(flag):
     field, value = EVALUATE_FLAGS[flag]
-    options = evaluate_options_from(_evaluate_args(flag) if value is None else _evaluate_args(f"{flag}={value}"))
+    options = evaluate_options_from(
+        _evaluate_args(flag) if value is None else _evaluate_args(f"{flag}={value}")
+    )
     assert _changed(EvalOptions(), options) == {field}
 
 
@@ -213,13 +243,23 @@ def test_choices_are_the_values_the_library_accepts():
     assert patients.KINDS == choices.PATIENT_RULE_KINDS
     assert tuple(volume.AXES) == choices.SLICE_AXES
     assert split.SPLIT_NAMES == choices.SPLIT_NAMES
-    assert tuple(interpolation._FLAGS) == choices.INTERPOLATIONS and set(choices.INTERPOLATIONS) <= set(list_models())
+    assert tuple(interpolation._FLAGS) == choices.INTERPOLATIONS and set(choices.INTERPOLATIONS) <= set(
+        list_models()
+    )
     assert {s for s in range(1, 17) if _accepts(Degradation, scale=s)} == set(choices.SCALES)
-    for name, values in (("kind", choices.DEGRADATION_KINDS), ("taper", choices.TAPERS), ("noise", choices.NOISES)):
-        assert all(_accepts(Degradation, **{name: v}) for v in values) and not _accepts(Degradation, **{name: "other"})
+    for name, values in (
+        ("kind", choices.DEGRADATION_KINDS),
+        ("taper", choices.TAPERS),
+        ("noise", choices.NOISES),
+    ):
+        assert all(_accepts(Degradation, **{name: v}) for v in values) and not _accepts(
+            Degradation, **{name: "other"}
+        )
         assert typing.get_args(typing.get_type_hints(DegradationConfig)[name]) == values
     assert all(IntensityPolicy(ct_window=name) for name in choices.CT_WINDOW_NAMES)
-    assert {KeepRule.parse(text).kind for text in ("above-mean", "all", "top:3", "min:0.5")} == set(choices.KEEP_RULE_KINDS)
+    assert {KeepRule.parse(text).kind for text in ("above-mean", "all", "top:3", "min:0.5")} == set(
+        choices.KEEP_RULE_KINDS
+    )
     for stratify in choices.STRATIFY:
         check_options(PrepareOptions(stratify=stratify))
 
@@ -235,13 +275,30 @@ def _accepts(cls: type, **kwargs: object) -> bool:
 def test_bad_option_values_are_refused_with_the_flag_named(capsys):
     from medsr.cli import main
 
-    for argv, flag in ((["prepare", "S", "--out", "D", "--split", "1,2"], "--split"),
-                       (["prepare", "S", "--out", "D", "--axes", "oblique"], "--axes"),
-                       (["evaluate", "D", "--out", "O", "--scale", "5"], "--scale"),
-                       (["evaluate", "D", "--out", "O", "--figures", "-1"], "--figures")):
+    for argv, flag in (
+        (["prepare", "S", "--out", "D", "--split", "1,2"], "--split"),
+        (["prepare", "S", "--out", "D", "--axes", "oblique"], "--axes"),
+        (["evaluate", "D", "--out", "O", "--scale", "5"], "--scale"),
+        (["evaluate", "D", "--out", "O", "--figures", "-1"], "--figures"),
+    ):
         with pytest.raises(SystemExit) as exit_:
             main(argv)
         assert exit_.value.code == 2 and flag in capsys.readouterr().err
-    assert main(["evaluate", "D", "--out", str(Path("O")), "--degradation", "kspace", "--taper", "tukey",
-                 "--tukey-alpha", "0"]) == 1
+    assert (
+        main(
+            [
+                "evaluate",
+                "D",
+                "--out",
+                str(Path("O")),
+                "--degradation",
+                "kspace",
+                "--taper",
+                "tukey",
+                "--tukey-alpha",
+                "0",
+            ]
+        )
+        == 1
+    )
     assert "tukey_alpha must be in (0, 1]" in capsys.readouterr().err

@@ -57,7 +57,12 @@ def test_overrides_and_yaml_floats(tmp_path):
     path = tmp_path / "c.yaml"
     path.write_text("name: x\ntrain:\n  lr: 1e-4\n  epochs: 7\n")
     config = load_config(path, ["train.epochs=3", "data.val_limit=null", "train.ema=0.99"])
-    assert config.train.lr == 1e-4 and config.train.epochs == 3 and config.data.val_limit is None and config.train.ema == 0.99
+    assert (
+        config.train.lr == 1e-4
+        and config.train.epochs == 3
+        and config.data.val_limit is None
+        and config.train.ema == 0.99
+    )
     path.write_text("- not a mapping\n")
     with pytest.raises(ConfigError, match="top level must be a mapping"):
         load_config(path)

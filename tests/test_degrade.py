@@ -34,7 +34,9 @@ def test_noise_depends_on_seed_and_image_but_bicubic_does_not(hr):
     clean = Degradation("blur-noise", 4, noise_level=0.0)
     residual = a - degrade_image(hr, clean, seed=1, key="x")
     assert residual.std() == pytest.approx(0.02, rel=0.25)
-    np.testing.assert_array_equal(degrade_image(hr, Degradation(), seed=1, key="x"), degrade_image(hr, Degradation(), seed=9, key="z"))
+    np.testing.assert_array_equal(
+        degrade_image(hr, Degradation(), seed=1, key="x"), degrade_image(hr, Degradation(), seed=9, key="z")
+    )
     assert image_seed(0, "a") != image_seed(0, "b") and image_seed(0, "a") == image_seed(0, "a")
 
 
@@ -69,7 +71,13 @@ def test_batch_equals_single_images_and_sizes_are_checked(hr):
 # OpenCV's resize, the interpolation baselines and the networks' bicubic skip (align_corners=False)
 # all assume that grid; an LR image sampled elsewhere comes back shifted after upsampling.
 
-ALIGNMENT_CASES = [("bicubic", "none"), ("kspace", "none"), ("kspace", "hann"), ("kspace", "tukey"), ("blur-noise", "none")]
+ALIGNMENT_CASES = [
+    ("bicubic", "none"),
+    ("kspace", "none"),
+    ("kspace", "hann"),
+    ("kspace", "tukey"),
+    ("blur-noise", "none"),
+]
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +98,9 @@ def test_lr_grid_matches_opencv_resize_on_real_ct(real_hr, kind, taper, scale):
     lq = degrade_image(hr, Degradation(kind, scale, taper=taper, noise_level=0.0))
     up = cv2.resize(lq, (hr.shape[1], hr.shape[0]), interpolation=cv2.INTER_CUBIC)
     shift = grid_shift(hr, up, scale)
-    assert np.abs(shift).max() <= 0.05, f"{kind}/{taper} x{scale}: LR grid off by (dy, dx) = {shift.round(3)} HR px"
+    assert np.abs(shift).max() <= 0.05, (
+        f"{kind}/{taper} x{scale}: LR grid off by (dy, dx) = {shift.round(3)} HR px"
+    )
 
 
 @pytest.mark.parametrize("scale", [2, 3, 4, 8])
@@ -101,7 +111,9 @@ def test_lr_grid_is_mirror_symmetric(hr, kind, taper, scale):
     by 180 degrees (an offset on either axis breaks this). Both axes at once: for kspace the
     flip of one axis alone also moves an even LR grid's unpaired -N/2 frequency bin to +N/2, which
     truncation does not keep (a deviation below 1e-3 that is not a shift)."""
-    x = torch.from_numpy(crop_to_scale(hr[:, 8:], scale).copy())[None, None]  # not square: 128 x 120 (x3: 126 x 120)
+    x = torch.from_numpy(crop_to_scale(hr[:, 8:], scale).copy())[
+        None, None
+    ]  # not square: 128 x 120 (x3: 126 x 120)
     spec = Degradation(kind, scale, taper=taper, noise_level=0.0)
     turned = degrade(x.flip(-2, -1), spec).flip(-2, -1)
     torch.testing.assert_close(turned, degrade(x, spec), atol=1e-6, rtol=0)
@@ -116,7 +128,9 @@ def _expected_taper(length: int, taper: str, alpha: float = 0.5) -> np.ndarray:
     if taper == "hann":
         return 0.5 + 0.5 * np.cos(np.pi * f / (radius + 1))
     width = alpha * radius
-    return np.where(f <= radius - width, 1.0, 0.5 * (1 + np.cos(np.pi * (f - radius + width) / max(width, 1e-12))))
+    return np.where(
+        f <= radius - width, 1.0, 0.5 * (1 + np.cos(np.pi * (f - radius + width) / max(width, 1e-12)))
+    )
 
 
 @pytest.mark.parametrize("scale", [2, 3, 4, 8])
@@ -124,18 +138,26 @@ def _expected_taper(length: int, taper: str, alpha: float = 0.5) -> np.ndarray:
 def test_kspace_is_the_tapered_spectrum_times_the_exact_phase_ramp(hr, taper, scale):
     """On a positive image (so that the magnitude is the identity), the LR spectrum must be the
     central HR spectrum times the taper (symmetric about DC) times exp(2 pi i f (s - 1) / (2 N))."""
-    image = (0.4 + 0.2 * crop_to_scale(hr[:, 8:], scale)).astype(np.float64)  # not square; stays > 0 after truncation
+    image = (0.4 + 0.2 * crop_to_scale(hr[:, 8:], scale)).astype(
+        np.float64
+    )  # not square; stays > 0 after truncation
     lq = degrade_image(image, Degradation("kspace", scale, taper=taper)).astype(np.float64)
     expected = np.fft.fftshift(np.fft.fft2(image, norm="forward"))
     height, width = image.shape
     h, w = lq.shape
-    expected = expected[height // 2 - h // 2 : height // 2 - h // 2 + h, width // 2 - w // 2 : width // 2 - w // 2 + w]
+    expected = expected[
+        height // 2 - h // 2 : height // 2 - h // 2 + h, width // 2 - w // 2 : width // 2 - w // 2 + w
+    ]
     fy, fx = np.arange(h) - h // 2, np.arange(w) - w // 2
     shift = (scale - 1) / 2
-    expected = expected * np.outer(_expected_taper(h, taper) * np.exp(2j * np.pi * fy * shift / height),
-                                   _expected_taper(w, taper) * np.exp(2j * np.pi * fx * shift / width))
+    expected = expected * np.outer(
+        _expected_taper(h, taper) * np.exp(2j * np.pi * fy * shift / height),
+        _expected_taper(w, taper) * np.exp(2j * np.pi * fx * shift / width),
+    )
     actual = np.fft.fftshift(np.fft.fft2(lq, norm="forward"))
-    paired = np.ix_(np.abs(fy) < (h + 1) // 2, np.abs(fx) < (w + 1) // 2)  # leave out an even grid's unpaired -N/2 bin
+    paired = np.ix_(
+        np.abs(fy) < (h + 1) // 2, np.abs(fx) < (w + 1) // 2
+    )  # leave out an even grid's unpaired -N/2 bin
     np.testing.assert_allclose(actual[paired], expected[paired], rtol=0, atol=2e-6)
 
 
@@ -144,9 +166,13 @@ def test_kspace_is_the_tapered_spectrum_times_the_exact_phase_ramp(hr, taper, sc
 def test_gpu_batch_matches_cpu(hr):
     for kind, taper in ALIGNMENT_CASES:
         for scale in (2, 3, 4, 8):
-            x = torch.from_numpy(np.stack([crop_to_scale(hr, scale), crop_to_scale(hr[::-1], scale)]))[:, None]
+            x = torch.from_numpy(np.stack([crop_to_scale(hr, scale), crop_to_scale(hr[::-1], scale)]))[
+                :, None
+            ]
             spec = Degradation(kind, scale, taper=taper, noise_level=0.0)
             on_gpu = degrade(x.cuda(), spec)
             assert on_gpu.dtype == x.dtype and on_gpu.device.type == "cuda"
             assert on_gpu.shape == (2, 1, *(n // scale for n in x.shape[-2:]))
-            torch.testing.assert_close(on_gpu.cpu(), degrade(x, spec), atol=2e-5, rtol=0, msg=f"{kind} {taper} x{scale}")
+            torch.testing.assert_close(
+                on_gpu.cpu(), degrade(x, spec), atol=2e-5, rtol=0, msg=f"{kind} {taper} x{scale}"
+            )

@@ -100,7 +100,9 @@ def test_original_code_score_equals_the_original_loop_on_real_slices(real_crops,
     assert score == pytest.approx(original_loop(original_form(gray), sigma), rel=1e-12)
     # the same image as the 8-bit JPEG the original read (values / 127.5 - 1)
     u8 = np.rint(gray.astype(np.float64) * 255.0).astype(np.uint8)
-    assert original_code_score(u8 / 255.0, sigma=sigma) == pytest.approx(original_loop(eight_bit_original_form(u8), sigma), rel=1e-12)
+    assert original_code_score(u8 / 255.0, sigma=sigma) == pytest.approx(
+        original_loop(eight_bit_original_form(u8), sigma), rel=1e-12
+    )
     # any real dtype: float64 or float32 copies of the same values score the same
     assert original_code_score(gray.astype(np.float64), sigma=sigma) == score
 
@@ -109,7 +111,9 @@ def test_the_channel_axis_filter_changes_nothing_but_rounding(real_crops):
     rgb = original_form(real_crops["CT_small"])
     smoothed = gaussian_filter(rgb, sigma=5.0)
     spatial_only = gaussian_filter(rgb, sigma=(5.0, 5.0, 0.0))
-    assert np.array_equal(smoothed[..., 0], smoothed[..., 1]) and np.array_equal(smoothed[..., 0], smoothed[..., 2])
+    assert np.array_equal(smoothed[..., 0], smoothed[..., 1]) and np.array_equal(
+        smoothed[..., 0], smoothed[..., 2]
+    )
     np.testing.assert_allclose(smoothed, spatial_only, rtol=0, atol=1e-15)
 
 
@@ -139,7 +143,10 @@ def test_full_ct_slice_differs_from_equation_1():
     assert abs(original - 6.0 * equation_1) > 0.005 * original
 
 
-@pytest.mark.parametrize(("path", "expected_differences"), [(NIBABEL_DATA / "example4d.nii.gz", 10), (NIBABEL_DATA / "anatomical.nii", 5)])
+@pytest.mark.parametrize(
+    ("path", "expected_differences"),
+    [(NIBABEL_DATA / "example4d.nii.gz", 10), (NIBABEL_DATA / "anatomical.nii", 5)],
+)
 def test_above_mean_rule_keeps_a_different_set_under_the_original_code_score(path, expected_differences):
     """The slices of a real volume: the keep rule (score > mean score) picks differently."""
     slices = unit_slices(path)

@@ -12,6 +12,7 @@ import pydicom
 import pytest
 import torch
 
+from conftest import NIBABEL_DATA, pydicom_file, tree_digest, write_ct_series
 from medsr.cli import main
 from medsr.enhance import enhance_paths
 from medsr.errors import MedsrError
@@ -21,16 +22,20 @@ from medsr.models import load_model
 from medsr.models.checkpoint import model_entry, save_checkpoint
 from medsr.models.srresnet import SRResNet
 
-from conftest import NIBABEL_DATA, pydicom_file, tree_digest, write_ct_series
-
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory):
     torch.manual_seed(0)
     module = SRResNet(blocks=2, channels=8)
     path = tmp_path_factory.mktemp("ckpt") / "best.pt"
-    save_checkpoint(path, {"model": model_entry("srresnet", {"scale": 4, "blocks": 2, "channels": 8}, module),
-                           "config": {"name": "tiny"}, "intensity": {"ct_window": [-1024, 3071], "percentiles": [0, 100]}})
+    save_checkpoint(
+        path,
+        {
+            "model": model_entry("srresnet", {"scale": 4, "blocks": 2, "channels": 8}, module),
+            "config": {"name": "tiny"},
+            "intensity": {"ct_window": [-1024, 3071], "percentiles": [0, 100]},
+        },
+    )
     return path
 
 
@@ -58,7 +63,9 @@ def test_dicom_series_becomes_a_derived_series(tmp_path, checkpoint):
     for original, output in zip(originals, outputs):
         a, b = pydicom.dcmread(original), pydicom.dcmread(output)
         assert (b.Rows, b.Columns) == (4 * a.Rows, 4 * a.Columns)
-        assert [float(v) for v in b.PixelSpacing] == pytest.approx([float(v) / 4 for v in a.PixelSpacing], rel=1e-5)
+        assert [float(v) for v in b.PixelSpacing] == pytest.approx(
+            [float(v) / 4 for v in a.PixelSpacing], rel=1e-5
+        )
         assert b.SOPInstanceUID != a.SOPInstanceUID and b.SeriesInstanceUID != a.SeriesInstanceUID
         assert (b.PatientID, b.StudyInstanceUID) == (a.PatientID, a.StudyInstanceUID)
         assert list(b.ImageType[:2]) == ["DERIVED", "SECONDARY"] and "tiny" in b.DerivationDescription
@@ -92,14 +99,23 @@ def test_nifti_overlays_the_original(tmp_path):
     corner_b = b.affine @ np.array([-0.5, -0.5, 0, 1])
     np.testing.assert_allclose(corner_a, corner_b, atol=1e-5)  # same field of view
     np.testing.assert_allclose(b.header.get_zooms()[:2], np.array(a.header.get_zooms()[:2]) / 4, rtol=1e-5)
-    assert abs(float(np.asarray(b.dataobj).mean()) - float(np.asarray(a.dataobj).mean())) < 0.05 * float(np.asarray(a.dataobj).mean())
+    assert abs(float(np.asarray(b.dataobj).mean()) - float(np.asarray(a.dataobj).mean())) < 0.05 * float(
+        np.asarray(a.dataobj).mean()
+    )
 
 
 def test_nrrd_and_png(tmp_path, ct_small):
     hu = read_slices(ct_small)[0].pixels.astype(np.int16)
     (tmp_path / "in").mkdir()
-    nrrd.write(str(tmp_path / "in" / "ct.nrrd"), np.stack([hu.T, hu.T], axis=2),
-               {"space": "left-posterior-superior", "space directions": np.diag([0.6, 0.6, 5.0]), "space origin": [0.0, 0.0, 0.0]})
+    nrrd.write(
+        str(tmp_path / "in" / "ct.nrrd"),
+        np.stack([hu.T, hu.T], axis=2),
+        {
+            "space": "left-posterior-superior",
+            "space directions": np.diag([0.6, 0.6, 5.0]),
+            "space origin": [0.0, 0.0, 0.0],
+        },
+    )
     cv2.imwrite(str(tmp_path / "in" / "xray.png"), ((hu - hu.min()) / np.ptp(hu) * 255).astype(np.uint8))
     report = enhance_paths([tmp_path / "in"], tmp_path / "out", load_model("bilinear"))
     assert not report.failed
@@ -128,11 +144,25 @@ def test_cli_bf16_precision_stays_close_to_fp32(tmp_path, checkpoint):
     source = tmp_path / "in"
     write_ct_series(source, 1, patient="PAT-B")
     for precision in ("fp32", "bf16"):
-        code = main(["enhance", str(source), "--model", str(checkpoint), "-o", str(tmp_path / precision),
-                     "--device", "cpu", "--precision", precision])
+        code = main(
+            [
+                "enhance",
+                str(source),
+                "--model",
+                str(checkpoint),
+                "-o",
+                str(tmp_path / precision),
+                "--device",
+                "cpu",
+                "--precision",
+                precision,
+            ]
+        )
         assert code == 0
     exact, low = (pydicom.dcmread(next((tmp_path / p).rglob("*.dcm"))) for p in ("fp32", "bf16"))
-    hu_exact, hu_low = (ds.pixel_array * float(ds.RescaleSlope) + float(ds.RescaleIntercept) for ds in (exact, low))
+    hu_exact, hu_low = (
+        ds.pixel_array * float(ds.RescaleSlope) + float(ds.RescaleIntercept) for ds in (exact, low)
+    )
     assert exact.pixel_array.shape == low.pixel_array.shape
     # 0.2% of the 4095 HU training window (bf16 has an 8-bit mantissa), and not bit-equal
     assert 0 < np.abs(hu_low - hu_exact).max() < 0.002 * 4095 * 2
@@ -144,13 +174,33 @@ def test_several_file_inputs_land_side_by_side_and_folders_keep_their_tree(tmp_p
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         cv2.imwrite(str(tmp_path / name), image)
     out = tmp_path / "out"
-    code = main(["enhance", str(tmp_path / "a.png"), str(tmp_path / "b.png"), str(tmp_path / "tree"), "--model", "bicubic", "-o", str(out)])
+    code = main(
+        [
+            "enhance",
+            str(tmp_path / "a.png"),
+            str(tmp_path / "b.png"),
+            str(tmp_path / "tree"),
+            "--model",
+            "bicubic",
+            "-o",
+            str(out),
+        ]
+    )
     assert code == 0 and capsys.readouterr().out.startswith("3 files written")
-    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == ["a.png", "b.png", "tree/sub/c.png"]
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()) == [
+        "a.png",
+        "b.png",
+        "tree/sub/c.png",
+    ]
     assert cv2.imread(str(out / "a.png"), cv2.IMREAD_UNCHANGED).shape == (4 * 48, 4 * 40)
-    assert main(["enhance", str(tmp_path / "a.png"), "--model", "bicubic", "-o", str(tmp_path / "single.png")]) == 0
+    assert (
+        main(["enhance", str(tmp_path / "a.png"), "--model", "bicubic", "-o", str(tmp_path / "single.png")])
+        == 0
+    )
     assert (tmp_path / "single.png").is_file()
-    assert main(["enhance", str(tmp_path / "a.png"), "--model", "bicubic", "-o", str(tmp_path / "folder")]) == 0
+    assert (
+        main(["enhance", str(tmp_path / "a.png"), "--model", "bicubic", "-o", str(tmp_path / "folder")]) == 0
+    )
     assert (tmp_path / "folder" / "a.png").is_file()
 
 
@@ -159,7 +209,9 @@ def test_two_inputs_with_the_same_name_are_refused_before_writing(tmp_path):
         (tmp_path / folder).mkdir()
         cv2.imwrite(str(tmp_path / folder / "a.png"), np.zeros((16, 16), np.uint8))
     with pytest.raises(MedsrError, match="would both be written to"):
-        enhance_paths([tmp_path / "x" / "a.png", tmp_path / "y" / "a.png"], tmp_path / "out", load_model("bicubic"))
+        enhance_paths(
+            [tmp_path / "x" / "a.png", tmp_path / "y" / "a.png"], tmp_path / "out", load_model("bicubic")
+        )
     assert not (tmp_path / "out").exists()
 
 
@@ -183,6 +235,11 @@ def test_big_endian_dicom_is_enhanced_into_little_endian(tmp_path, ct_small):
     assert not report.failed and len(report.written) == 2
     for name in ("ct.dcm", "mr.dcm"):
         (original,), (sr,) = read_slices(folder / name), read_slices(tmp_path / "out" / name)
-        assert pydicom.dcmread(tmp_path / "out" / name).file_meta.TransferSyntaxUID == pydicom.uid.ExplicitVRLittleEndian
+        assert (
+            pydicom.dcmread(tmp_path / "out" / name).file_meta.TransferSyntaxUID
+            == pydicom.uid.ExplicitVRLittleEndian
+        )
         small = cv2.resize(sr.pixels, original.shape[::-1], interpolation=cv2.INTER_AREA)
-        assert np.abs(small - original.pixels).mean() < 0.02 * np.ptp(original.pixels)  # not byte-swapped noise
+        assert np.abs(small - original.pixels).mean() < 0.02 * np.ptp(
+            original.pixels
+        )  # not byte-swapped noise

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import make_ct_dataset, pydicom_file, write_ct_series
 from medsr.cli import main
 from medsr.data.degrade import Degradation, crop_to_scale, degrade_image
 from medsr.data.manifest import read_manifest
@@ -21,8 +22,6 @@ from medsr.io.raster import read_png16
 from medsr.models import SRModel, load_model
 from medsr.models.interpolation import InterpolationModel
 
-from conftest import make_ct_dataset, pydicom_file, write_ct_series
-
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory) -> Path:
@@ -30,7 +29,19 @@ def dataset(tmp_path_factory) -> Path:
 
 
 def _run(dataset, out, *extra):
-    args = ["evaluate", str(dataset), "--out", str(out), "--model", "nearest", "--model", "bilinear", "--model", "bicubic", *extra]
+    args = [
+        "evaluate",
+        str(dataset),
+        "--out",
+        str(out),
+        "--model",
+        "nearest",
+        "--model",
+        "bilinear",
+        "--model",
+        "bicubic",
+        *extra,
+    ]
     assert main(args) == 0
 
 
@@ -40,12 +51,21 @@ def test_writes_metrics_summary_tables_and_figures(dataset, tmp_path, capsys):
     assert capsys.readouterr().out.startswith("4 test images: nearest ")
     rows = list(csv.DictReader(open(out / "metrics.csv")))
     assert len(rows) == 4 * 3
-    assert list(rows[0]) == ["image_id", "patient_id", "modality", "method", "psnr", "ssim", "psnr_fg", "ssim_fg"]
+    assert list(rows[0]) == [
+        "image_id",
+        "patient_id",
+        "modality",
+        "method",
+        "psnr",
+        "ssim",
+        "psnr_fg",
+        "ssim_fg",
+    ]
     summary = json.loads((out / "summary.json").read_text())
     means = {name: (m["psnr"]["mean"], m["ssim"]["mean"]) for name, m in summary["methods"].items()}
     assert means["nearest"][0] < means["bilinear"][0] < means["bicubic"][0]
     assert means["nearest"][1] < means["bilinear"][1] < means["bicubic"][1]
-    for name, m in summary["methods"].items():
+    for m in summary["methods"].values():
         assert m["psnr"]["ci_low"] <= m["psnr"]["mean"] <= m["psnr"]["ci_high"]
     nearest = summary["vs_baseline"]["nearest"]["psnr"]
     assert nearest["mean_diff"] < 0 and nearest["ci_high"] < 0 and nearest["improvement_pct"] < 0
@@ -80,10 +100,15 @@ class Recorder(SRModel):
 def test_every_method_gets_the_same_lr_images_and_the_baseline_is_added(dataset, tmp_path):
     spec = Degradation("blur-noise", 4, noise_level=0.03)
     first, second = Recorder("first"), Recorder("second")
-    result = evaluate(dataset, [first, second], tmp_path / "e", EvalOptions(degradation=spec, seed=5, n_figures=0))
+    result = evaluate(
+        dataset, [first, second], tmp_path / "e", EvalOptions(degradation=spec, seed=5, n_figures=0)
+    )
     assert list(result.summary["methods"]) == ["bicubic", "first", "second"]
     rows = read_manifest(dataset, split="test")
-    expected = [degrade_image(crop_to_scale(read_png16(dataset / r["file"]), 4), spec, seed=5, key=r["id"]) for r in rows]
+    expected = [
+        degrade_image(crop_to_scale(read_png16(dataset / r["file"]), 4), spec, seed=5, key=r["id"])
+        for r in rows
+    ]
     # the recorders also saw the figure images (best, worst) again: the first len(rows) are the scoring pass
     for seen in (first.seen, second.seen):
         assert len(seen) == len(rows) + 2
@@ -124,11 +149,18 @@ def test_a_non_finite_score_drops_the_image_for_every_method(dataset, tmp_path):
     result = evaluate(dataset, [load_model("nearest"), oracle], tmp_path / "e", EvalOptions(n_figures=0))
     summary = result.summary
     first = read_png16(dataset / rows[0]["file"])
-    perfect = sum(np.array_equal(read_png16(dataset / r["file"]), first) for r in rows)  # the test CT slices repeat
+    perfect = sum(
+        np.array_equal(read_png16(dataset / r["file"]), first) for r in rows
+    )  # the test CT slices repeat
     assert summary["dropped"]["psnr"] == perfect >= 1 and summary["dropped"]["ssim"] == 0
-    assert {m["psnr"]["n"] for m in summary["methods"].values()} == {len(rows) - perfect}  # the same images for all
+    assert {m["psnr"]["n"] for m in summary["methods"].values()} == {
+        len(rows) - perfect
+    }  # the same images for all
     assert {m["ssim"]["n"] for m in summary["methods"].values()} == {len(rows)}
-    assert f"dropped for every method (PSNR (dB): {perfect}, leaving 2 patients and {len(rows) - perfect} slices" in (tmp_path / "e" / "table.md").read_text()
+    assert (
+        f"dropped for every method (PSNR (dB): {perfect}, leaving 2 patients and {len(rows) - perfect} slices"
+        in (tmp_path / "e" / "table.md").read_text()
+    )
 
 
 def test_tables_give_each_modality_its_patients_and_warn_about_few_patients(tmp_path):
@@ -138,8 +170,13 @@ def test_tables_give_each_modality_its_patients_and_warn_about_few_patients(tmp_
         folder.mkdir()
         shutil.copy(pydicom_file("MR_small.dcm"), folder / "a.dcm")  # one MR patient id; folders don't matter
     dataset = tmp_path / "d"
-    prepare([tmp_path / "src"], dataset, PrepareOptions(size=None, min_size=64, keep=KeepRule("all"),
-                                                        split=SplitSpec.parse("0.0,0.0,1.0"), workers=1))
+    prepare(
+        [tmp_path / "src"],
+        dataset,
+        PrepareOptions(
+            size=None, min_size=64, keep=KeepRule("all"), split=SplitSpec.parse("0.0,0.0,1.0"), workers=1
+        ),
+    )
     result = evaluate(dataset, [load_model("nearest")], tmp_path / "e", EvalOptions(n_figures=0))
     summary = result.summary
     assert set(summary["by_modality"]) == {"CT", "MR"}

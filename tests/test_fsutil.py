@@ -11,9 +11,8 @@ import numpy as np
 import pydicom
 import pytest
 
-from medsr import fsutil  # the module, so that the writer tests also run against older versions
-
 from conftest import pydicom_file
+from medsr import fsutil  # the module, so that the writer tests also run against older versions
 
 
 def _leftovers(folder: Path) -> list[Path]:
@@ -124,12 +123,20 @@ def _figure(path: Path) -> None:
 def _curves(path: Path) -> None:
     from medsr.train.logs import RunLog
 
-    RunLog(path.parent, tensorboard=False).write([{"epoch": 1, "train_psnr": 20.0, "val_psnr": 21.0, "train_ssim": 0.5, "val_ssim": 0.6}])
+    RunLog(path.parent, tensorboard=False).write(
+        [{"epoch": 1, "train_psnr": 20.0, "val_psnr": 21.0, "train_ssim": 0.5, "val_ssim": 0.6}]
+    )
 
 
 @pytest.mark.parametrize(
     ("writer", "name"),
-    [(_png16, "image.png"), (_checkpoint, "last.pt"), (_dicom, "sr.dcm"), (_figure, "figure.png"), (_curves, "curves_psnr.png")],
+    [
+        (_png16, "image.png"),
+        (_checkpoint, "last.pt"),
+        (_dicom, "sr.dcm"),
+        (_figure, "figure.png"),
+        (_curves, "curves_psnr.png"),
+    ],
 )
 def test_every_writer_replaces_atomically_and_durably(tmp_path, fsyncs, writer, name):
     """Each of these hand-rolled its own temp-file-then-rename before; none synced the folder."""

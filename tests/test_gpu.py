@@ -77,14 +77,36 @@ def test_enhance_cli_on_cuda_gives_the_cpu_values(tmp_path):
     torch.manual_seed(0)
     kwargs = {"scale": 4, "blocks": 2, "channels": 8, "upsample_skip": True}  # output = bicubic + residual
     checkpoint = tmp_path / "best.pt"
-    save_checkpoint(checkpoint, {"model": model_entry("srresnet", kwargs, SRResNet(**kwargs)), "config": {"name": "tiny"},
-                                 "intensity": {"ct_window": [-1024, 3071], "percentiles": [0, 100]}})
+    save_checkpoint(
+        checkpoint,
+        {
+            "model": model_entry("srresnet", kwargs, SRResNet(**kwargs)),
+            "config": {"name": "tiny"},
+            "intensity": {"ct_window": [-1024, 3071], "percentiles": [0, 100]},
+        },
+    )
     write_ct_series(tmp_path / "in", 1)
-    runs = {"cpu": ["--device", "cpu"], "cuda": ["--device", "cuda"],
-            "cuda_bf16": ["--device", "cuda", "--precision", "bf16", "--compile"]}
+    runs = {
+        "cpu": ["--device", "cpu"],
+        "cuda": ["--device", "cuda"],
+        "cuda_bf16": ["--device", "cuda", "--precision", "bf16", "--compile"],
+    }
     hu = {}
     for name, flags in runs.items():
-        assert main(["enhance", str(tmp_path / "in"), "--model", str(checkpoint), "-o", str(tmp_path / name), *flags]) == 0
+        assert (
+            main(
+                [
+                    "enhance",
+                    str(tmp_path / "in"),
+                    "--model",
+                    str(checkpoint),
+                    "-o",
+                    str(tmp_path / name),
+                    *flags,
+                ]
+            )
+            == 0
+        )
         ds = pydicom.dcmread(next((tmp_path / name).rglob("*.dcm")))
         hu[name] = ds.pixel_array * float(ds.RescaleSlope) + float(ds.RescaleIntercept)
     assert hu["cpu"].shape == (512, 512) and hu["cpu"].std() > 50  # a real image, not a constant

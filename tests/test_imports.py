@@ -47,6 +47,8 @@ def test_building_the_parser_and_every_help_import_no_heavy_library():
 
 def test_choices_and_layout_need_only_the_standard_library():
     before = _probe("import json, sys; print(json.dumps({'modules': sorted(sys.modules)}))")
-    after = _probe("import json, sys; import medsr.choices, medsr.layout; print(json.dumps({'modules': sorted(sys.modules)}))")
+    after = _probe(
+        "import json, sys; import medsr.choices, medsr.layout; print(json.dumps({'modules': sorted(sys.modules)}))"
+    )
     added = {name.split(".")[0] for name in set(after["modules"]) - set(before["modules"])}
     assert added - set(sys.stdlib_module_names) == {"medsr"}

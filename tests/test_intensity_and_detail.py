@@ -75,6 +75,8 @@ def test_normalised_score_does_not_depend_on_resolution(ct_small):
     low = normalised_score(pixel_difference_score(ct, sigma=1), ct.shape)
     high = normalised_score(pixel_difference_score(double, sigma=2), double.shape)
     assert high == pytest.approx(low, rel=0.05)
-    assert pixel_difference_score(double, sigma=2) == pytest.approx(2 * pixel_difference_score(ct, sigma=1), rel=0.05)
+    assert pixel_difference_score(double, sigma=2) == pytest.approx(
+        2 * pixel_difference_score(ct, sigma=1), rel=0.05
+    )
     with pytest.raises(ValueError, match="2-D"):
         pixel_difference_score(np.zeros((2, 2, 2)))

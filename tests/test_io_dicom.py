@@ -8,11 +8,10 @@ import pydicom
 import pytest
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
+from conftest import pydicom_file, write_ct_series
 from medsr.errors import UnreadableImage
 from medsr.io import detect_format, iter_image_files, read_slices
 from medsr.io.intensity import IntensityPolicy, fit_mapping
-
-from conftest import pydicom_file, write_ct_series
 
 
 def test_ct_is_returned_in_hounsfield_units(ct_small):
@@ -27,7 +26,15 @@ def test_ct_is_returned_in_hounsfield_units(ct_small):
     assert item.meta.pixel_spacing == pytest.approx(tuple(float(v) for v in ds.PixelSpacing))
 
 
-@pytest.mark.parametrize("name", ["MR_small_RLE.dcm", "MR_small_jp2klossless.dcm", "MR_small_jpeg_ls_lossless.dcm", "MR_small_bigendian.dcm"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "MR_small_RLE.dcm",
+        "MR_small_jp2klossless.dcm",
+        "MR_small_jpeg_ls_lossless.dcm",
+        "MR_small_bigendian.dcm",
+    ],
+)
 def test_compressed_transfer_syntaxes_decode_to_the_same_pixels(name, mr_small):
     (reference,) = read_slices(mr_small)
     (item,) = read_slices(pydicom_file(name))

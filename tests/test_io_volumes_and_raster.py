@@ -7,11 +7,10 @@ import numpy as np
 import pydicom
 import pytest
 
+from conftest import NIBABEL_DATA
 from medsr.errors import UnreadableImage
 from medsr.io import detect_format, read_slices
 from medsr.io.raster import read_png16, write_png16
-
-from conftest import NIBABEL_DATA
 
 
 def test_nifti_3d_slices_along_each_axis_with_header_spacing():
@@ -41,7 +40,11 @@ def test_nrrd_ct_volume_round_trip_keeps_hounsfield_units(tmp_path, ct_small):
     ds = pydicom.dcmread(ct_small)
     hu = (ds.pixel_array * float(ds.RescaleSlope) + float(ds.RescaleIntercept)).astype(np.int16)
     volume = np.stack([hu.T, np.roll(hu, 5, axis=0).T], axis=2)  # (x, y, z) as pynrrd indexes
-    header = {"space": "left-posterior-superior", "space directions": np.diag([0.66, 0.66, 5.0]), "space origin": [0, 0, 0]}
+    header = {
+        "space": "left-posterior-superior",
+        "space directions": np.diag([0.66, 0.66, 5.0]),
+        "space origin": [0, 0, 0],
+    }
     path = tmp_path / "ct.nrrd"
     nrrd.write(str(path), volume, header)
     (path.with_suffix(".json")).write_text('{"Modality": "CT", "PatientID": "nrrd-patient"}')
@@ -53,7 +56,9 @@ def test_nrrd_ct_volume_round_trip_keeps_hounsfield_units(tmp_path, ct_small):
     assert sorted(np.unique(slices[0].pixels)) == sorted(np.unique(hu.astype(np.float32)))
 
 
-@pytest.mark.parametrize(("suffix", "dtype"), [(".png", np.uint8), (".png", np.uint16), (".tif", np.uint8), (".tif", np.uint16)])
+@pytest.mark.parametrize(
+    ("suffix", "dtype"), [(".png", np.uint8), (".png", np.uint16), (".tif", np.uint8), (".tif", np.uint16)]
+)
 def test_png_and_tiff_8_and_16_bit_keep_their_values_and_dtype_range(tmp_path, ct_small, suffix, dtype):
     pixels = pydicom.dcmread(ct_small).pixel_array.astype(np.float64)
     scaled = (pixels - pixels.min()) / (pixels.max() - pixels.min()) * np.iinfo(dtype).max

@@ -14,12 +14,11 @@ import pytest
 from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian
 
 import medsr.io.dicom_write
+from conftest import NIBABEL_DATA, pydicom_file
 from medsr.errors import UnreadableImage
 from medsr.io import read_slices, read_volume, write_like
 from medsr.io.intensity import fit_mapping
 from medsr.models import load_model
-
-from conftest import NIBABEL_DATA, pydicom_file
 
 SCALE = 4
 
@@ -64,9 +63,15 @@ def test_derived_dicom_from_any_transfer_syntax_reads_back_with_geometry_and_val
 
     (back,) = read_slices(target)
     assert back.shape == (SCALE * item.shape[0], SCALE * item.shape[1])
-    assert back.meta.pixel_spacing == pytest.approx(tuple(v / SCALE for v in item.meta.pixel_spacing), rel=1e-5)
+    assert back.meta.pixel_spacing == pytest.approx(
+        tuple(v / SCALE for v in item.meta.pixel_spacing), rel=1e-5
+    )
     assert back.meta.position == pytest.approx(item.meta.position, abs=1e-4)  # same plane
-    assert (back.meta.modality, back.meta.unit, back.meta.patient_id) == (item.meta.modality, item.meta.unit, item.meta.patient_id)
+    assert (back.meta.modality, back.meta.unit, back.meta.patient_id) == (
+        item.meta.modality,
+        item.meta.unit,
+        item.meta.patient_id,
+    )
     assert back.meta.series_uid != item.meta.series_uid
     slope = back.meta.rescale_slope
     assert np.abs(back.pixels - physical).max() <= 0.5 * slope + 1e-3  # stored integers, rounded once
@@ -76,7 +81,9 @@ def test_derived_dicom_from_any_transfer_syntax_reads_back_with_geometry_and_val
     assert written.pixel_array.dtype.itemsize == 2 and written.BitsStored == original.BitsStored
     rows, columns = (float(v) for v in original.PixelSpacing)
     iop = np.asarray(original.ImageOrientationPatient, float)
-    first_pixel_centre = np.asarray(original.ImagePositionPatient, float) - (1 - 1 / SCALE) / 2 * (columns * iop[:3] + rows * iop[3:])
+    first_pixel_centre = np.asarray(original.ImagePositionPatient, float) - (1 - 1 / SCALE) / 2 * (
+        columns * iop[:3] + rows * iop[3:]
+    )
     np.testing.assert_allclose(np.asarray(written.ImagePositionPatient, float), first_pixel_centre, atol=1e-5)
 
 
@@ -124,7 +131,8 @@ def test_nifti_is_written_in_the_source_type_with_a_finer_affine(tmp_path):
     np.testing.assert_allclose(read_volume(tmp_path / "up.nii.gz").data, up, atol=1e-3)
     np.testing.assert_allclose(b.affine @ [-0.5, -0.5, 0, 1], a.affine @ [-0.5, -0.5, 0, 1], atol=1e-5)
     assert read_slices(tmp_path / "up.nii.gz")[0].meta.pixel_spacing == pytest.approx(
-        tuple(v / 2 for v in read_slices(source)[0].meta.pixel_spacing))
+        tuple(v / 2 for v in read_slices(source)[0].meta.pixel_spacing)
+    )
     with pytest.raises(ValueError, match="expected a volume of shape"):
         write_like(source, volume.data, tmp_path / "same.nii", scale=2)
 
@@ -132,10 +140,21 @@ def test_nifti_is_written_in_the_source_type_with_a_finer_affine(tmp_path):
 def test_nrrd_is_written_in_the_source_type_with_finer_space_directions(tmp_path, ct_small):
     hu = read_slices(ct_small)[0].pixels.astype(np.int16)
     source = tmp_path / "ct.nrrd"
-    nrrd.write(str(source), np.stack([hu.T, hu.T[::-1]], axis=2),
-               {"space": "left-posterior-superior", "space directions": np.diag([0.6, 0.6, 5.0]), "space origin": [10.0, 20.0, 30.0]})
+    nrrd.write(
+        str(source),
+        np.stack([hu.T, hu.T[::-1]], axis=2),
+        {
+            "space": "left-posterior-superior",
+            "space directions": np.diag([0.6, 0.6, 5.0]),
+            "space origin": [10.0, 20.0, 30.0],
+        },
+    )
     volume = read_volume(source)
-    assert volume.meta.format == "nrrd" and volume.data.dtype == np.float32 and volume.data.shape == (128, 128, 2)
+    assert (
+        volume.meta.format == "nrrd"
+        and volume.data.dtype == np.float32
+        and volume.data.shape == (128, 128, 2)
+    )
     up = np.kron(volume.data, np.ones((2, 2, 1), np.float32)) + 0.25  # rounds back to the same integers
     write_like(source, up, tmp_path / "out" / "up.nrrd", scale=2)
     data, header = nrrd.read(str(tmp_path / "out" / "up.nrrd"))

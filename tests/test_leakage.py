@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import write_ct_series
 from medsr.cli import main
 from medsr.data.manifest import patient_of, read_manifest
-from medsr.data.prepare import KeepRule, PrepareOptions, prepare
 from medsr.data.patients import PatientRule
+from medsr.data.prepare import KeepRule, PrepareOptions, prepare
 from medsr.data.provenance import check_held_out, hash_patient
 from medsr.data.split import SplitSpec
 from medsr.errors import MedsrError
@@ -22,8 +23,6 @@ from medsr.models.checkpoint import read_checkpoint, save_checkpoint
 from medsr.train import loop
 from medsr.train.config import load_config
 from medsr.train.loop import fit
-
-from conftest import write_ct_series
 
 TINY = Path(__file__).parent.parent / "configs" / "tiny.yaml"
 
@@ -37,7 +36,9 @@ def sources(tmp_path_factory) -> Path:
 
 
 def _prepare(sources: Path, name: str, seed: int) -> Path:
-    options = PrepareOptions(size=None, min_size=64, keep=KeepRule("all"), split=SplitSpec.parse("6,2,2"), seed=seed, workers=1)
+    options = PrepareOptions(
+        size=None, min_size=64, keep=KeepRule("all"), split=SplitSpec.parse("6,2,2"), seed=seed, workers=1
+    )
     prepare([sources / "src"], sources / name, options)
     return sources / name
 
@@ -59,7 +60,9 @@ def trained(datasets, tmp_path_factory) -> Path:
 
 
 def _config(dataset: Path, run: Path, *extra: str):
-    return load_config(TINY, [f"data.dataset={dataset}", f"run_dir={run}", "data.val_limit=2", "train.epochs=2", *extra])
+    return load_config(
+        TINY, [f"data.dataset={dataset}", f"run_dir={run}", "data.val_limit=2", "train.epochs=2", *extra]
+    )
 
 
 def test_checkpoints_record_the_data_set_and_hashed_patients_only(trained, datasets):
@@ -69,13 +72,21 @@ def test_checkpoints_record_the_data_set_and_hashed_patients_only(trained, datas
     train = sorted({patient_of(r) for r in rows if r["split"] == "train"})
     assert record["counts"] == {"train": len(train), "val": 1}
     assert record["patients"]["train"] == sorted(hash_patient(k, record["fingerprint"]) for k in train)
-    assert b"PAT" not in (trained / "best.pt").read_bytes() and not any(k.encode() in (trained / "best.pt").read_bytes() for k in train)
+    assert b"PAT" not in (trained / "best.pt").read_bytes() and not any(
+        k.encode() in (trained / "best.pt").read_bytes() for k in train
+    )
 
 
-@pytest.mark.parametrize("change, named", [
-    ("data.dataset", "data.dataset"), ("train.lr=0.0005", "train.lr"), ("seed=3", "seed"),
-    ("model.channels=8", "model.channels"), ("train.stage=adversarial", "train.stage"),
-])
+@pytest.mark.parametrize(
+    "change, named",
+    [
+        ("data.dataset", "data.dataset"),
+        ("train.lr=0.0005", "train.lr"),
+        ("seed=3", "seed"),
+        ("model.channels=8", "model.channels"),
+        ("train.stage=adversarial", "train.stage"),
+    ],
+)
 def test_resume_refuses_another_run_naming_what_differs(trained, datasets, tmp_path, change, named):
     run = tmp_path / "copy"
     shutil.copytree(trained, run)
@@ -83,8 +94,20 @@ def test_resume_refuses_another_run_naming_what_differs(trained, datasets, tmp_p
     dataset = datasets[1] if change == "data.dataset" else datasets[0]
     with pytest.raises(MedsrError, match=rf"^--resume: .* is another run: {named}"):
         fit(_config(dataset, run, *extra), resume=True, progress=False)
-    args = ["train", str(TINY), "--resume", "--set", f"data.dataset={dataset}", "--set", f"run_dir={run}",
-            "--set", "data.val_limit=2", "--set", "train.epochs=2", *[a for e in extra for a in ("--set", e)]]
+    args = [
+        "train",
+        str(TINY),
+        "--resume",
+        "--set",
+        f"data.dataset={dataset}",
+        "--set",
+        f"run_dir={run}",
+        "--set",
+        "data.val_limit=2",
+        "--set",
+        "train.epochs=2",
+        *[a for e in extra for a in ("--set", e)],
+    ]
     assert main(args) == 1
 
 
@@ -93,7 +116,9 @@ def test_resume_accepts_harmless_changes(trained, datasets, tmp_path):
     shutil.copytree(trained, run)
     moved = tmp_path / "moved-dataset"
     shutil.copytree(datasets[0], moved)  # the same data set in another folder: same fingerprint
-    result = fit(_config(moved, run, "train.epochs=3", "train.threads=1", "name=renamed"), resume=True, progress=False)
+    result = fit(
+        _config(moved, run, "train.epochs=3", "train.threads=1", "name=renamed"), resume=True, progress=False
+    )
     assert [row["epoch"] for row in result.history] == [1, 2, 3]
 
 
@@ -103,28 +128,62 @@ def test_a_fresh_run_never_overwrites_an_earlier_one_silently(trained, datasets,
     with pytest.raises(MedsrError, match="already holds a run"):
         fit(_config(datasets[0], run), progress=False)
     fit(_config(datasets[0], run, "train.epochs=1"), overwrite=True, progress=False)
-    assert read_checkpoint(run / "last.pt")["epoch"] == 1 and len(read_checkpoint(run / "best.pt")["history"]) == 1
+    assert (
+        read_checkpoint(run / "last.pt")["epoch"] == 1
+        and len(read_checkpoint(run / "best.pt")["history"]) == 1
+    )
 
 
 def test_evaluation_refuses_a_model_on_its_own_patients(trained, datasets, tmp_path):
     model = load_model(trained / "best.pt", device="cpu")
-    with pytest.raises(MedsrError, match=r"tiny_srresnet saw 3 of the 3 patients of the train split during training \(in its training split"):
+    with pytest.raises(
+        MedsrError,
+        match=r"tiny_srresnet saw 3 of the 3 patients of the train split during training \(in its training split",
+    ):
         evaluate(datasets[0], [model], tmp_path / "own", EvalOptions(split="train", n_figures=0))
     # another data set of the same people: its test split holds one of the model's training patients
     with pytest.raises(MedsrError, match="saw 1 of the 1 patients of the test split"):
         evaluate(datasets[1], [model], tmp_path / "other", EvalOptions(n_figures=0))
-    assert main(["evaluate", str(datasets[1]), "--model", str(trained / "best.pt"), "--out", str(tmp_path / "cli")]) == 1
+    assert (
+        main(
+            [
+                "evaluate",
+                str(datasets[1]),
+                "--model",
+                str(trained / "best.pt"),
+                "--out",
+                str(tmp_path / "cli"),
+            ]
+        )
+        == 1
+    )
     result = evaluate(datasets[0], [model], tmp_path / "held-out", EvalOptions(n_figures=0))
     assert result.summary["protocol"]["held_out"] is True
 
 
 def test_allow_overlap_scores_it_and_says_so_in_bold(trained, datasets, tmp_path):
     out = tmp_path / "allowed"
-    assert main(["evaluate", str(datasets[1]), "--model", str(trained / "best.pt"), "--out", str(out), "--allow-overlap"]) == 0
+    assert (
+        main(
+            [
+                "evaluate",
+                str(datasets[1]),
+                "--model",
+                str(trained / "best.pt"),
+                "--out",
+                str(out),
+                "--allow-overlap",
+            ]
+        )
+        == 0
+    )
     summary = json.loads((out / "summary.json").read_text())
     assert summary["protocol"]["held_out"] is False
     assert summary["protocol"]["overlap"][0]["n_seen"] == 1
-    assert "**Not held out: tiny_srresnet was trained or validated on 1 of the 1 evaluated patients" in (out / "table.md").read_text()
+    assert (
+        "**Not held out: tiny_srresnet was trained or validated on 1 of the 1 evaluated patients"
+        in (out / "table.md").read_text()
+    )
 
 
 def test_a_checkpoint_without_a_record_cannot_be_shown_held_out(trained, datasets, tmp_path):
@@ -133,24 +192,46 @@ def test_a_checkpoint_without_a_record_cannot_be_shown_held_out(trained, dataset
     checkpoint.pop("format"), checkpoint.pop("medsr_version")
     save_checkpoint(tmp_path / "old.pt", checkpoint)
     with pytest.raises(MedsrError, match="does not record which patients it was trained on"):
-        evaluate(datasets[0], [load_model(tmp_path / "old.pt", device="cpu")], tmp_path / "e", EvalOptions(n_figures=0))
+        evaluate(
+            datasets[0],
+            [load_model(tmp_path / "old.pt", device="cpu")],
+            tmp_path / "e",
+            EvalOptions(n_figures=0),
+        )
 
 
 def test_the_srgan_inherits_the_srresnet_patients(trained, datasets, tmp_path):
     gan = tmp_path / "gan"
-    config = _config(datasets[0], gan, "train.epochs=1", "train.stage=adversarial", f"train.init_from={trained / 'best.pt'}",
-                     "adversarial.vgg_weights=random", "data.val_limit=1")
+    config = _config(
+        datasets[0],
+        gan,
+        "train.epochs=1",
+        "train.stage=adversarial",
+        f"train.init_from={trained / 'best.pt'}",
+        "adversarial.vgg_weights=random",
+        "data.val_limit=1",
+    )
     fit(config, progress=False)
     record = read_checkpoint(gan / "best.pt")["trained_on"]
-    assert record["init_from"]["fingerprint"] == read_checkpoint(trained / "best.pt")["trained_on"]["fingerprint"]
+    assert (
+        record["init_from"]["fingerprint"]
+        == read_checkpoint(trained / "best.pt")["trained_on"]["fingerprint"]
+    )
     with pytest.raises(MedsrError, match="saw 1 of the 1 patients of the test split"):
-        evaluate(datasets[1], [load_model(gan / "best.pt", device="cpu")], tmp_path / "e", EvalOptions(n_figures=0))
+        evaluate(
+            datasets[1], [load_model(gan / "best.pt", device="cpu")], tmp_path / "e", EvalOptions(n_figures=0)
+        )
 
 
 def test_resume_refuses_when_the_starting_checkpoint_changed(trained, datasets, tmp_path):
     start = tmp_path / "start.pt"
     shutil.copy(trained / "best.pt", start)
-    config = ["train.epochs=1", "train.stage=adversarial", f"train.init_from={start}", "adversarial.vgg_weights=random"]
+    config = [
+        "train.epochs=1",
+        "train.stage=adversarial",
+        f"train.init_from={start}",
+        "adversarial.vgg_weights=random",
+    ]
     fit(_config(datasets[0], tmp_path / "gan", *config), progress=False)
     retrained = read_checkpoint(start)  # the SRResNet was retrained: other weights at the same path
     for tensor in retrained["model"]["state_dict"].values():
@@ -159,12 +240,16 @@ def test_resume_refuses_when_the_starting_checkpoint_changed(trained, datasets, 
     retrained.pop("format"), retrained.pop("medsr_version")
     save_checkpoint(start, retrained)
     with pytest.raises(MedsrError, match="train.init_from: the starting checkpoint changed"):
-        fit(_config(datasets[0], tmp_path / "gan", *config[1:], "train.epochs=2"), resume=True, progress=False)
+        fit(
+            _config(datasets[0], tmp_path / "gan", *config[1:], "train.epochs=2"), resume=True, progress=False
+        )
 
 
 def test_best_and_last_agree_after_a_kill_between_the_two_writes(datasets, tmp_path, monkeypatch):
     whole = fit(_config(datasets[0], tmp_path / "whole"), progress=False)
-    assert whole.best["epoch"] == 2  # the precondition: the last epoch is the best one, so both files are written
+    assert (
+        whole.best["epoch"] == 2
+    )  # the precondition: the last epoch is the best one, so both files are written
     writes = []
 
     def killed(path, payload):
@@ -186,11 +271,20 @@ def test_best_and_last_agree_after_a_kill_between_the_two_writes(datasets, tmp_p
 
 
 def test_the_same_files_under_another_patient_rule_are_still_caught(trained, sources, tmp_path):
-    options = PrepareOptions(size=None, min_size=64, keep=KeepRule("all"), split=SplitSpec.parse("2,2,6"), seed=0,
-                             workers=1, patients=PatientRule("file"))
+    options = PrepareOptions(
+        size=None,
+        min_size=64,
+        keep=KeepRule("all"),
+        split=SplitSpec.parse("2,2,6"),
+        seed=0,
+        workers=1,
+        patients=PatientRule("file"),
+    )
     prepare([sources / "src"], tmp_path / "by-file", options)  # other patient keys, the same source files
     model = load_model(trained / "best.pt", device="cpu")
-    with pytest.raises(MedsrError, match=r"trained or validated on the source files of \d+ of the 6 slices of the test split"):
+    with pytest.raises(
+        MedsrError, match=r"trained or validated on the source files of \d+ of the 6 slices of the test split"
+    ):
         evaluate(tmp_path / "by-file", [model], tmp_path / "e", EvalOptions(n_figures=0))
 
 
@@ -207,14 +301,25 @@ def test_a_damaged_or_empty_record_is_unknown_not_clean(trained, datasets, tmp_p
     checkpoint.pop("format"), checkpoint.pop("medsr_version")
     save_checkpoint(tmp_path / "empty.pt", checkpoint)
     with pytest.raises(MedsrError, match="does not record which patients"):
-        evaluate(datasets[0], [load_model(tmp_path / "empty.pt", device="cpu")], tmp_path / "e", EvalOptions(split="train", n_figures=0))
+        evaluate(
+            datasets[0],
+            [load_model(tmp_path / "empty.pt", device="cpu")],
+            tmp_path / "e",
+            EvalOptions(split="train", n_figures=0),
+        )
 
 
 def test_overwrite_never_removes_the_checkpoint_the_run_starts_from(trained, datasets, tmp_path):
     run = tmp_path / "same"
     shutil.copytree(trained, run)
-    config = _config(datasets[0], run, "train.epochs=1", "train.stage=adversarial", f"train.init_from={run / 'best.pt'}",
-                     "adversarial.vgg_weights=random")
+    config = _config(
+        datasets[0],
+        run,
+        "train.epochs=1",
+        "train.stage=adversarial",
+        f"train.init_from={run / 'best.pt'}",
+        "adversarial.vgg_weights=random",
+    )
     with pytest.raises(MedsrError, match="train.init_from: .* a fresh run would remove"):
         fit(config, overwrite=True, progress=False)
     assert (run / "best.pt").is_file() and (run / "last.pt").is_file()
@@ -231,7 +336,9 @@ def test_a_deleted_best_pt_is_restored_or_refused(trained, datasets, tmp_path):
     checkpoint.pop("format"), checkpoint.pop("medsr_version")
     save_checkpoint(run / "last.pt", checkpoint)
     (run / "best.pt").unlink()
-    with pytest.raises(MedsrError, match="best.pt is missing and its weights \\(epoch 1\\) are in no other file"):
+    with pytest.raises(
+        MedsrError, match="best.pt is missing and its weights \\(epoch 1\\) are in no other file"
+    ):
         fit(_config(datasets[0], run, "train.epochs=3"), resume=True, progress=False)
 
 

@@ -33,12 +33,28 @@ def ct_patches(count: int, size: int) -> torch.Tensor:
     return torch.from_numpy(np.stack([unit[c : c + size, c : c + size] for c in corners]))[:, None]
 
 
-def adversarial_step(perceptual: PerceptualLoss, *, adversarial_weight: float = 1e-3, pixel_weight: float = 0.0,
-                     blocks: int = 2, channels: int = 16, seed: int = 0) -> AdversarialStep:
+def adversarial_step(
+    perceptual: PerceptualLoss,
+    *,
+    adversarial_weight: float = 1e-3,
+    pixel_weight: float = 0.0,
+    blocks: int = 2,
+    channels: int = 16,
+    seed: int = 0,
+) -> AdversarialStep:
     torch.manual_seed(seed)
     generator, discriminator = SRResNet(scale=4, blocks=blocks, channels=channels), Discriminator("paper")
-    return AdversarialStep(generator, discriminator, discriminator, torch.optim.Adam(generator.parameters(), 1e-4),
-                           torch.optim.Adam(discriminator.parameters(), 1e-4), perceptual, adversarial_weight, pixel_weight, None)
+    return AdversarialStep(
+        generator,
+        discriminator,
+        discriminator,
+        torch.optim.Adam(generator.parameters(), 1e-4),
+        torch.optim.Adam(discriminator.parameters(), 1e-4),
+        perceptual,
+        adversarial_weight,
+        pixel_weight,
+        None,
+    )
 
 
 def test_content_loss_is_the_mse_of_rescaled_features_and_1_over_s2_of_the_unscaled_one():
@@ -61,12 +77,22 @@ def test_content_loss_is_the_mse_of_rescaled_features_and_1_over_s2_of_the_unsca
 
 @pytest.mark.parametrize("pixel_weight", [0.0, 0.5])
 def test_weighted_terms_add_up_to_the_loss_and_shares_to_one(pixel_weight):
-    step = adversarial_step(PerceptualLoss((2, 2), weights="random"), adversarial_weight=0.1, pixel_weight=pixel_weight)
+    step = adversarial_step(
+        PerceptualLoss((2, 2), weights="random"), adversarial_weight=0.1, pixel_weight=pixel_weight
+    )
     hr = ct_patches(2, 32)
     out = step(degrade(hr, Degradation("bicubic", 4)), hr)
-    assert tuple(out) == step.names and set(TERMS) | {"pixel", "loss", "content", "adversarial", "d_loss"} <= set(out)
+    assert tuple(out) == step.names and set(TERMS) | {
+        "pixel",
+        "loss",
+        "content",
+        "adversarial",
+        "d_loss",
+    } <= set(out)
     assert all(v.dim() == 0 and not v.requires_grad and torch.isfinite(v) for v in out.values())
-    assert torch.allclose(out["content_term"] + out["adversarial_term"] + out["pixel_term"], out["loss"], rtol=1e-6)
+    assert torch.allclose(
+        out["content_term"] + out["adversarial_term"] + out["pixel_term"], out["loss"], rtol=1e-6
+    )
     assert torch.equal(out["content_term"], out["content"])
     assert torch.allclose(out["adversarial_term"], 0.1 * out["adversarial"])
     assert torch.allclose(out["pixel_term"], pixel_weight * out["pixel"])
@@ -79,8 +105,16 @@ def test_weighted_terms_add_up_to_the_loss_and_shares_to_one(pixel_weight):
 
 def test_shares_are_computed_from_the_epoch_means_of_the_weighted_terms():
     step = AdversarialStep.__new__(AdversarialStep)
-    means = {"content_term": 0.3, "adversarial_term": 0.1, "pixel_term": 0.0, "content": 0.3, "adversarial": 100.0}
-    assert step.summarize(means) == pytest.approx({"content_share": 0.75, "adversarial_share": 0.25, "pixel_share": 0.0})
+    means = {
+        "content_term": 0.3,
+        "adversarial_term": 0.1,
+        "pixel_term": 0.0,
+        "content": 0.3,
+        "adversarial": 100.0,
+    }
+    assert step.summarize(means) == pytest.approx(
+        {"content_share": 0.75, "adversarial_share": 0.25, "pixel_share": 0.0}
+    )
 
 
 def test_supervised_steps_add_no_columns():
@@ -102,13 +136,20 @@ def test_paper_defaults_give_the_adversarial_term_a_real_share_on_ct_patches():
     results = {}
     for scale in (1.0, adv.vgg_feature_scale):
         perceptual = PerceptualLoss(tuple(adv.content_layer), adv.vgg_weights, feature_scale=scale)
-        step = adversarial_step(perceptual, adversarial_weight=adv.adversarial_weight, pixel_weight=adv.pixel_weight,
-                                blocks=config.model.blocks, channels=config.model.channels)
+        step = adversarial_step(
+            perceptual,
+            adversarial_weight=adv.adversarial_weight,
+            pixel_weight=adv.pixel_weight,
+            blocks=config.model.blocks,
+            channels=config.model.channels,
+        )
         out = step(lq, hr)
         results[scale] = (out, step.summarize({name: value.item() for name, value in out.items()}))
     (before, before_shares), (after, after_shares) = results[1.0], results[12.75]
     assert before["content"].item() / after["content"].item() == pytest.approx(12.75**2, rel=1e-4)
-    assert before["adversarial"].item() == pytest.approx(after["adversarial"].item(), rel=1e-5)  # same first step
+    assert before["adversarial"].item() == pytest.approx(
+        after["adversarial"].item(), rel=1e-5
+    )  # same first step
     assert before_shares["adversarial_share"] < 1e-4 < 5e-4 < after_shares["adversarial_share"]
 
 

@@ -12,7 +12,6 @@ from medsr.cli import main
 from medsr.mos.analysis import analyse
 from medsr.mos.db import Database, Viewport, database_url
 from medsr.mos.study import CHECK_DEGRADED, CHECK_ORIGINAL
-
 from mos_support import make_evaluation, make_study
 
 TRUE_MOS = {"nearest": 2.0, "bilinear": 3.0, "bicubic": 4.0}
@@ -37,48 +36,79 @@ def _ratings(study, raters):
     """rows like Database.ratings() for {rater_id: scorer(item, jitter)}; jitter cycles -1, 0, +1, 0."""
     rows, rating_id = [], 0
     for rater_id, scorer in raters.items():
-        ordered = sorted(study.item_by_id.items(), key=lambda pair: (study.trial_of_item[pair[0]].trial_id, pair[1].kind, pair[1].method or ""))
+        ordered = sorted(
+            study.item_by_id.items(),
+            key=lambda pair: (study.trial_of_item[pair[0]].trial_id, pair[1].kind, pair[1].method or ""),
+        )
         for k, (item_id, item) in enumerate(ordered):  # a fixed order: item ids are random per study
             rating_id += 1
             jitter = (-1, 0, 1, 0)[(k + rater_id) % 4]
-            rows.append({"rating_id": rating_id, "rater_id": rater_id, "rater_alias": f"r{rater_id}", "trial_id": "",
-                         "item_id": item_id, "score": scorer(item, jitter), "shown_at": 1, "viewport_width": 1400 if rater_id != 3 else 800,
-                         "viewport_height": 900, "device_pixel_ratio": 1.0, "created_at": ""})
+            rows.append(
+                {
+                    "rating_id": rating_id,
+                    "rater_id": rater_id,
+                    "rater_alias": f"r{rater_id}",
+                    "trial_id": "",
+                    "item_id": item_id,
+                    "score": scorer(item, jitter),
+                    "shown_at": 1,
+                    "viewport_width": 1400 if rater_id != 3 else 800,
+                    "viewport_height": 900,
+                    "device_pixel_ratio": 1.0,
+                    "created_at": "",
+                }
+            )
     return rows
 
 
 def test_inverted_and_inattentive_raters_are_flagged_and_excluded(study):
     careful = {rater: _careful for rater in (1, 2, 3, 4, 5)}
-    inverted = lambda item, jitter: 6 - _careful(item, jitter)                 # the upside-down scale
-    inattentive = lambda item, jitter: {CHECK_ORIGINAL: 1, CHECK_DEGRADED: 5}.get(item.kind, _careful(item, jitter))
+    inverted = lambda item, jitter: 6 - _careful(item, jitter)  # the upside-down scale
+    inattentive = lambda item, jitter: {CHECK_ORIGINAL: 1, CHECK_DEGRADED: 5}.get(
+        item.kind, _careful(item, jitter)
+    )
     rows = _ratings(study, {**careful, 6: inverted, 7: inattentive})
     result = analyse(study, rows, n_resamples=500)
     flags = {r["rater_id"]: r for r in result["raters"]}
     assert {r for r, q in flags.items() if q["flagged"]} == {6, 7}
     assert "anti-correlated" in flags[6]["reasons"][-1] and flags[6]["consensus_rho"] < -0.5
-    assert flags[7]["checks_failed"] == flags[7]["checks"] == 2 and "attention checks" in flags[7]["reasons"][0]
-    assert flags[1]["consensus_rho"] > 0.5 and flags[3]["narrow_screen_ratings"] == 24 and not flags[3]["flagged"]
+    assert (
+        flags[7]["checks_failed"] == flags[7]["checks"] == 2 and "attention checks" in flags[7]["reasons"][0]
+    )
+    assert (
+        flags[1]["consensus_rho"] > 0.5
+        and flags[3]["narrow_screen_ratings"] == 24
+        and not flags[3]["flagged"]
+    )
 
     clean = result["without_flagged"]
     for method, block in clean["methods"].items():
-        kept = [r["score"] for r in rows if r["rater_id"] <= 5 and study.item_by_id[r["item_id"]].kind == "method"
-                and study.item_by_id[r["item_id"]].method == method]  # hidden repeats do not enter the MOS
+        kept = [
+            r["score"]
+            for r in rows
+            if r["rater_id"] <= 5
+            and study.item_by_id[r["item_id"]].kind == "method"
+            and study.item_by_id[r["item_id"]].method == method
+        ]  # hidden repeats do not enter the MOS
         assert block["mos"] == pytest.approx(np.mean(kept)) and block["n_ratings"] == len(kept) == 5 * 6
         assert block["ci_low"] <= block["mos"] <= block["ci_high"] and block["ci_low"] < block["ci_high"]
         assert abs(block["mos"] - TRUE_MOS[method]) < 0.35
-    vs = clean["vs_baseline"]["bicubic"]                                       # baseline: nearest (first method)
+    vs = clean["vs_baseline"]["bicubic"]  # baseline: nearest (first method)
     expected = 100 * (clean["methods"]["bicubic"]["mos"] / clean["methods"]["nearest"]["mos"] - 1)
     assert vs["improvement_pct"] == pytest.approx(expected) and vs["ci_low"] > 50
     everyone = result["all_raters"]
     assert everyone["n_raters"] == 7 and clean["n_raters"] == 5
     alpha_clean, alpha_all = (p["agreement"]["krippendorff_alpha_ordinal"] for p in (clean, everyone))
-    assert alpha_clean > 0.4 and alpha_all < alpha_clean - 0.2   # the inverted rater destroys agreement
+    assert alpha_clean > 0.4 and alpha_all < alpha_clean - 0.2  # the inverted rater destroys agreement
     assert clean["checks"][CHECK_ORIGINAL]["mean"] == 5 and clean["checks"][CHECK_DEGRADED]["mean"] == 1
 
 
 def test_identical_raters_agree_perfectly_and_the_bootstrap_is_seeded(study):
     rows = _ratings(study, {1: lambda item, _: _careful(item, 0), 2: lambda item, _: _careful(item, 0)})
-    first, again = analyse(study, rows, n_resamples=300, seed=3), analyse(study, rows, n_resamples=300, seed=3)
+    first, again = (
+        analyse(study, rows, n_resamples=300, seed=3),
+        analyse(study, rows, n_resamples=300, seed=3),
+    )
     assert first == again
     assert first["all_raters"]["agreement"]["krippendorff_alpha_ordinal"] == pytest.approx(1.0)
     assert first["all_raters"]["methods"]["bicubic"]["mos"] == 4.0 and first["n_flagged"] == 0
@@ -89,11 +119,30 @@ def test_report_command_reads_the_database_and_writes_md_csv_json(study, tmp_pat
     for alias in ("a", "b", "c"):
         rater = db.add_rater(alias, f"token-{alias}-" + "x" * 20)
         for trial in study.trials:
-            db.add_ratings(rater.id, trial.trial_id, [(i.item_id, _careful(i, 0), k + 1) for k, i in enumerate(trial.items)],
-                           Viewport(1280, 800, 1.0))
+            db.add_ratings(
+                rater.id,
+                trial.trial_id,
+                [(i.item_id, _careful(i, 0), k + 1) for k, i in enumerate(trial.items)],
+                Viewport(1280, 800, 1.0),
+            )
     db.close()
     out = tmp_path / "report"
-    assert main(["mos", "report", str(study.folder), "--db", f"sqlite:///{tmp_path / 'r.sqlite'}", "--out", str(out), "--resamples", "200"]) == 0
+    assert (
+        main(
+            [
+                "mos",
+                "report",
+                str(study.folder),
+                "--db",
+                f"sqlite:///{tmp_path / 'r.sqlite'}",
+                "--out",
+                str(out),
+                "--resamples",
+                "200",
+            ]
+        )
+        == 0
+    )
     assert "3 raters, 72 ratings, 0 flagged" in capsys.readouterr().out
     results = json.loads((out / "report.json").read_text())
     assert {m: v["mos"] for m, v in results["all_raters"]["methods"].items()} == TRUE_MOS
@@ -110,7 +159,7 @@ def test_raters_faster_than_a_second_per_trial_on_the_server_clock_are_flagged(s
     from medsr.mos.report import markdown, ratings_csv
 
     rows = _ratings(study, {rater: _careful for rater in (1, 2, 3, 4)})
-    pace = {1: 12.0, 2: 0.4, 3: None, 4: 1.5}                                  # rater 3: never marked shown (old data)
+    pace = {1: 12.0, 2: 0.4, 3: None, 4: 1.5}  # rater 3: never marked shown (old data)
     position = {t.trial_id: k for k, t in enumerate(study.trials)}
     for row in rows:
         row["trial_id"] = study.trial_of_item[row["item_id"]].trial_id
@@ -120,14 +169,19 @@ def test_raters_faster_than_a_second_per_trial_on_the_server_clock_are_flagged(s
     raters = {r["rater_id"]: r for r in result["raters"]}
     assert FAST_SERVER_SECONDS == 1.0 and result["rules"]["flag_fast_server_seconds"] == 1.0
     assert {r for r, q in raters.items() if q["flagged"]} == {2} and result["n_flagged"] == 1
-    assert raters[2]["reasons"] == [f"implausibly fast: median {raters[2]['median_server_seconds']:.2f} s per trial "
-                                    "on the server's clock (under 1 s)"]
+    assert raters[2]["reasons"] == [
+        f"implausibly fast: median {raters[2]['median_server_seconds']:.2f} s per trial "
+        "on the server's clock (under 1 s)"
+    ]
     assert 0.4 <= raters[2]["median_server_seconds"] < 0.45 and raters[3]["median_server_seconds"] is None
     assert 12.0 <= raters[1]["median_server_seconds"] < 12.05
     assert result["without_flagged"]["n_raters"] == 3
     text = markdown(result)
     assert "| r2 (#2) |" in text and "implausibly fast" in text and "Median s per trial (server)" in text
-    assert "on the server's clock (from the later of the trial's first display and their previous submit, to its submit) is under 1 s" in text
+    assert (
+        "on the server's clock (from the later of the trial's first display and their previous submit, to its submit) is under 1 s"
+        in text
+    )
     assert "server_seconds" in ratings_csv(study, rows).splitlines()[0]
 
 

@@ -11,7 +11,6 @@ from fastapi.testclient import TestClient
 
 from medsr.mos.app import create_app
 from medsr.mos.db import Database, database_url, sqlite_journal_mode
-
 from mos_support import ADMIN_TOKEN, make_evaluation, make_study
 
 VIEW = {"width": 1440, "height": 900, "device_pixel_ratio": 2.0}
@@ -55,7 +54,9 @@ def test_rater_path_from_enrolment_to_done(client, study, db):
     token = _enrol(client)
     state = client.get(f"/api/rater/{token}").json()
     assert state["calibrated"] is False and state["next_position"] == 1 and state["n_trials"] == 6
-    assert client.post(f"/api/rater/{token}/trials/1", json={"scores": {}, "viewport": VIEW}).status_code == 409
+    assert (
+        client.post(f"/api/rater/{token}/trials/1", json={"scores": {}, "viewport": VIEW}).status_code == 409
+    )
     feedback = _calibrate(client, token, study).json()["feedback"]
     assert sorted(f["expected"] for f in feedback) == [1, 5] and all(f["explanation"] for f in feedback)
     seen_trials = []
@@ -64,17 +65,21 @@ def test_rater_path_from_enrolment_to_done(client, study, db):
         ids = [item["item_id"] for item in trial["items"]]
         owner = study.trial_of_item[ids[0]]
         seen_trials.append(owner.trial_id)
-        assert set(ids) == {i.item_id for i in owner.items}          # the whole trial, nothing else
+        assert set(ids) == {i.item_id for i in owner.items}  # the whole trial, nothing else
         assert [item["label"] for item in trial["items"]] == [chr(65 + k) for k in range(len(ids))]
         assert all("method" not in item and "kind" not in item for item in trial["items"])  # blinded
-        answer = client.post(f"/api/rater/{token}/trials/{position}",
-                             json={"scores": {i: 3 for i in ids}, "viewport": VIEW, "trial_seconds": 10.0 + position}).json()
+        answer = client.post(
+            f"/api/rater/{token}/trials/{position}",
+            json={"scores": {i: 3 for i in ids}, "viewport": VIEW, "trial_seconds": 10.0 + position},
+        ).json()
         assert answer["stored"] == len(ids) and answer["already_stored"] == 0
         assert answer["next_position"] == (position + 1 if position < 6 else None)
     assert sorted(seen_trials) == sorted(t.trial_id for t in study.trials)
     assert db.count_ratings() == 24
     rows = db.ratings()
-    assert {(r["viewport_width"], r["viewport_height"], r["device_pixel_ratio"]) for r in rows} == {(1440, 900, 2.0)}
+    assert {(r["viewport_width"], r["viewport_height"], r["device_pixel_ratio"]) for r in rows} == {
+        (1440, 900, 2.0)
+    }
     assert sorted({r["trial_seconds"] for r in rows}) == [11.0, 12.0, 13.0, 14.0, 15.0, 16.0]
     state = client.get(f"/api/rater/{token}").json()
     assert state["n_done"] == 6 and state["next_position"] is None
@@ -86,11 +91,17 @@ def test_orders_are_stored_per_rater_and_resume_shows_the_same(client, study, db
     for token in tokens:
         rater = db.rater_by_token(token)
         stored = [(a.trial_id, json.loads(a.item_order)) for a in db.assignments(rater.id)]
-        shown = [[i["item_id"] for i in client.get(f"/api/rater/{token}/trials/{p}").json()["items"]] for p in range(1, 7)]
-        assert [order for _, order in stored] == shown                 # what was shown is what is stored
-        assert shown == [[i["item_id"] for i in client.get(f"/api/rater/{token}/trials/{p}").json()["items"]] for p in range(1, 7)]
+        shown = [
+            [i["item_id"] for i in client.get(f"/api/rater/{token}/trials/{p}").json()["items"]]
+            for p in range(1, 7)
+        ]
+        assert [order for _, order in stored] == shown  # what was shown is what is stored
+        assert shown == [
+            [i["item_id"] for i in client.get(f"/api/rater/{token}/trials/{p}").json()["items"]]
+            for p in range(1, 7)
+        ]
         orders.append(tuple(trial for trial, _ in stored))
-    assert len(set(orders)) > 1                                        # shuffled per rater (8 raters, 720 orders)
+    assert len(set(orders)) > 1  # shuffled per rater (8 raters, 720 orders)
 
 
 def test_double_submit_stores_each_rating_once(client, study, db):
@@ -100,8 +111,14 @@ def test_double_submit_stores_each_rating_once(client, study, db):
     body = {"scores": {i: 4 for i in ids}, "viewport": VIEW}
     first = client.post(f"/api/rater/{token}/trials/1", json=body).json()
     again = client.post(f"/api/rater/{token}/trials/1", json={**body, "scores": {i: 1 for i in ids}}).json()
-    assert first["stored"] == len(ids) and again == {"stored": 0, "already_stored": len(ids), "next_position": 2}
-    assert db.count_ratings() == len(ids) and {r["score"] for r in db.ratings()} == {4}  # the first answer stands
+    assert first["stored"] == len(ids) and again == {
+        "stored": 0,
+        "already_stored": len(ids),
+        "next_position": 2,
+    }
+    assert db.count_ratings() == len(ids) and {r["score"] for r in db.ratings()} == {
+        4
+    }  # the first answer stands
     assert _calibrate(client, token, study).status_code == 200
 
 
@@ -110,7 +127,10 @@ def test_scores_outside_1_to_5_are_refused(client, study, db, score):
     token = _enrol(client)
     _calibrate(client, token, study)
     ids = [i["item_id"] for i in client.get(f"/api/rater/{token}/trials/1").json()["items"]]
-    response = client.post(f"/api/rater/{token}/trials/1", json={"scores": {**{i: 3 for i in ids}, ids[0]: score}, "viewport": VIEW})
+    response = client.post(
+        f"/api/rater/{token}/trials/1",
+        json={"scores": {**{i: 3 for i in ids}, ids[0]: score}, "viewport": VIEW},
+    )
     assert response.status_code == 422 and db.count_ratings() == 0
 
 
@@ -119,13 +139,21 @@ def test_unknown_missing_or_foreign_items_and_bad_ids_are_refused(client, study,
     _calibrate(client, token, study)
     ids = [i["item_id"] for i in client.get(f"/api/rater/{token}/trials/1").json()["items"]]
     other = [i["item_id"] for i in client.get(f"/api/rater/{token}/trials/2").json()["items"]]
-    post = lambda scores, **kw: client.post(f"/api/rater/{token}/trials/1", json={"scores": scores, "viewport": VIEW, **kw})
-    assert post({i: 3 for i in ids[:-1]}).status_code == 422                      # one missing
-    assert post({**{i: 3 for i in ids}, other[0]: 3}).status_code == 422           # an item of another trial
-    assert post({**{i: 3 for i in ids}, "x' OR 1=1 --": 3}).status_code == 422      # unknown id
-    assert post({i: 3 for i in ids}, extra=1).status_code == 422                   # unknown field
+    post = lambda scores, **kw: client.post(
+        f"/api/rater/{token}/trials/1", json={"scores": scores, "viewport": VIEW, **kw}
+    )
+    assert post({i: 3 for i in ids[:-1]}).status_code == 422  # one missing
+    assert post({**{i: 3 for i in ids}, other[0]: 3}).status_code == 422  # an item of another trial
+    assert post({**{i: 3 for i in ids}, "x' OR 1=1 --": 3}).status_code == 422  # unknown id
+    assert post({i: 3 for i in ids}, extra=1).status_code == 422  # unknown field
     assert post({i: 3 for i in ids}, trial_seconds=-1).status_code == 422
-    assert client.post(f"/api/rater/{token}/trials/1", json={"scores": {i: 3 for i in ids}, "viewport": {"width": -5, "height": 9}}).status_code == 422
+    assert (
+        client.post(
+            f"/api/rater/{token}/trials/1",
+            json={"scores": {i: 3 for i in ids}, "viewport": {"width": -5, "height": 9}},
+        ).status_code
+        == 422
+    )
     assert client.get(f"/api/rater/{token}/trials/7").status_code == 404
     assert client.get(f"/api/rater/{token}/trials/0").status_code == 404
     assert client.get("/api/rater/not-a-real-token-but-long-enough").status_code == 404
@@ -142,14 +170,16 @@ def test_admin_needs_the_token_and_exports_every_rating(client, study, db):
     client.post(f"/api/rater/{token}/trials/1", json={"scores": {i: 5 for i in ids}, "viewport": VIEW})
     for path in ("/api/admin/progress", "/api/admin/ratings.csv", "/api/admin/results"):
         assert client.get(path).status_code == 401
-        assert client.get(path, headers={"Authorization": "Bearer wrong-token-wrong-token"}).status_code == 401
+        assert (
+            client.get(path, headers={"Authorization": "Bearer wrong-token-wrong-token"}).status_code == 401
+        )
         assert client.get(path, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}).status_code == 200
     assert client.post("/api/admin/raters", json={"alias": "invited"}).status_code == 401
     auth = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
     rows = list(csv.DictReader(io.StringIO(client.get("/api/admin/ratings.csv", headers=auth).text)))
     assert len(rows) == len(ids) and {r["score"] for r in rows} == {"5"}
     assert {r["method"] for r in rows if r["kind"] == "method"} <= set(study.methods)
-    assert all(r["image_key"].startswith("image-") for r in rows)       # study keys, never patient ids
+    assert all(r["image_key"].startswith("image-") for r in rows)  # study keys, never patient ids
     progress = client.get("/api/admin/progress", headers=auth).json()
     assert progress["raters"][0]["ratings"] == len(ids) and progress["ratings_per_rater"] == 24
 
@@ -159,10 +189,15 @@ def test_raters_see_only_their_own_scores(client, study):
     for token in (first, second):
         _calibrate(client, token, study)
     trial = client.get(f"/api/rater/{first}/trials/1").json()
-    client.post(f"/api/rater/{first}/trials/1", json={"scores": {i["item_id"]: 2 for i in trial["items"]}, "viewport": VIEW})
+    client.post(
+        f"/api/rater/{first}/trials/1",
+        json={"scores": {i["item_id"]: 2 for i in trial["items"]}, "viewport": VIEW},
+    )
     assert all(i["score"] == 2 for i in client.get(f"/api/rater/{first}/trials/1").json()["items"])
     for position in range(1, 7):
-        assert all(i["score"] is None for i in client.get(f"/api/rater/{second}/trials/{position}").json()["items"])
+        assert all(
+            i["score"] is None for i in client.get(f"/api/rater/{second}/trials/{position}").json()["items"]
+        )
 
 
 def test_only_study_images_are_served(client, study):
@@ -170,7 +205,13 @@ def test_only_study_images_are_served(client, study):
     response = client.get(f"/images/{name}")
     assert response.status_code == 200 and response.headers["content-type"] == "image/png"
     assert response.content == (study.images_dir / name).read_bytes()
-    for bad in ("..%2Fstudy.json", "..%2F..%2Fetc%2Fpasswd", "%2E%2E%2Fstudy.json", "0123456789abcdef.png", "study.json"):
+    for bad in (
+        "..%2Fstudy.json",
+        "..%2F..%2Fetc%2Fpasswd",
+        "%2E%2E%2Fstudy.json",
+        "0123456789abcdef.png",
+        "study.json",
+    ):
         assert client.get(f"/images/{bad}").status_code == 404
     assert client.get("/images/../study.json").status_code == 404
     assert client.get("/static/../study.json").status_code == 404
@@ -180,7 +221,9 @@ def test_only_study_images_are_served(client, study):
 def test_invite_only_study_refuses_self_enrolment(study, db):
     with TestClient(create_app(study, db, ADMIN_TOKEN, invite_only=True)) as client:
         assert client.post("/api/raters", json={"alias": "walk-in"}).status_code == 403
-        invited = client.post("/api/admin/raters", json={"alias": "invited"}, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+        invited = client.post(
+            "/api/admin/raters", json={"alias": "invited"}, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        )
         assert invited.status_code == 201
         assert client.get(invited.json()["link"]).status_code == 200
 
@@ -190,8 +233,13 @@ def test_open_enrolment_closes_at_max_raters_but_invitations_still_work(study, d
         _enrol(client, "first")
         _enrol(client, "second")
         refused = client.post("/api/raters", json={"alias": "third"})
-        assert refused.status_code == 403 and "enrolment is closed: this study has its 2 raters" in refused.json()["detail"]
-        invited = client.post("/api/admin/raters", json={"alias": "invited"}, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+        assert (
+            refused.status_code == 403
+            and "enrolment is closed: this study has its 2 raters" in refused.json()["detail"]
+        )
+        invited = client.post(
+            "/api/admin/raters", json={"alias": "invited"}, headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}
+        )
         assert invited.status_code == 201
     assert [r.alias for r in db.raters()] == ["first", "second", "invited"]
 

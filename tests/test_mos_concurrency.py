@@ -16,8 +16,14 @@ import pytest
 import requests
 
 from medsr.mos.db import Database, database_url
-
-from mos_support import ADMIN_TOKEN, POSTGRES_URL, make_evaluation, make_study, postgres_schema, running_server
+from mos_support import (
+    ADMIN_TOKEN,
+    POSTGRES_URL,
+    make_evaluation,
+    make_study,
+    postgres_schema,
+    running_server,
+)
 
 RATERS = 50
 
@@ -34,11 +40,18 @@ def _one_rater(base: str, study, barrier: threading.Barrier, index: int) -> int:
     token = http.post(f"{base}/api/raters", json={"alias": f"load-{index}"}, timeout=60).json()["token"]
     viewport = {"width": 1280 + index, "height": 800, "device_pixel_ratio": 1.0}
     calibration = {c.item_id: c.expected for c in study.calibration}
-    http.post(f"{base}/api/rater/{token}/calibration", json={"scores": calibration, "viewport": viewport}, timeout=60).raise_for_status()
+    http.post(
+        f"{base}/api/rater/{token}/calibration",
+        json={"scores": calibration, "viewport": viewport},
+        timeout=60,
+    ).raise_for_status()
     stored = 0
     for position in range(1, len(study.trials) + 1):
         items = http.get(f"{base}/api/rater/{token}/trials/{position}", timeout=60).json()["items"]
-        body = {"scores": {item["item_id"]: 1 + (index + k) % 5 for k, item in enumerate(items)}, "viewport": viewport}
+        body = {
+            "scores": {item["item_id"]: 1 + (index + k) % 5 for k, item in enumerate(items)},
+            "viewport": viewport,
+        }
         for _ in range(2):
             response = http.post(f"{base}/api/rater/{token}/trials/{position}", json=body, timeout=60)
             response.raise_for_status()
@@ -51,8 +64,10 @@ def _load(study, db_url):
         barrier = threading.Barrier(RATERS)
         with ThreadPoolExecutor(RATERS) as pool:
             stored = list(pool.map(lambda i: _one_rater(base, study, barrier, i), range(RATERS)))
-        export = requests.get(f"{base}/api/admin/ratings.csv", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=60).text
-    assert stored == [24] * RATERS                              # every first submit stored 24, every repeat 0
+        export = requests.get(
+            f"{base}/api/admin/ratings.csv", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}, timeout=60
+        ).text
+    assert stored == [24] * RATERS  # every first submit stored 24, every repeat 0
     rows = list(csv.DictReader(io.StringIO(export)))
     assert len(rows) == RATERS * 24 == 1200
     assert len({(r["rater_id"], r["item_id"]) for r in rows}) == 1200
@@ -73,7 +88,9 @@ def _enrolment_rush(study, db_url, cap=10, visitors=30):
 
         def visit(index: int) -> int:
             barrier.wait(timeout=60)
-            return requests.post(f"{base}/api/raters", json={"alias": f"rush-{index}"}, timeout=60).status_code
+            return requests.post(
+                f"{base}/api/raters", json={"alias": f"rush-{index}"}, timeout=60
+            ).status_code
 
         with ThreadPoolExecutor(visitors) as pool:
             codes = list(pool.map(visit, range(visitors)))

@@ -17,15 +17,35 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 
 import pytest
-from sqlalchemy import (CheckConstraint, Column, DateTime, Float, ForeignKey, Integer, MetaData, SmallInteger, String,
-                        Table, Text, UniqueConstraint, create_engine, insert)
+from sqlalchemy import (
+    CheckConstraint,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    MetaData,
+    SmallInteger,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    insert,
+)
 
 from medsr.cli import main
 from medsr.errors import MedsrError
 from medsr.mos.db import Database, Viewport, database_url
-
-from mos_support import (POSTGRES_URL, make_evaluation, make_study, postgres_schema, rate_over_http, rate_positions,
-                         server_process)
+from mos_support import (
+    POSTGRES_URL,
+    make_evaluation,
+    make_study,
+    postgres_schema,
+    rate_over_http,
+    rate_positions,
+    server_process,
+)
 
 VIEW = Viewport(1400, 900, 1.0)
 
@@ -58,19 +78,25 @@ def _lone_copy_ratings(study, tmp_path, name: str) -> int:
     shutil.copyfile(study.folder / "mos.sqlite", copy)
     with closing(sqlite3.connect(copy)) as connection:
         tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        return connection.execute("SELECT count(*) FROM mos_rating").fetchone()[0] if "mos_rating" in tables else -1
+        return (
+            connection.execute("SELECT count(*) FROM mos_rating").fetchone()[0]
+            if "mos_rating" in tables
+            else -1
+        )
 
 
 def _rate_all(db: Database, study, rater_id: int) -> None:
     for trial in study.trials:
-        db.add_ratings(rater_id, trial.trial_id, [(i.item_id, 3, k + 1) for k, i in enumerate(trial.items)], VIEW)
+        db.add_ratings(
+            rater_id, trial.trial_id, [(i.item_id, 3, k + 1) for k, i in enumerate(trial.items)], VIEW
+        )
 
 
 # -- A1: checkpoints ------------------------------------------------------------------------------
 def test_sigterm_and_periodic_checkpoints_leave_every_rating_in_the_file_alone(study, tmp_path):
     with server_process(study.folder, "--checkpoint-seconds", "0.1") as (base, process, _):
         token, first = rate_over_http(base, study, "early", [1])
-        time.sleep(0.6)                                                    # a few periodic checkpoints
+        time.sleep(0.6)  # a few periodic checkpoints
         assert _lone_copy_ratings(study, tmp_path, "while-serving.sqlite") == first > 0
         second = rate_positions(base, token, [2]) + rate_over_http(base, study, "late", [1, 2])[1]
         process.send_signal(signal.SIGTERM)
@@ -79,7 +105,11 @@ def test_sigterm_and_periodic_checkpoints_leave_every_rating_in_the_file_alone(s
 
 
 def test_ctrl_c_checkpoints_and_public_url_is_the_address_printed(study, tmp_path):
-    with server_process(study.folder, "--public-url", "https://study.example.org/") as (base, process, banner):
+    with server_process(study.folder, "--public-url", "https://study.example.org/") as (
+        base,
+        process,
+        banner,
+    ):
         assert banner[1].startswith("raters: https://study.example.org/  (open enrolment")
         assert banner[2] == "admin:  https://study.example.org/admin"
         _, stored = rate_over_http(base, study, "reader", [1, 2])
@@ -95,26 +125,38 @@ def test_close_checkpoints_and_checkpoint_empties_the_log(study, tmp_path):
     assert db.checkpoint() is True and (study.folder / "mos.sqlite-wal").stat().st_size == 0
     assert _lone_copy_ratings(study, tmp_path, "checkpointed.sqlite") == 8
     db.close()
-    db.close()                                                             # idempotent
+    db.close()  # idempotent
 
 
-@pytest.mark.parametrize("bad", ["ftp://study.example.org", "study.example.org", "https://", "https://x/ y",
-                                 "https://u:p@x.org", "https://x.org?a=1", "https://x.org:99999"])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "ftp://study.example.org",
+        "study.example.org",
+        "https://",
+        "https://x/ y",
+        "https://u:p@x.org",
+        "https://x.org?a=1",
+        "https://x.org:99999",
+    ],
+)
 def test_a_bad_public_url_is_one_line(study, capsys, bad):
     assert main(["mos", "serve", str(study.folder), "--public-url", bad]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("medsr: error: --public-url: expected http(s)://HOST") and "\n" not in err
-    assert not (study.folder / "mos.sqlite").exists()                    # refused before anything is opened
+    assert not (study.folder / "mos.sqlite").exists()  # refused before anything is opened
 
 
 def test_a_bad_checkpoint_interval_is_one_line(study, capsys):
     assert main(["mos", "serve", str(study.folder), "--checkpoint-seconds", "0"]) == 1
-    assert capsys.readouterr().err.strip() == "medsr: error: --checkpoint-seconds: must be more than 0, got 0.0"
+    assert (
+        capsys.readouterr().err.strip() == "medsr: error: --checkpoint-seconds: must be more than 0, got 0.0"
+    )
 
 
 # -- A2: backups ----------------------------------------------------------------------------------
 def test_sqlite_backup_is_one_consistent_0600_file_while_the_database_is_open(study, tmp_path, capsys):
-    db = Database(database_url(study, None), study)                        # stays open: ratings sit in the -wal
+    db = Database(database_url(study, None), study)  # stays open: ratings sit in the -wal
     try:
         for alias in ("a", "b"):
             _rate_all(db, study, db.add_rater(alias, f"token-{alias}-" + "x" * 20).id)
@@ -122,12 +164,14 @@ def test_sqlite_backup_is_one_consistent_0600_file_while_the_database_is_open(st
         assert main(["mos", "backup", str(study.folder), str(out)]) == 0
         assert "2 raters, 16 ratings" in capsys.readouterr().out
         assert stat.S_IMODE(out.stat().st_mode) == 0o600
-        assert not out.with_name(out.name + "-wal").exists() and [p.name for p in out.parent.iterdir()] == [out.name]
+        assert not out.with_name(out.name + "-wal").exists() and [p.name for p in out.parent.iterdir()] == [
+            out.name
+        ]
         with closing(sqlite3.connect(out)) as copy:
             assert copy.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
             assert copy.execute("SELECT count(*) FROM mos_rating").fetchone()[0] == 16
         _rate_all(db, study, db.add_rater("c", "token-c-" + "x" * 20).id)
-        assert main(["mos", "backup", str(study.folder), str(out)]) == 0     # an older backup is replaced
+        assert main(["mos", "backup", str(study.folder), str(out)]) == 0  # an older backup is replaced
         assert "3 raters, 24 ratings" in capsys.readouterr().out
         for live in ("mos.sqlite", "mos.sqlite-wal", "./mos.sqlite"):
             assert main(["mos", "backup", str(study.folder), str(study.folder / live)]) == 1
@@ -140,7 +184,10 @@ def test_sqlite_backup_is_one_consistent_0600_file_while_the_database_is_open(st
 
 def test_backup_of_a_study_without_a_database_is_one_line(study, tmp_path, capsys):
     assert main(["mos", "backup", str(study.folder), str(tmp_path / "b.sqlite")]) == 1
-    assert capsys.readouterr().err.strip() == f"medsr: error: {study.folder / 'mos.sqlite'}: no database yet (nothing to back up)"
+    assert (
+        capsys.readouterr().err.strip()
+        == f"medsr: error: {study.folder / 'mos.sqlite'}: no database yet (nothing to back up)"
+    )
     assert not (study.folder / "mos.sqlite").exists() and not (tmp_path / "b.sqlite").exists()
 
 
@@ -179,13 +226,20 @@ def test_damaged_or_empty_database_is_a_one_line_error_for_serve_and_report(stud
     cases = {"truncated": healthy[: len(healthy) // 2], "empty": b""}
     for name, content in cases.items():
         live.write_bytes(content)
-        for command in (["mos", "serve", str(study.folder)], ["mos", "report", str(study.folder), "--out", str(tmp_path / "r")]):
+        for command in (
+            ["mos", "serve", str(study.folder)],
+            ["mos", "report", str(study.folder), "--out", str(tmp_path / "r")],
+        ):
             assert main(command) == 1, (name, command)
             err = capsys.readouterr().err
             assert err.count("\n") == 1 and err.startswith(f"medsr: error: {live}: "), err
-            expected = "empty database file" if name == "empty" else "damaged database (database disk image is malformed)"
+            expected = (
+                "empty database file"
+                if name == "empty"
+                else "damaged database (database disk image is malformed)"
+            )
             assert expected in err, err
-        assert live.read_bytes() == content                                # left as it was, for the organiser
+        assert live.read_bytes() == content  # left as it was, for the organiser
     assert not (tmp_path / "r").exists()
 
 
@@ -232,7 +286,7 @@ def test_the_sqlite_file_and_its_wal_and_shm_are_0600(study, tmp_path):
         assert {f.name: stat.S_IMODE(f.stat().st_mode) for f in files} == {f.name: 0o600 for f in files}
     finally:
         db.close()
-    (study.folder / "mos.sqlite").chmod(0o644)                             # a database made by an older medsr
+    (study.folder / "mos.sqlite").chmod(0o644)  # a database made by an older medsr
     Database(database_url(study, None), study).close()
     assert stat.S_IMODE((study.folder / "mos.sqlite").stat().st_mode) == 0o600
 
@@ -257,13 +311,17 @@ def test_server_seconds_run_from_the_first_serving_of_a_trial(study, db_url):
         first, second = db.assignments(rater.id)
         db.mark_shown(rater.id, first.position)
         time.sleep(0.3)
-        db.mark_shown(rater.id, first.position)                            # a reload keeps the first time
+        db.mark_shown(rater.id, first.position)  # a reload keeps the first time
         shown = db.assignment(rater.id, first.position).shown_at
         assert shown is not None and db.assignment(rater.id, second.position).shown_at is None
         trial = study.trial_by_id[first.trial_id]
-        db.add_ratings(rater.id, trial.trial_id, [(i.item_id, 3, k + 1) for k, i in enumerate(trial.items)], VIEW, 0.1)
-        other = study.trial_by_id[second.trial_id]                          # never marked shown
-        db.add_ratings(rater.id, other.trial_id, [(i.item_id, 3, k + 1) for k, i in enumerate(other.items)], VIEW)
+        db.add_ratings(
+            rater.id, trial.trial_id, [(i.item_id, 3, k + 1) for k, i in enumerate(trial.items)], VIEW, 0.1
+        )
+        other = study.trial_by_id[second.trial_id]  # never marked shown
+        db.add_ratings(
+            rater.id, other.trial_id, [(i.item_id, 3, k + 1) for k, i in enumerate(other.items)], VIEW
+        )
         seconds = {r["trial_id"]: r["server_seconds"] for r in db.ratings()}
         assert 0.3 <= seconds[trial.trial_id] < 30 and seconds[other.trial_id] is None
     finally:
@@ -273,21 +331,40 @@ def test_server_seconds_run_from_the_first_serving_of_a_trial(study, db_url):
 def _old_schema() -> MetaData:
     """The tables as medsr made them before public ids and server-side times."""
     md = MetaData()
-    Table("mos_rater", md, Column("id", Integer, primary_key=True), Column("study_id", String(32), nullable=False, index=True),
-          Column("token", String(64), nullable=False, unique=True), Column("alias", String(64), nullable=False),
-          Column("created_at", DateTime(timezone=True), nullable=False), Column("calibration", Text))
-    Table("mos_assignment", md, Column("rater_id", ForeignKey("mos_rater.id", ondelete="CASCADE"), primary_key=True),
-          Column("position", Integer, primary_key=True), Column("trial_id", String(32), nullable=False),
-          Column("item_order", Text, nullable=False))
-    Table("mos_rating", md, Column("id", Integer, primary_key=True),
-          Column("rater_id", ForeignKey("mos_rater.id", ondelete="CASCADE"), nullable=False, index=True),
-          *(Column(name, String(32), nullable=False) for name in ("trial_id", "item_id")),
-          Column("score", SmallInteger, nullable=False), Column("shown_at", SmallInteger, nullable=False),
-          Column("viewport_width", Integer, nullable=False), Column("viewport_height", Integer, nullable=False),
-          Column("device_pixel_ratio", Float, nullable=False), Column("trial_seconds", Float),
-          Column("created_at", DateTime(timezone=True), nullable=False),
-          UniqueConstraint("rater_id", "item_id", name="uq_mos_rating_rater_item"),
-          CheckConstraint("score BETWEEN 1 AND 5", name="ck_mos_rating_score"))
+    Table(
+        "mos_rater",
+        md,
+        Column("id", Integer, primary_key=True),
+        Column("study_id", String(32), nullable=False, index=True),
+        Column("token", String(64), nullable=False, unique=True),
+        Column("alias", String(64), nullable=False),
+        Column("created_at", DateTime(timezone=True), nullable=False),
+        Column("calibration", Text),
+    )
+    Table(
+        "mos_assignment",
+        md,
+        Column("rater_id", ForeignKey("mos_rater.id", ondelete="CASCADE"), primary_key=True),
+        Column("position", Integer, primary_key=True),
+        Column("trial_id", String(32), nullable=False),
+        Column("item_order", Text, nullable=False),
+    )
+    Table(
+        "mos_rating",
+        md,
+        Column("id", Integer, primary_key=True),
+        Column("rater_id", ForeignKey("mos_rater.id", ondelete="CASCADE"), nullable=False, index=True),
+        *(Column(name, String(32), nullable=False) for name in ("trial_id", "item_id")),
+        Column("score", SmallInteger, nullable=False),
+        Column("shown_at", SmallInteger, nullable=False),
+        Column("viewport_width", Integer, nullable=False),
+        Column("viewport_height", Integer, nullable=False),
+        Column("device_pixel_ratio", Float, nullable=False),
+        Column("trial_seconds", Float),
+        Column("created_at", DateTime(timezone=True), nullable=False),
+        UniqueConstraint("rater_id", "item_id", name="uq_mos_rating_rater_item"),
+        CheckConstraint("score BETWEEN 1 AND 5", name="ck_mos_rating_score"),
+    )
     return md
 
 
@@ -302,13 +379,37 @@ def test_a_database_made_before_public_ids_is_migrated_on_open(study, db_url):
         old.create_all(connection)
         ids = []
         for k in (1, 2):
-            ids.append(connection.execute(insert(old.tables["mos_rater"]).values(
-                study_id=study.study_id, token=f"old-token-{k}-" + "x" * 20, alias=f"old{k}", created_at=now)).inserted_primary_key[0])
-            connection.execute(insert(old.tables["mos_assignment"]).values(rater_id=ids[-1], position=1, trial_id=trial.trial_id,
-                                                                           item_order=json.dumps([i.item_id for i in trial.items])))
-        connection.execute(insert(old.tables["mos_rating"]).values(rater_id=ids[0], trial_id=trial.trial_id, item_id=trial.items[0].item_id,
-                                                                   score=4, shown_at=1, viewport_width=1400, viewport_height=900,
-                                                                   device_pixel_ratio=1.0, created_at=now))
+            ids.append(
+                connection.execute(
+                    insert(old.tables["mos_rater"]).values(
+                        study_id=study.study_id,
+                        token=f"old-token-{k}-" + "x" * 20,
+                        alias=f"old{k}",
+                        created_at=now,
+                    )
+                ).inserted_primary_key[0]
+            )
+            connection.execute(
+                insert(old.tables["mos_assignment"]).values(
+                    rater_id=ids[-1],
+                    position=1,
+                    trial_id=trial.trial_id,
+                    item_order=json.dumps([i.item_id for i in trial.items]),
+                )
+            )
+        connection.execute(
+            insert(old.tables["mos_rating"]).values(
+                rater_id=ids[0],
+                trial_id=trial.trial_id,
+                item_id=trial.items[0].item_id,
+                score=4,
+                shown_at=1,
+                viewport_width=1400,
+                viewport_height=900,
+                device_pixel_ratio=1.0,
+                created_at=now,
+            )
+        )
     engine.dispose()
     db = Database(database_url(study, db_url), study)
     try:
@@ -317,12 +418,14 @@ def test_a_database_made_before_public_ids_is_migrated_on_open(study, db_url):
         assert all(r.public_id and len(r.public_id) == 16 for r in raters)
         assert [(r["score"], r["server_seconds"]) for r in db.ratings()] == [(4, None)]
         db.mark_shown(ids[1], 1)
-        assert db.add_ratings(ids[1], trial.trial_id, [(i.item_id, 3, k + 1) for k, i in enumerate(trial.items)], VIEW) == len(trial.items)
+        assert db.add_ratings(
+            ids[1], trial.trial_id, [(i.item_id, 3, k + 1) for k, i in enumerate(trial.items)], VIEW
+        ) == len(trial.items)
         assert all(r["server_seconds"] >= 0 for r in db.ratings() if r["rater_id"] == ids[1])
         assert db.add_rater("new", "new-token-" + "x" * 20).public_id not in {r.public_id for r in raters}
     finally:
         db.close()
-    again = Database(database_url(study, db_url), study)                    # a second open changes nothing
+    again = Database(database_url(study, db_url), study)  # a second open changes nothing
     try:
         assert [r.public_id for r in again.raters()][:2] == [r.public_id for r in raters]
     finally:
@@ -336,8 +439,10 @@ def test_a_slow_upload_cannot_hold_off_the_stop_and_its_checkpoint(study, tmp_pa
         _, stored = rate_over_http(base, study, "before-stop", [1])
         port = int(base.rsplit(":", 1)[1])
         with socket.create_connection(("127.0.0.1", port)) as slow:  # promises 100 bytes, sends 4
-            slow.sendall(b"POST /api/raters HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                         b"Content-Length: 100\r\n\r\n{\"al")
+            slow.sendall(
+                b"POST /api/raters HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                b'Content-Length: 100\r\n\r\n{"al'
+            )
             time.sleep(0.3)
             began = time.monotonic()
             process.send_signal(signal.SIGTERM)

@@ -11,10 +11,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from medsr.mos.app import create_app
-from medsr.mos.guards import MAX_BODY
 from medsr.mos.db import Database, database_url
+from medsr.mos.guards import MAX_BODY
 from medsr.mos.study import CHECK_ORIGINAL, METHOD
-
 from mos_support import ADMIN_TOKEN, make_evaluation, make_study
 
 VIEW = {"width": 1600, "height": 1000, "device_pixel_ratio": 1.0}
@@ -59,14 +58,18 @@ def test_nothing_but_the_pixels_tells_methods_or_checks_apart(study, app_of):
         token = _rater(client, f"curious-{rater}")
         for position in range(1, len(study.trials) + 1):
             trial = client.get(f"/api/rater/{token}/trials/{position}").json()
-            for place, item in enumerate(trial["items"] + [{"item_id": "original", "url": trial["original"]}]):
+            for place, item in enumerate(
+                trial["items"] + [{"item_id": "original", "url": trial["original"]}]
+            ):
                 response = client.get(item["url"])
                 shown = {k: v for k, v in response.headers.items() if k.lower() != "date"}
                 headers.add(tuple(sorted(shown.items())))
                 sizes[position].add(len(response.content))
                 if item["item_id"] != "original":
                     places[kind_of[item["item_id"]]][place] += 1
-    assert len(headers) == 1  # one set of headers for every image: no ETag, no Last-Modified, one length per trial size
+    assert (
+        len(headers) == 1
+    )  # one set of headers for every image: no ETag, no Last-Modified, one length per trial size
     assert not {"etag", "last-modified"} & {k.lower() for k, _ in next(iter(headers))}
     assert all(len(s) == 1 for s in sizes.values())  # within a trial every image has the same encoded size
     for kind, counter in places.items():  # the place in the trial is shuffled per rater and trial
@@ -97,8 +100,11 @@ def test_images_are_served_from_memory(study, app_of):
 def test_a_huge_body_is_refused_before_it_is_read_or_parsed(app_of):
     client = TestClient(app_of(invite_only=True))
     began = time.perf_counter()
-    response = client.post("/api/raters", content=b'{"alias": "' + b"x" * (10 * 1024 * 1024) + b'"}',
-                           headers={"content-type": "application/json"})
+    response = client.post(
+        "/api/raters",
+        content=b'{"alias": "' + b"x" * (10 * 1024 * 1024) + b'"}',
+        headers={"content-type": "application/json"},
+    )
     assert response.status_code == 413 and time.perf_counter() - began < 2.0  # 413 before the invite-only 403
     assert b"xxxx" not in response.content and len(response.content) < 100
 
@@ -106,7 +112,10 @@ def test_a_huge_body_is_refused_before_it_is_read_or_parsed(app_of):
         for _ in range(64):
             yield b" " * 4096
 
-    assert client.post("/api/raters", content=chunks(), headers={"content-type": "application/json"}).status_code == 413
+    assert (
+        client.post("/api/raters", content=chunks(), headers={"content-type": "application/json"}).status_code
+        == 413
+    )
     assert client.get("/healthz").json() == {"ok": True}
     assert MAX_BODY == 64 * 1024
 
@@ -120,13 +129,16 @@ def test_refusals_never_echo_the_input(app_of):
     assert response.status_code == 422 and "xxx" not in response.text
 
 
-@pytest.mark.parametrize("body", [
-    b'{"alias": "a", "alias": "b"}',  # duplicate keys: last-wins parsing is refused
-    b'{"scores": {}, "viewport": {"width": 1, "height": 1}, "trial_seconds": NaN}',
-    b'{"scores": {}, "viewport": {"width": 1, "height": 1}, "trial_seconds": 1e999}',
-    b'{"scores": {}, "viewport": {"width": 1, "height": 1, "device_pixel_ratio": -Infinity}}',
-    b'{"alias": ',
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'{"alias": "a", "alias": "b"}',  # duplicate keys: last-wins parsing is refused
+        b'{"scores": {}, "viewport": {"width": 1, "height": 1}, "trial_seconds": NaN}',
+        b'{"scores": {}, "viewport": {"width": 1, "height": 1}, "trial_seconds": 1e999}',
+        b'{"scores": {}, "viewport": {"width": 1, "height": 1, "device_pixel_ratio": -Infinity}}',
+        b'{"alias": ',
+    ],
+)
 def test_duplicate_keys_and_non_finite_numbers_are_refused_with_422(app_of, study, body):
     client = TestClient(app_of())
     token = _rater(client, "strict")
@@ -138,9 +150,18 @@ def test_duplicate_keys_and_non_finite_numbers_are_refused_with_422(app_of, stud
 
 def test_authorization_needs_the_bearer_scheme_in_any_case(app_of):
     client = TestClient(app_of())
-    for header, status in ((f"Bearer {ADMIN_TOKEN}", 200), (f"bearer {ADMIN_TOKEN}", 200), (f"BEARER  {ADMIN_TOKEN}", 200),
-                           (ADMIN_TOKEN, 401), (f"Basic {ADMIN_TOKEN}", 401), ("Bearer", 401), ("", 401)):
-        assert client.get("/api/admin/progress", headers={"Authorization": header}).status_code == status, header
+    for header, status in (
+        (f"Bearer {ADMIN_TOKEN}", 200),
+        (f"bearer {ADMIN_TOKEN}", 200),
+        (f"BEARER  {ADMIN_TOKEN}", 200),
+        (ADMIN_TOKEN, 401),
+        (f"Basic {ADMIN_TOKEN}", 401),
+        ("Bearer", 401),
+        ("", 401),
+    ):
+        assert client.get("/api/admin/progress", headers={"Authorization": header}).status_code == status, (
+            header
+        )
 
 
 def test_no_redirect_is_built_from_the_host_header(app_of):
@@ -166,11 +187,19 @@ def test_rater_ids_are_random_and_trials_are_timed_by_the_server(study, app_of):
     progress = client.get("/api/admin/progress", headers={"Authorization": f"Bearer {ADMIN_TOKEN}"}).json()
     assert sorted(r["rater_id"] for r in progress["raters"]) == sorted(ids)
     token = _rater(client, "timed")
-    client.post(f"/api/rater/{token}/calibration", json={"scores": {c.item_id: c.expected for c in study.calibration}, "viewport": VIEW})
+    client.post(
+        f"/api/rater/{token}/calibration",
+        json={"scores": {c.item_id: c.expected for c in study.calibration}, "viewport": VIEW},
+    )
     trial = client.get(f"/api/rater/{token}/trials/1").json()
     time.sleep(0.2)
     scores = {item["item_id"]: 3 for item in trial["items"]}
-    assert client.post(f"/api/rater/{token}/trials/1", json={"scores": scores, "viewport": VIEW, "trial_seconds": 999.0}).status_code == 200
+    assert (
+        client.post(
+            f"/api/rater/{token}/trials/1", json={"scores": scores, "viewport": VIEW, "trial_seconds": 999.0}
+        ).status_code
+        == 200
+    )
     db = Database(database_url(study, None), study)
     try:
         timed = [r["server_seconds"] for r in db.ratings()]
@@ -184,23 +213,39 @@ def test_prefetching_every_trial_banks_no_time_and_unopened_trials_are_refused(s
 
     client = TestClient(app_of())
     token = _rater(client, "prefetcher")
-    client.post(f"/api/rater/{token}/calibration", json={"scores": {c.item_id: c.expected for c in study.calibration}, "viewport": VIEW})
+    client.post(
+        f"/api/rater/{token}/calibration",
+        json={"scores": {c.item_id: c.expected for c in study.calibration}, "viewport": VIEW},
+    )
     trials = {p: client.get(f"/api/rater/{token}/trials/{p}").json() for p in range(1, len(study.trials) + 1)}
     time.sleep(1.2)  # one wait, then every trial in a burst
     for position, trial in trials.items():
         scores = {item["item_id"]: 4 for item in trial["items"]}
-        assert client.post(f"/api/rater/{token}/trials/{position}", json={"scores": scores, "viewport": VIEW}).status_code == 200
+        assert (
+            client.post(
+                f"/api/rater/{token}/trials/{position}", json={"scores": scores, "viewport": VIEW}
+            ).status_code
+            == 200
+        )
     other = _rater(client, "blind-poster")  # never opens a trial: the item ids are the same for everyone
-    client.post(f"/api/rater/{other}/calibration", json={"scores": {c.item_id: c.expected for c in study.calibration}, "viewport": VIEW})
+    client.post(
+        f"/api/rater/{other}/calibration",
+        json={"scores": {c.item_id: c.expected for c in study.calibration}, "viewport": VIEW},
+    )
     scores = {item["item_id"]: 4 for item in trials[1]["items"]}
-    assert client.post(f"/api/rater/{other}/trials/1", json={"scores": scores, "viewport": VIEW}).status_code == 409
+    assert (
+        client.post(f"/api/rater/{other}/trials/1", json={"scores": scores, "viewport": VIEW}).status_code
+        == 409
+    )
     db = Database(database_url(study, None), study)
     try:
         rows = db.ratings()
     finally:
         db.close()
     (rater,) = analyse(study, rows, n_resamples=50)["raters"]
-    assert rater["median_server_seconds"] < 0.5 and any(r.startswith("implausibly fast") for r in rater["reasons"])
+    assert rater["median_server_seconds"] < 0.5 and any(
+        r.startswith("implausibly fast") for r in rater["reasons"]
+    )
 
 
 def test_validation_errors_name_known_fields_only(study, app_of):
@@ -208,7 +253,11 @@ def test_validation_errors_name_known_fields_only(study, app_of):
     token = _rater(client, "echo")
     body = {"scores": {"<script>SECRET</script>": 9}, "viewport": VIEW}
     response = client.post(f"/api/rater/{token}/calibration", json=body)
-    assert response.status_code == 422 and "SECRET" not in response.text and response.json()["fields"] == ["scores"]
+    assert (
+        response.status_code == 422
+        and "SECRET" not in response.text
+        and response.json()["fields"] == ["scores"]
+    )
     response = client.post("/api/raters", json={"alias": "ok", "SECRETFIELD<b>": 1})
     assert "SECRET" not in response.text and response.json()["fields"] == ["body"]
     assert "7777" not in client.get(f"/api/rater/{token}/trials/{'7' * 400}").text
@@ -217,7 +266,9 @@ def test_validation_errors_name_known_fields_only(study, app_of):
 def test_the_pinned_host_never_redirects_and_answers_ipv6_loopback(app_of):
     pinned = TestClient(app_of(public_url="https://www.study.example.org"), follow_redirects=False)
     response = pinned.get("/r/" + "a" * 24, headers={"Host": "study.example.org:8443"})
-    assert response.status_code == 400 and "location" not in response.headers  # no www. redirect, no downgrade
+    assert (
+        response.status_code == 400 and "location" not in response.headers
+    )  # no www. redirect, no downgrade
     assert pinned.get("/healthz", headers={"Host": "[::1]:8812"}).status_code == 200
     assert pinned.get("/healthz", headers={"Host": "www.study.example.org"}).status_code == 200
 
@@ -245,12 +296,21 @@ def test_a_slow_body_is_cut_off(study):
 
 
 def test_the_study_key_is_owner_only(study):
-    assert (study.folder / "study.json").stat().st_mode & 0o777 == 0o600  # it says which image is which method
+    assert (
+        study.folder / "study.json"
+    ).stat().st_mode & 0o777 == 0o600  # it says which image is which method
     assert study.folder.stat().st_mode & 0o777 == 0o700
 
 
 def test_refusals_carry_the_security_headers_too(app_of):
     client = TestClient(app_of(public_url="https://study.example.org"))
-    for response in (client.post("/api/raters", content=b"x" * (MAX_BODY + 1), headers={"content-type": "application/json"}),
-                     client.get("/healthz", headers={"Host": "evil.example"}), client.get("/images/none.png")):
-        assert response.headers["content-security-policy"].startswith("default-src 'self'"), response.status_code
+    for response in (
+        client.post(
+            "/api/raters", content=b"x" * (MAX_BODY + 1), headers={"content-type": "application/json"}
+        ),
+        client.get("/healthz", headers={"Host": "evil.example"}),
+        client.get("/images/none.png"),
+    ):
+        assert response.headers["content-security-policy"].startswith("default-src 'self'"), (
+            response.status_code
+        )

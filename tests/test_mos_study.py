@@ -15,7 +15,6 @@ from medsr.fsutil import read_csv
 from medsr.io.raster import read_png16
 from medsr.mos.build import StudyOptions, create_study
 from medsr.mos.study import CHECK_DEGRADED, CHECK_ORIGINAL, IMAGE_NAME, REPEAT, load_study
-
 from mos_support import METHODS, make_evaluation, make_study
 
 
@@ -60,7 +59,10 @@ def test_images_are_8bit_pngs_without_metadata_and_with_opaque_names(study):
 
 
 def _looks_the_same_but_differs(study, copy: str, original: str) -> None:
-    a, b = (cv2.imread(str(study.images_dir / name), cv2.IMREAD_UNCHANGED).astype(int) for name in (copy, original))
+    a, b = (
+        cv2.imread(str(study.images_dir / name), cv2.IMREAD_UNCHANGED).astype(int)
+        for name in (copy, original)
+    )
     assert np.abs(a - b).max() == 1 and 0 < np.mean(a != b) < 0.03
     assert (study.images_dir / copy).read_bytes() != (study.images_dir / original).read_bytes()
 
@@ -83,17 +85,27 @@ def test_every_method_shares_the_original_region_and_window(study, evaluation):
                 twin = next(i for i in trial.items if i.kind == "method" and i.method == item.method)
                 _looks_the_same_but_differs(study, item.file, twin.file)
             else:
-                source = read_png16(evaluation / "outputs" / item.method / f"{info['image_id']}.png")[y : y + h, x : x + w]
+                source = read_png16(evaluation / "outputs" / item.method / f"{info['image_id']}.png")[
+                    y : y + h, x : x + w
+                ]
                 expected = np.clip(np.rint((source.astype(np.float64) - low) / (high - low) * 255), 0, 255)
                 assert np.array_equal(shown, expected.astype(np.uint8))
-        reference = read_png16(evaluation / "outputs" / "hr" / f"{info['image_id']}.png")[y : y + h, x : x + w]
-        assert np.percentile(reference, 0.5) == pytest.approx(low) and np.percentile(reference, 99.5) == pytest.approx(high)
+        reference = read_png16(evaluation / "outputs" / "hr" / f"{info['image_id']}.png")[
+            y : y + h, x : x + w
+        ]
+        assert np.percentile(reference, 0.5) == pytest.approx(low) and np.percentile(
+            reference, 99.5
+        ) == pytest.approx(high)
 
 
 def test_checks_calibration_and_blinding(study, evaluation):
     kinds = [i.kind for t in study.trials for i in t.items]
-    assert kinds.count(CHECK_ORIGINAL) == 1 and kinds.count(CHECK_DEGRADED) == 1 and kinds.count("method") == 18
-    assert kinds.count(REPEAT) == 4 and {len(t.items) for t in study.trials} == {4}  # every trial shows as many images
+    assert (
+        kinds.count(CHECK_ORIGINAL) == 1 and kinds.count(CHECK_DEGRADED) == 1 and kinds.count("method") == 18
+    )
+    assert kinds.count(REPEAT) == 4 and {len(t.items) for t in study.trials} == {
+        4
+    }  # every trial shows as many images
     assert sorted(c.expected for c in study.calibration) == [1, 5]
     original = cv2.imread(str(study.images_dir / study.calibration_original), cv2.IMREAD_UNCHANGED)
     five = next(c for c in study.calibration if c.expected == 5)
@@ -101,7 +113,7 @@ def test_checks_calibration_and_blinding(study, evaluation):
     _looks_the_same_but_differs(study, five.file, study.calibration_original)
     text = (study.folder / "study.json").read_text()
     for row in read_csv(evaluation / "outputs" / "index.csv"):
-        assert row["image_id"] not in text and row["patient_id"] not in text   # the key stays in private/
+        assert row["image_id"] not in text and row["patient_id"] not in text  # the key stays in private/
     calibration_id = read_csv(study.folder / "private" / "provenance.csv")[-1]["image_id"]
     used = {r["image_id"] for r in read_csv(study.folder / "private" / "provenance.csv")[:-1]}
     assert calibration_id not in used and len(used) == 6
@@ -117,7 +129,22 @@ def test_refusals_name_the_problem(evaluation, tmp_path, capsys):
     with pytest.raises(MedsrError, match="--baseline"):
         StudyOptions(methods=METHODS, n_images=2, baseline="lanczos")
     (tmp_path / "taken").mkdir()
-    assert main(["mos", "create", str(evaluation), "--methods", "bicubic", "--images", "2", "--out", str(tmp_path / "taken")]) == 1
+    assert (
+        main(
+            [
+                "mos",
+                "create",
+                str(evaluation),
+                "--methods",
+                "bicubic",
+                "--images",
+                "2",
+                "--out",
+                str(tmp_path / "taken"),
+            ]
+        )
+        == 1
+    )
     assert "already exists" in capsys.readouterr().err
     assert not list(tmp_path.glob(".*tmp"))
     (tmp_path / "broken").mkdir()
@@ -128,9 +155,35 @@ def test_refusals_name_the_problem(evaluation, tmp_path, capsys):
 
 def test_cli_builds_a_study_that_loads(evaluation, tmp_path, capsys):
     out = tmp_path / "cli-study"
-    assert main(["mos", "create", str(evaluation), "--methods", "bicubic,bilinear", "--images", "4", "--out", str(out),
-                 "--crop", "64", "--check-fraction", "0.5", "--title", "Pilot"]) == 0
-    assert "4 trials x 2 methods, 2 hidden attention checks, 2 hidden repeats, 12 ratings per rater" in capsys.readouterr().out
+    assert (
+        main(
+            [
+                "mos",
+                "create",
+                str(evaluation),
+                "--methods",
+                "bicubic,bilinear",
+                "--images",
+                "4",
+                "--out",
+                str(out),
+                "--crop",
+                "64",
+                "--check-fraction",
+                "0.5",
+                "--title",
+                "Pilot",
+            ]
+        )
+        == 0
+    )
+    assert (
+        "4 trials x 2 methods, 2 hidden attention checks, 2 hidden repeats, 12 ratings per rater"
+        in capsys.readouterr().out
+    )
     study = load_study(out)
     assert study.title == "Pilot" and study.baseline == "bicubic"
-    assert cv2.imread(str(study.images_dir / study.trials[0].original), cv2.IMREAD_UNCHANGED).shape == (64, 64)
+    assert cv2.imread(str(study.images_dir / study.trials[0].original), cv2.IMREAD_UNCHANGED).shape == (
+        64,
+        64,
+    )

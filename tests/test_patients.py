@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 import pytest
 
+from conftest import NIBABEL_DATA, pydicom_file
 from medsr.cli import main
 from medsr.data.manifest import read_manifest, summarize
 from medsr.data.patients import PatientRule
@@ -18,8 +19,6 @@ from medsr.data.prepare import KeepRule, PrepareOptions, prepare
 from medsr.data.split import SplitSpec
 from medsr.io import read_slices
 from medsr.io.types import SliceMeta
-
-from conftest import NIBABEL_DATA, pydicom_file
 
 
 def _real_slices(count: int) -> list[np.ndarray]:
@@ -40,7 +39,9 @@ def two_people(tmp_path: Path) -> Path:
 
 
 def _prepare(sources, out, **changes):
-    options = dict(size=None, min_size=16, keep=KeepRule("all"), split=SplitSpec.parse("0.5,0.5,0"), workers=1)
+    options = dict(
+        size=None, min_size=16, keep=KeepRule("all"), split=SplitSpec.parse("0.5,0.5,0"), workers=1
+    )
     options.update(changes)
     return prepare(sources if isinstance(sources, list) else [sources], out, PrepareOptions(**options))
 
@@ -75,8 +76,27 @@ def test_every_image_its_own_patient_is_warned_about(two_people, tmp_path, capsy
     for path in two_people.rglob("*.png"):
         shutil.copy(path, flat / f"{path.parent.name}_{path.name}")
     result = _prepare(flat, tmp_path / "d")
-    assert len(_splits_of(tmp_path / "d")) == 16 and "every one of the 16 images is its own patient" in result.warnings[0]
-    assert main(["prepare", str(flat), "--out", str(tmp_path / "cli"), "--size", "any", "--min-size", "16", "--keep", "all"]) == 0
+    assert (
+        len(_splits_of(tmp_path / "d")) == 16
+        and "every one of the 16 images is its own patient" in result.warnings[0]
+    )
+    assert (
+        main(
+            [
+                "prepare",
+                str(flat),
+                "--out",
+                str(tmp_path / "cli"),
+                "--size",
+                "any",
+                "--min-size",
+                "16",
+                "--keep",
+                "all",
+            ]
+        )
+        == 0
+    )
     assert "warning: every one of the 16 images is its own patient" in capsys.readouterr().err
     assert json.loads((tmp_path / "cli" / "prepare.json").read_text())["warnings"]
     # the regex rule recovers the people from the file names
@@ -91,12 +111,18 @@ def test_rules_file_folder_dicom_and_their_errors(two_people, tmp_path):
     dicom = tmp_path / "mixed"
     shutil.copytree(two_people, dicom)
     shutil.copy(pydicom_file("CT_small.dcm"), dicom / "ct.dcm")
-    result = _prepare(dicom, tmp_path / "dicom", patients=PatientRule("dicom"), split=SplitSpec.parse("1,0,0"))
+    result = _prepare(
+        dicom, tmp_path / "dicom", patients=PatientRule("dicom"), split=SplitSpec.parse("1,0,0")
+    )
     stored = read_slices(pydicom_file("CT_small.dcm"))[0].meta.patient_id
     assert set(_splits_of(tmp_path / "dicom")) == {stored}  # PNGs without an id are skipped, with the reason
     assert sum("no patient id stored" in row["reason"] for row in result.skipped) == 16
     _prepare(dicom, tmp_path / "folder", patients=PatientRule("folder"))
-    assert set(_splits_of(tmp_path / "folder")) == {"person_a", "person_b", "mixed"}  # the DICOM id is ignored
+    assert set(_splits_of(tmp_path / "folder")) == {
+        "person_a",
+        "person_b",
+        "mixed",
+    }  # the DICOM id is ignored
     for bad in ("regex:(", "regex:", "stem", "folder:x"):
         with pytest.raises(ValueError, match="patient id"):
             PatientRule.parse(bad)
@@ -118,7 +144,9 @@ def test_info_shows_slices_per_patient(two_people, tmp_path, capsys):
     _prepare(two_people, tmp_path / "d")
     text = summarize(tmp_path / "d")
     assert "8-8-8" in text  # fewest-median-most slices per patient in a split
-    assert any(line.startswith("person_a ") and " 8 " in line and "folder" in line for line in text.splitlines())
+    assert any(
+        line.startswith("person_a ") and " 8 " in line and "folder" in line for line in text.splitlines()
+    )
     assert main(["info", str(tmp_path / "d")]) == 0 and "person_b" in capsys.readouterr().out
 
 
@@ -128,8 +156,12 @@ def test_fraction_splits_stratify_by_modality_when_there_are_several(tmp_path):
         folder = root / f"ct{index}"
         folder.mkdir(parents=True)
         shutil.copy(pydicom_file("CT_small.dcm"), folder / "a.dcm")
-    result = _prepare([root, NIBABEL_DATA / "example4d.nii.gz"], tmp_path / "d", patients=PatientRule("folder"),
-                      split=SplitSpec.parse("0.5,0.5,0"))
+    result = _prepare(
+        [root, NIBABEL_DATA / "example4d.nii.gz"],
+        tmp_path / "d",
+        patients=PatientRule("folder"),
+        split=SplitSpec.parse("0.5,0.5,0"),
+    )
     info = json.loads((tmp_path / "d" / "prepare.json").read_text())
     assert info["options"]["stratify"] == "auto" and info["stratified_by_modality"] is True
     assert result.records
@@ -152,7 +184,11 @@ def test_linked_files_keep_the_folder_they_are_linked_from(two_people, tmp_path)
 
 
 def test_files_given_directly_share_their_common_folder_as_root(two_people, tmp_path):
-    files = [two_people / "person_a" / "slice_00.png", two_people / "person_b" / "slice_00.png", two_people / "person_a" / "slice_01.png"]
+    files = [
+        two_people / "person_a" / "slice_00.png",
+        two_people / "person_b" / "slice_00.png",
+        two_people / "person_a" / "slice_01.png",
+    ]
     _prepare(files, tmp_path / "d")
     splits = _splits_of(tmp_path / "d")
     assert set(splits) == {"person_a", "person_b"}  # not one patient "slice_00.png" of two people
@@ -166,7 +202,12 @@ def test_nested_sources_are_read_once_with_the_outermost_root(two_people, tmp_pa
 
 
 def test_an_empty_regex_match_is_no_match(two_people, tmp_path):
-    result = _prepare(two_people, tmp_path / "d", patients=PatientRule.parse("regex:(person_a|)"), split=SplitSpec.parse("1,0,0"))
+    result = _prepare(
+        two_people,
+        tmp_path / "d",
+        patients=PatientRule.parse("regex:(person_a|)"),
+        split=SplitSpec.parse("1,0,0"),
+    )
     assert sum("matches it with nothing" in row["reason"] for row in result.skipped) == 8  # person_b's files
     assert set(_splits_of(tmp_path / "d")) == {"person_a"}
 
@@ -177,8 +218,12 @@ def test_an_empty_split_is_warned_about_and_auto_stratification_steps_back(tmp_p
         (root / name).mkdir(parents=True)
         shutil.copy(pydicom_file(image), root / name / "a.dcm")
     # by modality: CT's one patient -> train, MR's two -> train and val, test empty; a plain deal fills all three
-    result = _prepare(root, tmp_path / "d", patients=PatientRule("folder"), split=SplitSpec.parse("0.4,0.3,0.3"))
+    result = _prepare(
+        root, tmp_path / "d", patients=PatientRule("folder"), split=SplitSpec.parse("0.4,0.3,0.3")
+    )
     assert any("not stratified by modality" in w for w in result.warnings)
     assert {r["split"] for r in read_manifest(tmp_path / "d")} == {"train", "val", "test"}
-    lonely = _prepare(root / "ct0", tmp_path / "one", split=SplitSpec.parse("0.5,0.5,0"), patients=PatientRule("folder"))
+    lonely = _prepare(
+        root / "ct0", tmp_path / "one", split=SplitSpec.parse("0.5,0.5,0"), patients=PatientRule("folder")
+    )
     assert any("the val split is empty" in w for w in lonely.warnings)

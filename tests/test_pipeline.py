@@ -8,14 +8,13 @@ from pathlib import Path
 
 import pytest
 
+from conftest import write_ct_series
 from medsr.cli import main
 from medsr.data.manifest import read_manifest
 from medsr.data.provenance import dataset_fingerprint
 from medsr.errors import ConfigError
 from medsr.models.checkpoint import read_checkpoint
 from medsr.pipeline import load_run_config, run_pipeline
-
-from conftest import write_ct_series
 
 ROOT = Path(__file__).parent.parent
 
@@ -30,13 +29,13 @@ def finished_run(tmp_path_factory):
     config.write_text(
         f"""
 name: mini
-run_dir: {root / 'run'}
+run_dir: {root / "run"}
 description: A tiny run for the tests.
-data: {{source: folder, path: {root / 'tree'}}}
+data: {{source: folder, path: {root / "tree"}}}
 prepare: {{size: any, min_size: 64, keep: all, split: "0.5,0.25,0.25", seed: 1}}
 evaluate: {{figures: 1}}
-srresnet: {{config: {ROOT / 'configs' / 'tiny.yaml'}, set: {json.dumps(common)}}}
-srgan: {{config: {ROOT / 'configs' / 'tiny_srgan.yaml'}, set: {json.dumps(common + ['adversarial.vgg_weights=random'])}}}
+srresnet: {{config: {ROOT / "configs" / "tiny.yaml"}, set: {json.dumps(common)}}}
+srgan: {{config: {ROOT / "configs" / "tiny_srgan.yaml"}, set: {json.dumps(common + ["adversarial.vgg_weights=random"])}}}
 """
     )
     report = run_pipeline(config, progress=False)
@@ -47,8 +46,15 @@ def test_every_stage_writes_its_outputs_and_the_report(finished_run):
     root, config, report = finished_run
     run = root / "run"
     assert report == run / "report.html"
-    for path in ("dataset/manifest.csv", "table1-val/table.md", "srresnet/best.pt", "srgan/best.pt",
-                 "eval-test/summary.json", "report.md", "stages/report.json"):
+    for path in (
+        "dataset/manifest.csv",
+        "table1-val/table.md",
+        "srresnet/best.pt",
+        "srgan/best.pt",
+        "eval-test/summary.json",
+        "report.md",
+        "stages/report.json",
+    ):
         assert (run / path).exists(), path
     summary = json.loads((run / "eval-test" / "summary.json").read_text())
     assert {"nearest", "bilinear", "bicubic", "srresnet", "srgan"} == set(summary["methods"])
@@ -94,11 +100,11 @@ def test_changed_split_retrains_afresh_instead_of_resuming_a_model_of_other_pati
     config = tmp_path / "run.yaml"
     text = f"""
 name: split-change
-run_dir: {tmp_path / 'run'}
-data: {{source: folder, path: {tmp_path / 'tree'}}}
+run_dir: {tmp_path / "run"}
+data: {{source: folder, path: {tmp_path / "tree"}}}
 prepare: {{size: any, min_size: 64, keep: all, split: "0.5,0.25,0.25", seed: SEED}}
 evaluate: {{figures: 0}}
-srresnet: {{config: {ROOT / 'configs' / 'tiny.yaml'}, set: ["data.val_limit=2", "train.epochs=1", "data.batch_size=4"]}}
+srresnet: {{config: {ROOT / "configs" / "tiny.yaml"}, set: ["data.val_limit=2", "train.epochs=1", "data.batch_size=4"]}}
 srgan: {{enabled: false}}
 """
     config.write_text(text.replace("SEED", "1"))
@@ -107,7 +113,11 @@ srgan: {{enabled: false}}
     config.write_text(text.replace("SEED", "2"))
     run_pipeline(config, progress=True)
     err = capsys.readouterr().err
-    assert "[srresnet] inputs changed (data.dataset:" in err and "starting afresh" in err and "resuming" not in err
+    assert (
+        "[srresnet] inputs changed (data.dataset:" in err
+        and "starting afresh" in err
+        and "resuming" not in err
+    )
     second = read_checkpoint(tmp_path / "run" / "srresnet" / "best.pt")["trained_on"]
     assert second["fingerprint"] != first["fingerprint"]
     assert second["fingerprint"] == dataset_fingerprint(read_manifest(tmp_path / "run" / "dataset"))
@@ -115,7 +125,9 @@ srgan: {{enabled: false}}
     assert summary["protocol"]["held_out"] is True
 
 
-def test_an_interrupted_forced_stage_reruns_every_later_stage_and_config_files_count(tmp_path, capsys, monkeypatch):
+def test_an_interrupted_forced_stage_reruns_every_later_stage_and_config_files_count(
+    tmp_path, capsys, monkeypatch
+):
     from medsr.train import loop
 
     for index in range(6):
@@ -125,8 +137,8 @@ def test_an_interrupted_forced_stage_reruns_every_later_stage_and_config_files_c
     config = tmp_path / "run.yaml"
     config.write_text(f"""
 name: forced
-run_dir: {tmp_path / 'run'}
-data: {{source: folder, path: {tmp_path / 'tree'}}}
+run_dir: {tmp_path / "run"}
+data: {{source: folder, path: {tmp_path / "tree"}}}
 prepare: {{size: any, min_size: 64, keep: all, split: "0.5,0.25,0.25", seed: 1}}
 evaluate: {{figures: 0}}
 srresnet: {{config: {training}, set: ["data.val_limit=2", "train.epochs=2", "data.batch_size=4"]}}
@@ -153,7 +165,10 @@ srgan: {{enabled: false}}
     training.write_text(training.read_text().replace("lr: 1.0e-3", "lr: 5.0e-4"))
     run_pipeline(config, progress=True)
     err = capsys.readouterr().err
-    assert "[srresnet] inputs changed (train.lr: 0.001 in the run, 0.0005 now" in err and "[evaluate] running" in err
+    assert (
+        "[srresnet] inputs changed (train.lr: 0.001 in the run, 0.0005 now" in err
+        and "[evaluate] running" in err
+    )
     # files added to the source folder are an input of prepare
     write_ct_series(tmp_path / "tree" / "P9" / "s1", 2, patient="P9")
     run_pipeline(config, progress=True)
@@ -171,21 +186,35 @@ def _run_config(tmp_path: Path, extra: str) -> Path:
     for line in extra.strip().splitlines():
         key, _, value = line.partition(":")
         sections[key.strip()] = value.strip()
-    config.write_text(f"name: checked\nrun_dir: {tmp_path / 'run'}\n" + "".join(f"{k}: {v}\n" for k, v in sections.items()))
+    config.write_text(
+        f"name: checked\nrun_dir: {tmp_path / 'run'}\n" + "".join(f"{k}: {v}\n" for k, v in sections.items())
+    )
     return config
 
 
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
-        ('prepare: {stratify: modality, split: "10,5,5"}', "prepare: stratifying needs a split given as fractions"),
+        (
+            'prepare: {stratify: modality, split: "10,5,5"}',
+            "prepare: stratifying needs a split given as fractions",
+        ),
         ("prepare: {keep: best}", "prepare: keep rule must be"),
-        ("evaluate: {baseline: srresnet}", "evaluate.baseline: must be one of nearest, bilinear, bicubic, lanczos"),
-        ("evaluate: {degradation: kspace, taper: tukey, tukey_alpha: 0}", r"evaluate: tukey_alpha must be in \(0, 1\]"),
+        (
+            "evaluate: {baseline: srresnet}",
+            "evaluate.baseline: must be one of nearest, bilinear, bicubic, lanczos",
+        ),
+        (
+            "evaluate: {degradation: kspace, taper: tukey, tukey_alpha: 0}",
+            r"evaluate: tukey_alpha must be in \(0, 1\]",
+        ),
         ("evaluate: {degradation: blur-noise, noise: uniform}", "evaluate.noise: expected one of"),
         ("evaluate: {figures: -1}", "evaluate.figures: must be at least 0"),
         ("evaluate: {scale: 2}", "srresnet: the model is x4 but evaluate.scale is 2"),
-        (f"srresnet: {{config: {ROOT / 'configs' / 'tiny.yaml'}, set: [train.lr=fast]}}", "srresnet: train.lr: expected a number"),
+        (
+            f"srresnet: {{config: {ROOT / 'configs' / 'tiny.yaml'}, set: [train.lr=fast]}}",
+            "srresnet: train.lr: expected a number",
+        ),
         ("srgan: {config: missing.yaml}", "srgan: missing.yaml: no such config file"),
         ("srresnet: {enabled: false}", "srgan.enabled: SRGAN starts from the SRResNet"),
     ],
@@ -231,11 +260,21 @@ def test_run_folder_names_are_spelled_only_in_layout(module):
 
     from medsr import layout
 
-    names = {v for k, v in vars(layout).items() if k.isupper() and isinstance(v, str) and ("." in v or "-" in v)}
+    names = {
+        v for k, v in vars(layout).items() if k.isupper() and isinstance(v, str) and ("." in v or "-" in v)
+    }
     tree = ast.parse((ROOT / "src" / "medsr" / module).read_text())
-    docstrings = {id(node.body[0].value) for node in ast.walk(tree)
-                  if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef)) and node.body
-                  and isinstance(node.body[0], ast.Expr) and isinstance(node.body[0].value, ast.Constant)}
-    spelled = {node.value for node in ast.walk(tree)
-               if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings} & names
+    docstrings = {
+        id(node.body[0].value)
+        for node in ast.walk(tree)
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef))
+        and node.body
+        and isinstance(node.body[0], ast.Expr)
+        and isinstance(node.body[0].value, ast.Constant)
+    }
+    spelled = {
+        node.value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings
+    } & names
     assert not spelled

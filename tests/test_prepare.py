@@ -14,6 +14,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from conftest import NIBABEL_DATA, pydicom_file, tree_digest, write_ct_series
 from medsr.cli import main
 from medsr.data import prepare as prepare_module
 from medsr.data.manifest import check_dataset, mapping_of, read_manifest
@@ -22,8 +23,6 @@ from medsr.data.split import SplitSpec
 from medsr.errors import MedsrError
 from medsr.io import read_slices
 from medsr.io.raster import read_png16
-
-from conftest import NIBABEL_DATA, pydicom_file, tree_digest, write_ct_series
 
 GOOD_SLICES = 3 + 2 + 1 + 1 + 1 + 1  # two CT series, MR, MR RLE, PNG, NIfTI z-slices counted below
 
@@ -35,7 +34,14 @@ def mixed(tmp_path: Path) -> Path:
     root = tmp_path / "sources"
     write_ct_series(root / "ct" / "P1", 3, patient="P1")
     write_ct_series(root / "ct" / "P2", 2, patient="P2")
-    for name in ("MR_small.dcm", "MR_small_RLE.dcm", "MR_truncated.dcm", "test-SR.dcm", "rtplan.dcm", "SC_rgb_rle.dcm"):
+    for name in (
+        "MR_small.dcm",
+        "MR_small_RLE.dcm",
+        "MR_truncated.dcm",
+        "test-SR.dcm",
+        "rtplan.dcm",
+        "SC_rgb_rle.dcm",
+    ):
         shutil.copy(pydicom_file(name), root / name)
     shutil.copy(pydicom_file("dicomdirtests/DICOMDIR"), root / "DICOMDIR")
     (root / "empty.dcm").touch()
@@ -51,7 +57,9 @@ def mixed(tmp_path: Path) -> Path:
 
 
 def _options(**changes) -> PrepareOptions:
-    base = dict(size=None, min_size=16, keep=KeepRule("all"), split=SplitSpec.parse("0.5,0.25,0.25"), workers=2)
+    base = dict(
+        size=None, min_size=16, keep=KeepRule("all"), split=SplitSpec.parse("0.5,0.25,0.25"), workers=2
+    )
     base.update(changes)
     return PrepareOptions(**base)
 
@@ -64,7 +72,16 @@ def test_every_good_slice_is_kept_and_every_broken_file_is_listed(mixed, tmp_pat
     z_head = nib.load(NIBABEL_DATA / "anatomical.nii").shape[2]
     z_nan = z_head - 1  # the slice with a NaN is refused, the others kept
     by_source = {Path(r["source"]).name for r in rows}
-    assert {"1-01.dcm", "1-02.dcm", "1-03.dcm", "MR_small.dcm", "MR_small_RLE.dcm", "xray.png", "head.nii", "nan.nii.gz"} <= by_source
+    assert {
+        "1-01.dcm",
+        "1-02.dcm",
+        "1-03.dcm",
+        "MR_small.dcm",
+        "MR_small_RLE.dcm",
+        "xray.png",
+        "head.nii",
+        "nan.nii.gz",
+    } <= by_source
     assert len(rows) == 3 + 2 + 2 + 1 + z_head + z_nan
     skipped = {Path(row["source"]).name: row["reason"] for row in csv.DictReader(open(out / "skipped.csv"))}
     assert skipped["MR_truncated.dcm"].startswith("pixel data cannot be decoded")
@@ -96,17 +113,27 @@ def test_slices_are_lossless_16_bit_and_map_back_to_hounsfield_units(mixed, tmp_
 def test_patient_level_split_has_no_leakage(mixed, tmp_path):
     out = tmp_path / "dataset"
     for seed in range(3):
-        prepare([mixed / "ct", mixed / "MR_small.dcm", mixed / "head.nii", mixed / "xray.png"], out, _options(seed=seed))
+        prepare(
+            [mixed / "ct", mixed / "MR_small.dcm", mixed / "head.nii", mixed / "xray.png"],
+            out,
+            _options(seed=seed),
+        )
         splits: dict[str, set[str]] = {}
         for row in read_manifest(out):
-            splits.setdefault(row["patient_id"] or row["series_uid"] or row["source"], set()).add(row["split"])
+            splits.setdefault(row["patient_id"] or row["series_uid"] or row["source"], set()).add(
+                row["split"]
+            )
         assert all(len(s) == 1 for s in splits.values())
         assert len(splits) >= 3
 
 
 def test_size_selection_and_above_mean_detail_filter(mixed, tmp_path):
     out = tmp_path / "dataset"
-    prepare([mixed / "ct"], out, _options(size=128, keep=KeepRule.parse("above-mean"), split=SplitSpec.parse("0.5,0.5,0")))
+    prepare(
+        [mixed / "ct"],
+        out,
+        _options(size=128, keep=KeepRule.parse("above-mean"), split=SplitSpec.parse("0.5,0.5,0")),
+    )
     rows = read_manifest(out)
     info = json.loads((out / "prepare.json").read_text())
     assert info["counts"]["size_selected"] == 5 and 0 < len(rows) < 5
@@ -154,14 +181,31 @@ def test_rerun_is_idempotent_and_an_interrupted_run_leaves_no_half_slice(mixed, 
 
 def test_cli_exits_0_with_a_summary_and_no_traceback(mixed, tmp_path, capsys):
     out = tmp_path / "dataset"
-    code = main(["prepare", str(mixed), "--out", str(out), "--size", "any", "--min-size", "16", "--keep", "all", "--split", "0.5,0.25,0.25"])
+    code = main(
+        [
+            "prepare",
+            str(mixed),
+            "--out",
+            str(out),
+            "--size",
+            "any",
+            "--min-size",
+            "16",
+            "--keep",
+            "all",
+            "--split",
+            "0.5,0.25,0.25",
+        ]
+    )
     captured = capsys.readouterr()
     assert code == 0
     assert "Traceback" not in captured.err + captured.out
     assert captured.out.count("\n") == 1 and captured.out.startswith("prepared ")
     assert "8 unreadable" in captured.out
     assert "skipped " in captured.err and "MR_truncated.dcm: pixel data cannot be decoded" in captured.err
-    assert main(["prepare", str(mixed), "--out", str(out), "--size", "any", "--min-size", "16", "--strict"]) == 1
+    assert (
+        main(["prepare", str(mixed), "--out", str(out), "--size", "any", "--min-size", "16", "--strict"]) == 1
+    )
 
 
 def test_cli_errors_are_one_line(tmp_path, capsys):
@@ -180,7 +224,10 @@ def test_cli_errors_are_one_line(tmp_path, capsys):
         ({"sigma": float("nan")}, "sigma must be a number >= 0"),
         ({"min_size": 0}, "min_size must be at least 1"),
         ({"workers": 0}, "workers must be at least 1"),
-        ({"stratify": "modality", "split": SplitSpec.parse("10,5,5")}, "stratifying needs a split given as fractions"),
+        (
+            {"stratify": "modality", "split": SplitSpec.parse("10,5,5")},
+            "stratifying needs a split given as fractions",
+        ),
         ({"stratify": "patients"}, "stratify must be one of"),
         ({"score": "eq1"}, "score must be one of"),
     ],
@@ -197,9 +244,21 @@ def test_options_are_refused_before_any_file_is_read(tmp_path, monkeypatch, chan
 
 
 def test_cli_checks_options_before_looking_at_the_sources(tmp_path, capsys):
-    argv = ["prepare", str(tmp_path / "missing"), "--out", str(tmp_path / "d"), "--stratify", "modality", "--split", "10,5,5"]
+    argv = [
+        "prepare",
+        str(tmp_path / "missing"),
+        "--out",
+        str(tmp_path / "d"),
+        "--stratify",
+        "modality",
+        "--split",
+        "10,5,5",
+    ]
     assert main(argv) == 1
-    assert capsys.readouterr().err.strip() == "medsr: error: stratifying needs a split given as fractions (e.g. 0.7,0.15,0.15)"
+    assert (
+        capsys.readouterr().err.strip()
+        == "medsr: error: stratifying needs a split given as fractions (e.g. 0.7,0.15,0.15)"
+    )
     assert not (tmp_path / "d").exists()
 
 
@@ -225,9 +284,15 @@ def test_score_original_code_ranks_by_the_authors_score(tmp_path):
     write_ct_series(tmp_path / "src" / "P1", 3, patient="P1")
     for score, function in (("equation-1", pixel_difference_score), ("original-code", original_code_score)):
         out = tmp_path / score
-        prepare([tmp_path / "src"], out, _options(score=score, split=SplitSpec.parse("1,0,0"), keep=KeepRule.parse("top:1")))
+        prepare(
+            [tmp_path / "src"],
+            out,
+            _options(score=score, split=SplitSpec.parse("1,0,0"), keep=KeepRule.parse("top:1")),
+        )
         (row,) = read_manifest(out)
-        assert float(row["detail_score"]) == pytest.approx(function(read_png16(out / row["file"]), sigma=5.0), rel=1e-4)  # the PNG is the 16-bit rounding
+        assert float(row["detail_score"]) == pytest.approx(
+            function(read_png16(out / row["file"]), sigma=5.0), rel=1e-4
+        )  # the PNG is the 16-bit rounding
         assert json.loads((out / "prepare.json").read_text())["options"]["score"] == score
     with pytest.raises(MedsrError, match="score must be one of"):
         prepare([tmp_path / "src"], tmp_path / "bad", _options(score="eq1"))

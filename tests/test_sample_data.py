@@ -14,12 +14,11 @@ from pathlib import Path
 
 import pytest
 
+from conftest import NIBABEL_DATA, pydicom_file
 from medsr.data import sample
 from medsr.errors import DownloadError
 from medsr.fsutil import read_csv
 from medsr.io import read_slices
-
-from conftest import NIBABEL_DATA, pydicom_file
 from servers import closed_port_url, serve
 
 
@@ -35,7 +34,11 @@ def registry():
     mr = pydicom_file("MR_small.dcm").read_bytes()
     tar_buffer = io.BytesIO()
     with tarfile.open(fileobj=tar_buffer, mode="w:gz") as archive:
-        for name, data in (("demo-1.0/data/ct.dcm", ct), ("demo-1.0/data/head.nii", head), ("demo-1.0/README", b"x")):
+        for name, data in (
+            ("demo-1.0/data/ct.dcm", ct),
+            ("demo-1.0/data/head.nii", head),
+            ("demo-1.0/README", b"x"),
+        ):
             info = tarfile.TarInfo(name)
             info.size = len(data)
             archive.addfile(info, io.BytesIO(data))
@@ -43,11 +46,17 @@ def registry():
     with zipfile.ZipFile(zip_buffer, "w") as archive:
         archive.writestr("store/mr.dcm", mr)
     files = {"demo-1.0.tar.gz": tar_buffer.getvalue(), "store-2.0-py3-none-any.whl": zip_buffer.getvalue()}
-    tar_archive = sample.SampleArchive("demo", "1.0", "demo-1.0.tar.gz", _sha(files["demo-1.0.tar.gz"]), "BSD-3-Clause")
-    zip_archive = sample.SampleArchive("store", "2.0", "store-2.0-py3-none-any.whl", _sha(files["store-2.0-py3-none-any.whl"]), "MIT")
+    tar_archive = sample.SampleArchive(
+        "demo", "1.0", "demo-1.0.tar.gz", _sha(files["demo-1.0.tar.gz"]), "BSD-3-Clause"
+    )
+    zip_archive = sample.SampleArchive(
+        "store", "2.0", "store-2.0-py3-none-any.whl", _sha(files["store-2.0-py3-none-any.whl"]), "MIT"
+    )
     images = (
         sample.SampleImage(tar_archive, "demo-1.0/data/ct.dcm", "demo/ct.dcm", _sha(ct), "CT", "", "CT"),
-        sample.SampleImage(tar_archive, "demo-1.0/data/head.nii", "demo/head.nii", _sha(head), "MR", "head-1", "T1 head"),
+        sample.SampleImage(
+            tar_archive, "demo-1.0/data/head.nii", "demo/head.nii", _sha(head), "MR", "head-1", "T1 head"
+        ),
         sample.SampleImage(zip_archive, "store/mr.dcm", "store/mr.dcm", _sha(mr), "MR", "", "MR"),
     )
 
@@ -57,8 +66,16 @@ def registry():
             archive = {"demo": tar_archive, "store": zip_archive}.get(match.group(1))
             if archive is None:
                 return 404, {}, b"{}"
-            entry = {"filename": archive.filename, "url": f"/files/{archive.filename}", "digests": {"sha256": archive.sha256}}
-            return 200, {"Content-Type": "application/json"}, json.dumps({"releases": {archive.version: [entry]}}).encode()
+            entry = {
+                "filename": archive.filename,
+                "url": f"/files/{archive.filename}",
+                "digests": {"sha256": archive.sha256},
+            }
+            return (
+                200,
+                {"Content-Type": "application/json"},
+                json.dumps({"releases": {archive.version: [entry]}}).encode(),
+            )
         if path.startswith("/files/") and path[7:] in files:
             return 200, {}, files[path[7:]]
         return 404, {}, b""
@@ -106,10 +123,14 @@ def test_checksum_mismatch_is_refused(registry, tmp_path):
 
 def test_unreachable_registry_is_one_clear_line(tmp_path):
     env = {"MEDSR_CACHE_DIR": str(tmp_path), "MEDSR_PYPI_URL": closed_port_url(), "PATH": "/usr/bin:/bin"}
-    done = subprocess.run([sys.executable, "-m", "medsr", "sample-data"], capture_output=True, text=True, env=env)
+    done = subprocess.run(
+        [sys.executable, "-m", "medsr", "sample-data"], capture_output=True, text=True, env=env
+    )
     assert done.returncode == 1
     lines = done.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("medsr: error: cannot reach the package registry at http://127.0.0.1:")
+    assert len(lines) == 1 and lines[0].startswith(
+        "medsr: error: cannot reach the package registry at http://127.0.0.1:"
+    )
 
 
 def test_builtin_registry_is_consistent():
@@ -126,4 +147,7 @@ def test_export_copies_the_sample_folder(registry, tmp_path):
     url, hits, images = registry
     folder = sample.fetch_samples(images, root=tmp_path / "cache", index_url=url)
     dest = sample.export_samples(folder, tmp_path / "copy")
-    assert sorted(p.relative_to(dest) for p in dest.rglob("*.dcm")) == [Path("demo/ct.dcm"), Path("store/mr.dcm")]
+    assert sorted(p.relative_to(dest) for p in dest.rglob("*.dcm")) == [
+        Path("demo/ct.dcm"),
+        Path("store/mr.dcm"),
+    ]

@@ -1,10 +1,9 @@
 from __future__ import annotations
 
-import numpy as np
-import pytest
-
 import itertools
 
+import numpy as np
+import pytest
 from scipy import stats as scipy_stats
 
 from medsr import stats
@@ -38,7 +37,9 @@ def test_paired_comparison_detects_a_consistent_gain():
     better = base + 0.5 + rng.normal(0, 0.1, 100)
     result = paired_comparison(better, base)
     assert result["ci_low"] > 0.4 and result["ci_high"] < 0.6 and result["p_slices"] < 1e-6
-    assert result["p_patients"] < 1e-4 and not result["p_patients_exact"]  # 100 independent images: Monte Carlo
+    assert (
+        result["p_patients"] < 1e-4 and not result["p_patients_exact"]
+    )  # 100 independent images: Monte Carlo
     assert result["improvement_pct"] == pytest.approx(100 * 0.5 / base.mean(), rel=0.1)
     same = paired_comparison(base, base)
     assert same["p_slices"] == 1.0 and same["p_patients"] == 1.0 and same["mean_diff"] == 0.0
@@ -76,7 +77,9 @@ def test_cluster_t_interval_is_the_t_interval_on_patient_means_when_patients_are
 def test_sign_flip_test_enumerates_every_pattern():
     d = np.array([0.3, -0.1, 0.5, 0.2, 0.4, -0.05])
     observed = abs(d.mean())
-    count = sum(abs(np.mean(np.array(s) * d)) >= observed - 1e-15 for s in itertools.product((-1, 1), repeat=d.size))
+    count = sum(
+        abs(np.mean(np.array(s) * d)) >= observed - 1e-15 for s in itertools.product((-1, 1), repeat=d.size)
+    )
     assert sign_flip_test(d) == (count / 2**d.size, True)
     assert sign_flip_test([1.0, 2.0, 3.0, 4.0])[0] == 2 / 2**4  # the smallest p 4 patients allow
 

@@ -13,26 +13,54 @@ from pathlib import Path
 import pydicom
 import pytest
 
+from conftest import write_ct_series
 from medsr.cli import main
 from medsr.data.tcia import NbiaClient, fetch_collection
 from medsr.errors import DownloadError
 from medsr.fsutil import read_csv
-
-from conftest import write_ct_series
 from servers import serve
 
 API = "/nbia-api/services/v1"
 SERIES = [
-    {"SeriesInstanceUID": "1.2.826.0.1.3680043.8.498.1", "PatientID": "C3L-00001", "StudyInstanceUID": "1.2.3.1", "Modality": "MR", "ImageCount": 3},
-    {"SeriesInstanceUID": "1.2.826.0.1.3680043.8.498.2", "PatientID": "C3L-00002", "StudyInstanceUID": "1.2.3.2", "Modality": "MR", "ImageCount": 2},
-    {"SeriesInstanceUID": "1.2.826.0.1.3680043.8.498.3", "PatientID": "C3L-00003", "StudyInstanceUID": "1.2.3.3", "Modality": "MR", "ImageCount": 2},
-    {"SeriesInstanceUID": "1.2.826.0.1.3680043.8.498.4", "PatientID": "C3L-00004", "StudyInstanceUID": "1.2.3.4", "Modality": "CT", "ImageCount": 1},
+    {
+        "SeriesInstanceUID": "1.2.826.0.1.3680043.8.498.1",
+        "PatientID": "C3L-00001",
+        "StudyInstanceUID": "1.2.3.1",
+        "Modality": "MR",
+        "ImageCount": 3,
+    },
+    {
+        "SeriesInstanceUID": "1.2.826.0.1.3680043.8.498.2",
+        "PatientID": "C3L-00002",
+        "StudyInstanceUID": "1.2.3.2",
+        "Modality": "MR",
+        "ImageCount": 2,
+    },
+    {
+        "SeriesInstanceUID": "1.2.826.0.1.3680043.8.498.3",
+        "PatientID": "C3L-00003",
+        "StudyInstanceUID": "1.2.3.3",
+        "Modality": "MR",
+        "ImageCount": 2,
+    },
+    {
+        "SeriesInstanceUID": "1.2.826.0.1.3680043.8.498.4",
+        "PatientID": "C3L-00004",
+        "StudyInstanceUID": "1.2.3.4",
+        "Modality": "CT",
+        "ImageCount": 1,
+    },
 ]
 GOOD, FLAKY, BROKEN, CT = (s["SeriesInstanceUID"] for s in SERIES)
 
 
 def _series_zip(folder: Path, row: dict) -> bytes:
-    files = write_ct_series(folder / row["SeriesInstanceUID"], row["ImageCount"], patient=row["PatientID"], series_uid=row["SeriesInstanceUID"])
+    files = write_ct_series(
+        folder / row["SeriesInstanceUID"],
+        row["ImageCount"],
+        patient=row["PatientID"],
+        series_uid=row["SeriesInstanceUID"],
+    )
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         lines = ["filename,md5hash"]
@@ -59,11 +87,14 @@ def nbia(tmp_path):
             return 200, {"Content-Type": "application/json"}, json.dumps(rows).encode()
         if path == f"{API}/getImage":
             uid = query["SeriesInstanceUID"][0]
-            attempt = sum(n for (p, q), n in hits.items() if p == path and dict(q)["SeriesInstanceUID"] == (uid,))
+            attempt = sum(
+                n for (p, q), n in hits.items() if p == path and dict(q)["SeriesInstanceUID"] == (uid,)
+            )
             body = zips[uid]
             if uid == FLAKY and attempt == 1:
                 return 503, {}, b"busy"
             if uid == FLAKY and attempt == 2:
+
                 def cut_short(handler):  # promise the whole zip, send a third, drop the connection
                     handler.send_response(200)
                     handler.send_header("Content-Length", str(len(body)))
@@ -71,6 +102,7 @@ def nbia(tmp_path):
                     handler.wfile.write(body[: len(body) // 3])
                     handler.wfile.flush()
                     handler.close_connection = True
+
                 return cut_short
             return 200, {"Content-Type": "application/zip"}, body
         return 404, {}, b""
@@ -80,7 +112,9 @@ def nbia(tmp_path):
 
 
 def _image_requests(hits, uid):
-    return sum(n for (p, q), n in hits.items() if p.endswith("getImage") and dict(q)["SeriesInstanceUID"] == (uid,))
+    return sum(
+        n for (p, q), n in hits.items() if p.endswith("getImage") and dict(q)["SeriesInstanceUID"] == (uid,)
+    )
 
 
 def test_download_verifies_retries_and_reports_failures(nbia, tmp_path):
@@ -115,9 +149,13 @@ def test_rerun_skips_finished_series(nbia, tmp_path):
 
 def test_max_series_and_all_modalities(nbia, tmp_path):
     url, hits = nbia
-    report = fetch_collection(NbiaClient(url, retries=2, backoff=0.01), "CPTAC-GBM", tmp_path / "t", max_series=1)
+    report = fetch_collection(
+        NbiaClient(url, retries=2, backoff=0.01), "CPTAC-GBM", tmp_path / "t", max_series=1
+    )
     assert report.downloaded == [GOOD] and not report.failed
-    report = fetch_collection(NbiaClient(url, retries=2, backoff=0.01), "CPTAC-GBM", tmp_path / "t", modality="CT")
+    report = fetch_collection(
+        NbiaClient(url, retries=2, backoff=0.01), "CPTAC-GBM", tmp_path / "t", modality="CT"
+    )
     assert report.downloaded == [CT]
 
 
@@ -130,7 +168,21 @@ def test_server_down_is_a_download_error(tmp_path):
 
 def test_cli_reports_failed_series_and_exits_1(nbia, tmp_path, capsys):
     url, hits = nbia
-    code = main(["fetch-tcia", "--collection", "CPTAC-GBM", "--modality", "MR", "--out", str(tmp_path / "o"), "--api", url, "--retries", "2"])
+    code = main(
+        [
+            "fetch-tcia",
+            "--collection",
+            "CPTAC-GBM",
+            "--modality",
+            "MR",
+            "--out",
+            str(tmp_path / "o"),
+            "--api",
+            url,
+            "--retries",
+            "2",
+        ]
+    )
     captured = capsys.readouterr()
     assert code == 1
     assert f"failed series {BROKEN}" in captured.err

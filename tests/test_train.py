@@ -11,13 +11,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import make_ct_dataset
 from medsr.cli import main
 from medsr.models import load_model
 from medsr.models.checkpoint import read_checkpoint
 from medsr.train.config import load_config
 from medsr.train.loop import fit
-
-from conftest import make_ct_dataset
 
 TINY = Path(__file__).parent.parent / "configs" / "tiny.yaml"
 
@@ -28,7 +27,9 @@ def dataset(tmp_path_factory) -> Path:
 
 
 def _config(dataset: Path, run_dir: Path, *extra: str):
-    return load_config(TINY, [f"data.dataset={dataset}", f"run_dir={run_dir}", "data.val_limit=2", "train.epochs=3", *extra])
+    return load_config(
+        TINY, [f"data.dataset={dataset}", f"run_dir={run_dir}", "data.val_limit=2", "train.epochs=3", *extra]
+    )
 
 
 def test_tiny_training_writes_checkpoints_logs_and_curves(dataset, tmp_path):
@@ -39,7 +40,9 @@ def test_tiny_training_writes_checkpoints_logs_and_curves(dataset, tmp_path):
     assert any((run / "tensorboard").iterdir())
     rows = list(csv.DictReader(open(run / "log.csv")))
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
-    assert {"loss", "train_psnr", "train_ssim", "val_psnr", "val_ssim", "lr", "seconds", "best"} <= set(rows[0])
+    assert {"loss", "train_psnr", "train_ssim", "val_psnr", "val_ssim", "lr", "seconds", "best"} <= set(
+        rows[0]
+    )
     assert float(rows[-1]["loss"]) < float(rows[0]["loss"])  # it learns
     best = max(rows, key=lambda r: (float(r["val_ssim"]), float(r["val_psnr"])))
     assert result.best["epoch"] == int(best["epoch"])
@@ -71,15 +74,24 @@ def test_a_crashed_run_resumes_to_the_same_result(dataset, tmp_path):
 
 def test_srgan_stage_starts_from_the_srresnet(dataset, tmp_path):
     fit(_config(dataset, tmp_path / "sr", "train.epochs=1"), progress=False)
-    config = _config(dataset, tmp_path / "gan", "train.epochs=1", "train.stage=adversarial",
-                     f"train.init_from={tmp_path / 'sr' / 'best.pt'}", "adversarial.discriminator=ledig", "train.ema=0.9")
+    config = _config(
+        dataset,
+        tmp_path / "gan",
+        "train.epochs=1",
+        "train.stage=adversarial",
+        f"train.init_from={tmp_path / 'sr' / 'best.pt'}",
+        "adversarial.discriminator=ledig",
+        "train.ema=0.9",
+    )
     result = fit(config, progress=False)
     row = result.history[0]
     assert {"content", "adversarial", "d_loss", "d_real", "d_fake"} <= set(row)
     assert 0.0 < row["d_real"] < 1.0 and row["content"] > 0
     # every term and its share of the generator loss, per epoch, in log.csv
     logged = list(csv.DictReader(open(tmp_path / "gan" / "log.csv")))[0]
-    assert float(logged["content_term"]) + float(logged["adversarial_term"]) + float(logged["pixel_term"]) == pytest.approx(float(logged["loss"]), rel=1e-5)
+    assert float(logged["content_term"]) + float(logged["adversarial_term"]) + float(
+        logged["pixel_term"]
+    ) == pytest.approx(float(logged["loss"]), rel=1e-5)
     assert sum(float(logged[f"{t}_share"]) for t in ("content", "adversarial", "pixel")) == pytest.approx(1.0)
     assert float(logged["adversarial_share"]) > 1e-3  # Ledig's balance: the GAN term is not negligible
     checkpoint = read_checkpoint(tmp_path / "gan" / "last.pt")
@@ -92,16 +104,36 @@ def test_cli_train_errors_are_one_line(dataset, tmp_path, capsys):
     assert "nothing to resume" in capsys.readouterr().err
     assert main(["train", str(TINY), "--set", "train.lr=fast"]) == 1
     assert capsys.readouterr().err.strip() == "medsr: error: train.lr: expected a number, got 'fast'"
-    assert main(["train", str(TINY), "--set", f"data.dataset={tmp_path}", "--set", f"run_dir={tmp_path / 'r'}"]) == 1
+    assert (
+        main(["train", str(TINY), "--set", f"data.dataset={tmp_path}", "--set", f"run_dir={tmp_path / 'r'}"])
+        == 1
+    )
     assert "no manifest.csv" in capsys.readouterr().err
 
 
 def test_two_process_gloo_run(dataset, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
     command = [
-        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
-        "-m", "medsr", "train", str(TINY), "--set", f"data.dataset={dataset}", "--set", f"run_dir={tmp_path / 'ddp'}",
-        "--set", "train.epochs=2", "--set", "data.val_limit=2", "--set", "data.batch_size=2",
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node",
+        "2",
+        "-m",
+        "medsr",
+        "train",
+        str(TINY),
+        "--set",
+        f"data.dataset={dataset}",
+        "--set",
+        f"run_dir={tmp_path / 'ddp'}",
+        "--set",
+        "train.epochs=2",
+        "--set",
+        "data.val_limit=2",
+        "--set",
+        "data.batch_size=2",
     ]
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=180)
     assert done.returncode == 0, done.stderr[-2000:]

@@ -1,8 +1,8 @@
 """medsr: super-resolution of medical images (CT, MR, X-ray) at 4x, evaluated honestly.
 
-    import medsr
-    model = medsr.load_model("runs/paper_srresnet/best.pt")   # or "bicubic"
-    sr = model.enhance(lq)                                     # (h, w) in [0, 1] -> (4h, 4w)
+import medsr
+model = medsr.load_model("runs/paper_srresnet/best.pt")   # or "bicubic"
+sr = model.enhance(lq)                                     # (h, w) in [0, 1] -> (4h, 4w)
 """
 
 __version__ = "0.1.0"

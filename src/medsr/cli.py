@@ -21,8 +21,20 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from medsr import __version__, layout
-from medsr.choices import (CT_WINDOW_NAMES, DEGRADATION_KINDS, DETAIL_SCORES, INTERPOLATIONS, NOISES, PRECISIONS, SCALES,
-                           SLICE_AXES, SPLIT_NAMES, STAGES, STRATIFY, TAPERS)
+from medsr.choices import (
+    CT_WINDOW_NAMES,
+    DEGRADATION_KINDS,
+    DETAIL_SCORES,
+    INTERPOLATIONS,
+    NOISES,
+    PRECISIONS,
+    SCALES,
+    SLICE_AXES,
+    SPLIT_NAMES,
+    STAGES,
+    STRATIFY,
+    TAPERS,
+)
 from medsr.errors import MedsrError
 
 if TYPE_CHECKING:
@@ -39,7 +51,9 @@ def _floats(text: str, count: int, name: str) -> tuple[float, ...]:
     try:
         values = tuple(float(v) for v in text.split(","))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{name} must be {count} comma-separated numbers, got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            f"{name} must be {count} comma-separated numbers, got {text!r}"
+        ) from None
     if len(values) != count:
         raise argparse.ArgumentTypeError(f"{name} must be {count} comma-separated numbers, got {text!r}")
     return values
@@ -127,35 +141,88 @@ def _add_prepare(sub) -> None:
         "keep detailed slices (Gaussian filter + pixel difference score), split by patient, and store "
         f"the slices as lossless 16-bit PNG with {layout.MANIFEST} and {layout.SKIPPED}. Sources are never modified.",
     )
-    p.add_argument("sources", nargs="+", type=Path, metavar="SRC", help="image files or folders (walked recursively)")
+    p.add_argument(
+        "sources", nargs="+", type=Path, metavar="SRC", help="image files or folders (walked recursively)"
+    )
     p.add_argument("--out", required=True, type=Path, metavar="DATASET", help="data set folder to write")
-    p.add_argument("--size", default="512", type=_checked(_size, "--size"), help="exact square size to keep (default %(default)s) or 'any'")
-    p.add_argument("--min-size", default=64, type=_count(1), help="with --size any: smallest height/width kept (default %(default)s)")
-    p.add_argument("--sigma", default=5.0, type=float, help="Gaussian sigma before the detail score (default %(default)g)")
-    p.add_argument("--keep", default="above-mean", type=_checked(_keep_rule, "--keep"),
-                   help="above-mean, top:N, min:X or all (default %(default)s)")
-    p.add_argument("--split", default="0.7,0.15,0.15", type=_checked(_split, "--split"),
-                   help="train,val,test as counts (e.g. the paper's 1000,200,200) or fractions (default %(default)s), by patient")
-    p.add_argument("--stratify", choices=STRATIFY, default="auto",
-                   help="deal the patients of each modality separately: auto (when the data hold several "
-                   "modalities and the split is fractions), modality, or none (default %(default)s)")
-    p.add_argument("--patient-id", dest="patients", default="auto", type=_checked(_patient_rule, "--patient-id"),
-                   metavar="RULE", help="how patients are told apart: auto (the id in the file or a sidecar, "
-                   "else a BIDS sub-XX folder, else the folder holding the file, else the file), dicom, folder, file, "
-                   "or regex:PATTERN (first group, searched in the path relative to the source folder) (default %(default)s)")
-    p.add_argument("--score", choices=DETAIL_SCORES, default="equation-1",
-                   help="detail score: equation-1 (the paper's Equation 1) or original-code (what the "
-                   "authors' code computed: horizontal differences twice, no vertical ones), to replicate its "
-                   "selection (default %(default)s)")
+    p.add_argument(
+        "--size",
+        default="512",
+        type=_checked(_size, "--size"),
+        help="exact square size to keep (default %(default)s) or 'any'",
+    )
+    p.add_argument(
+        "--min-size",
+        default=64,
+        type=_count(1),
+        help="with --size any: smallest height/width kept (default %(default)s)",
+    )
+    p.add_argument(
+        "--sigma",
+        default=5.0,
+        type=float,
+        help="Gaussian sigma before the detail score (default %(default)g)",
+    )
+    p.add_argument(
+        "--keep",
+        default="above-mean",
+        type=_checked(_keep_rule, "--keep"),
+        help="above-mean, top:N, min:X or all (default %(default)s)",
+    )
+    p.add_argument(
+        "--split",
+        default="0.7,0.15,0.15",
+        type=_checked(_split, "--split"),
+        help="train,val,test as counts (e.g. the paper's 1000,200,200) or fractions (default %(default)s), by patient",
+    )
+    p.add_argument(
+        "--stratify",
+        choices=STRATIFY,
+        default="auto",
+        help="deal the patients of each modality separately: auto (when the data hold several "
+        "modalities and the split is fractions), modality, or none (default %(default)s)",
+    )
+    p.add_argument(
+        "--patient-id",
+        dest="patients",
+        default="auto",
+        type=_checked(_patient_rule, "--patient-id"),
+        metavar="RULE",
+        help="how patients are told apart: auto (the id in the file or a sidecar, "
+        "else a BIDS sub-XX folder, else the folder holding the file, else the file), dicom, folder, file, "
+        "or regex:PATTERN (first group, searched in the path relative to the source folder) (default %(default)s)",
+    )
+    p.add_argument(
+        "--score",
+        choices=DETAIL_SCORES,
+        default="equation-1",
+        help="detail score: equation-1 (the paper's Equation 1) or original-code (what the "
+        "authors' code computed: horizontal differences twice, no vertical ones), to replicate its "
+        "selection (default %(default)s)",
+    )
     p.add_argument("--seed", default=0, type=int, help="seed of the patient split (default %(default)s)")
-    p.add_argument("--axes", default="axial", type=_checked(_axes, "--axes"),
-                   help=f"volume slice orientations: {', '.join(SLICE_AXES)}, comma-separated, or all (default %(default)s)")
-    p.add_argument("--ct-window", default="-1024,3071", type=_ct_window,
-                   help="CT window LO,HI in HU (default %(default)s, the full 12-bit CT range), range (series min..max) "
-                   "or stored (the file's full stored range)")
-    p.add_argument("--percentiles", default="0,100", type=_percentiles,
-                   help="MR/other percentile window per series (default %(default)s: lossless)")
-    p.add_argument("--workers", default=None, type=_count(0), help="worker processes (default, or 0: all cores)")
+    p.add_argument(
+        "--axes",
+        default="axial",
+        type=_checked(_axes, "--axes"),
+        help=f"volume slice orientations: {', '.join(SLICE_AXES)}, comma-separated, or all (default %(default)s)",
+    )
+    p.add_argument(
+        "--ct-window",
+        default="-1024,3071",
+        type=_ct_window,
+        help="CT window LO,HI in HU (default %(default)s, the full 12-bit CT range), range (series min..max) "
+        "or stored (the file's full stored range)",
+    )
+    p.add_argument(
+        "--percentiles",
+        default="0,100",
+        type=_percentiles,
+        help="MR/other percentile window per series (default %(default)s: lossless)",
+    )
+    p.add_argument(
+        "--workers", default=None, type=_count(0), help="worker processes (default, or 0: all cores)"
+    )
     p.add_argument("--strict", action="store_true", help="exit non-zero if any input was unreadable")
     p.set_defaults(handler=_run_prepare)
 
@@ -173,11 +240,22 @@ def prepare_options_from(args: argparse.Namespace) -> PrepareOptions:
         policy = IntensityPolicy(ct_window=args.ct_window, percentiles=args.percentiles)
     except ValueError as exc:
         raise MedsrError(str(exc)) from None
-    workers = {"workers": args.workers} if args.workers else {}  # not given, or 0: PrepareOptions' default (all cores)
+    workers = (
+        {"workers": args.workers} if args.workers else {}
+    )  # not given, or 0: PrepareOptions' default (all cores)
     options = PrepareOptions(
-        size=args.size, min_size=args.min_size, sigma=args.sigma, keep=args.keep, split=args.split,
-        stratify=args.stratify, patients=args.patients, score=args.score, seed=args.seed,
-        axes=args.axes, intensity=policy, **workers,
+        size=args.size,
+        min_size=args.min_size,
+        sigma=args.sigma,
+        keep=args.keep,
+        split=args.split,
+        stratify=args.stratify,
+        patients=args.patients,
+        score=args.score,
+        seed=args.seed,
+        axes=args.axes,
+        intensity=policy,
+        **workers,
     )
     check_options(options)
     return options
@@ -193,7 +271,10 @@ def _run_prepare(args: argparse.Namespace) -> int:
     for row in result.errors[:_MAX_SKIP_LINES]:
         print(f"skipped {row['source']}: {row['reason']}", file=sys.stderr)
     if len(result.errors) > _MAX_SKIP_LINES:
-        print(f"... and {len(result.errors) - _MAX_SKIP_LINES} more in {args.out / layout.SKIPPED}", file=sys.stderr)
+        print(
+            f"... and {len(result.errors) - _MAX_SKIP_LINES} more in {args.out / layout.SKIPPED}",
+            file=sys.stderr,
+        )
     print(result.summary_line())
     return 1 if args.strict and result.errors else 0
 
@@ -202,7 +283,11 @@ def _run_prepare(args: argparse.Namespace) -> int:
 
 
 def _add_info(sub) -> None:
-    p = sub.add_parser("info", help="summarise a prepared data set", description="Print slices, patients and modalities per split of a data set and check it (every file present, no patient in two splits).")
+    p = sub.add_parser(
+        "info",
+        help="summarise a prepared data set",
+        description="Print slices, patients and modalities per split of a data set and check it (every file present, no patient in two splits).",
+    )
     p.add_argument("dataset", type=Path, metavar="DATASET")
     p.set_defaults(handler=_run_info)
 
@@ -222,8 +307,12 @@ def _add_sample_data(sub) -> None:
         "pycortex) into the per-user cache, verify their SHA-256 and record source package and licence per image. "
         "Works offline once fetched. MEDSR_CACHE_DIR moves the cache; MEDSR_PYPI_URL points at a PyPI mirror.",
     )
-    p.add_argument("--dest", type=Path, help="also copy the images here (default: just print the cache folder)")
-    p.add_argument("--print-path", action="store_true", help="only print the sample folder (fetching if needed)")
+    p.add_argument(
+        "--dest", type=Path, help="also copy the images here (default: just print the cache folder)"
+    )
+    p.add_argument(
+        "--print-path", action="store_true", help="only print the sample folder (fetching if needed)"
+    )
     p.set_defaults(handler=_run_sample_data)
 
 
@@ -236,7 +325,9 @@ def _run_sample_data(args: argparse.Namespace) -> int:
     if args.print_path:
         print(folder)
     else:
-        print(f"{len(sample.SAMPLES)} sample images ready in {folder} (sources and licences in {folder / layout.SAMPLE_SOURCES})")
+        print(
+            f"{len(sample.SAMPLES)} sample images ready in {folder} (sources and licences in {folder / layout.SAMPLE_SOURCES})"
+        )
     return 0
 
 
@@ -252,7 +343,12 @@ def _add_fetch_tcia(sub) -> None:
     p.add_argument("--modality", help="only series of this modality (MR, CT, CR, ...)")
     p.add_argument("--max-series", type=int, help="stop after this many series")
     p.add_argument("--out", required=True, type=Path, help="download folder")
-    p.add_argument("--api", default=None, metavar="URL", help="NBIA API base URL (default: TCIA's public API, medsr.data.tcia.DEFAULT_API)")
+    p.add_argument(
+        "--api",
+        default=None,
+        metavar="URL",
+        help="NBIA API base URL (default: TCIA's public API, medsr.data.tcia.DEFAULT_API)",
+    )
     p.add_argument("--retries", type=int, default=5, help="attempts per request (default %(default)s)")
     p.set_defaults(handler=_run_fetch_tcia)
 
@@ -262,7 +358,12 @@ def _run_fetch_tcia(args: argparse.Namespace) -> int:
 
     client = NbiaClient(args.api or DEFAULT_API, retries=args.retries)
     report = fetch_collection(
-        client, args.collection, args.out, modality=args.modality, max_series=args.max_series, progress=sys.stderr.isatty()
+        client,
+        args.collection,
+        args.out,
+        modality=args.modality,
+        max_series=args.max_series,
+        progress=sys.stderr.isatty(),
     )
     for uid, reason in report.failed:
         print(f"failed series {uid}: {reason}", file=sys.stderr)
@@ -282,32 +383,99 @@ def _add_evaluate(sub) -> None:
         f"{layout.EVAL_TABLE} (the paper's Table 2 and Table 1 layouts) and comparison figures to OUT.",
     )
     p.add_argument("dataset", type=Path, metavar="DATASET", help="a data set made by medsr prepare")
-    p.add_argument("--split", default="test", choices=SPLIT_NAMES, help="split to score (default %(default)s)")
-    p.add_argument("--model", action="append", dest="models", metavar="NAME",
-                   help=f"method to score: a baseline name or a checkpoint path, repeatable (default: {', '.join(INTERPOLATIONS)})")
+    p.add_argument(
+        "--split", default="test", choices=SPLIT_NAMES, help="split to score (default %(default)s)"
+    )
+    p.add_argument(
+        "--model",
+        action="append",
+        dest="models",
+        metavar="NAME",
+        help=f"method to score: a baseline name or a checkpoint path, repeatable (default: {', '.join(INTERPOLATIONS)})",
+    )
     p.add_argument("--out", required=True, type=Path, help="output folder")
-    p.add_argument("--baseline", default="bicubic", help="method the others are compared with (default %(default)s)")
-    p.add_argument("--degradation", default="bicubic", choices=DEGRADATION_KINDS, help="HR -> LR protocol (default %(default)s)")
+    p.add_argument(
+        "--baseline", default="bicubic", help="method the others are compared with (default %(default)s)"
+    )
+    p.add_argument(
+        "--degradation",
+        default="bicubic",
+        choices=DEGRADATION_KINDS,
+        help="HR -> LR protocol (default %(default)s)",
+    )
     p.add_argument("--scale", default=4, type=int, choices=SCALES, help="scale factor (default %(default)s)")
-    p.add_argument("--taper", default="none", choices=TAPERS, help="k-space window for --degradation kspace (default %(default)s)")
-    p.add_argument("--tukey-alpha", default=0.5, type=float, metavar="A",
-                   help="with --taper tukey: fraction of the window that is tapered, in (0, 1] (default %(default)s)")
-    p.add_argument("--noise", default="gaussian", choices=NOISES, help="noise model for --degradation blur-noise (default %(default)s)")
-    p.add_argument("--noise-level", default=0.01, type=float, help="noise standard deviation on [0, 1] (blur-noise; default %(default)s)")
-    p.add_argument("--blur-sigma", default=None, type=float, help="Gaussian sigma in HR pixels (blur-noise; default scale/2)")
-    p.add_argument("--seed", default=0, type=int, help="seed of the degradation noise and the bootstrap (default %(default)s)")
-    p.add_argument("--crop-border", default=0, type=_count(0), help="pixels ignored on every side when scoring (default %(default)s)")
-    p.add_argument("--figure", action="append", dest="figure_ids", default=[], metavar="IMAGE_ID",
-                   help="image id to show in a figure (repeatable; default: the --figures most detailed images)")
-    p.add_argument("--figures", dest="n_figures", default=2, type=_count(0), metavar="N",
-                   help="without --figure: how many of the most detailed images to show (default %(default)s)")
+    p.add_argument(
+        "--taper",
+        default="none",
+        choices=TAPERS,
+        help="k-space window for --degradation kspace (default %(default)s)",
+    )
+    p.add_argument(
+        "--tukey-alpha",
+        default=0.5,
+        type=float,
+        metavar="A",
+        help="with --taper tukey: fraction of the window that is tapered, in (0, 1] (default %(default)s)",
+    )
+    p.add_argument(
+        "--noise",
+        default="gaussian",
+        choices=NOISES,
+        help="noise model for --degradation blur-noise (default %(default)s)",
+    )
+    p.add_argument(
+        "--noise-level",
+        default=0.01,
+        type=float,
+        help="noise standard deviation on [0, 1] (blur-noise; default %(default)s)",
+    )
+    p.add_argument(
+        "--blur-sigma",
+        default=None,
+        type=float,
+        help="Gaussian sigma in HR pixels (blur-noise; default scale/2)",
+    )
+    p.add_argument(
+        "--seed",
+        default=0,
+        type=int,
+        help="seed of the degradation noise and the bootstrap (default %(default)s)",
+    )
+    p.add_argument(
+        "--crop-border",
+        default=0,
+        type=_count(0),
+        help="pixels ignored on every side when scoring (default %(default)s)",
+    )
+    p.add_argument(
+        "--figure",
+        action="append",
+        dest="figure_ids",
+        default=[],
+        metavar="IMAGE_ID",
+        help="image id to show in a figure (repeatable; default: the --figures most detailed images)",
+    )
+    p.add_argument(
+        "--figures",
+        dest="n_figures",
+        default=2,
+        type=_count(0),
+        metavar="N",
+        help="without --figure: how many of the most detailed images to show (default %(default)s)",
+    )
     p.add_argument("--limit", type=_count(1), help="score only the first N images of the split")
     p.add_argument("--device", default="auto", help="device for trained networks: auto, cpu or cuda")
-    p.add_argument("--save-outputs", action="store_true",
-                   help=f"also write every reconstruction and the HR reference to OUT/{layout.EVAL_OUTPUTS}/ (for medsr mos create)")
-    p.add_argument("--allow-overlap", action="store_true",
-                   help="score a network even on patients it was trained or validated on (refused by default); "
-                   f"{layout.EVAL_SUMMARY} and {layout.EVAL_TABLE} then mark its results as not held out")
+    p.add_argument(
+        "--save-outputs",
+        action="store_true",
+        help=f"also write every reconstruction and the HR reference to OUT/{layout.EVAL_OUTPUTS}/ (for medsr mos create)",
+    )
+    p.add_argument(
+        "--allow-overlap",
+        action="store_true",
+        help="score a network even on patients it was trained or validated on (refused by default); "
+        f"{layout.EVAL_SUMMARY} and {layout.EVAL_TABLE} then mark its results as not held out",
+    )
     p.set_defaults(handler=_run_evaluate)
 
 
@@ -322,15 +490,27 @@ def evaluate_options_from(args: argparse.Namespace) -> EvalOptions:
 
     try:
         degradation = Degradation(
-            kind=args.degradation, scale=args.scale, taper=args.taper, tukey_alpha=args.tukey_alpha, noise=args.noise,
-            noise_level=args.noise_level, blur_sigma=args.blur_sigma,
+            kind=args.degradation,
+            scale=args.scale,
+            taper=args.taper,
+            tukey_alpha=args.tukey_alpha,
+            noise=args.noise,
+            noise_level=args.noise_level,
+            blur_sigma=args.blur_sigma,
         )
     except ValueError as exc:
         raise MedsrError(str(exc)) from None
     return EvalOptions(
-        split=args.split, degradation=degradation, baseline=args.baseline, seed=args.seed,
-        crop_border=args.crop_border, figure_ids=tuple(args.figure_ids), n_figures=args.n_figures, limit=args.limit,
-        save_outputs=args.save_outputs, allow_overlap=args.allow_overlap,
+        split=args.split,
+        degradation=degradation,
+        baseline=args.baseline,
+        seed=args.seed,
+        crop_border=args.crop_border,
+        figure_ids=tuple(args.figure_ids),
+        n_figures=args.n_figures,
+        limit=args.limit,
+        save_outputs=args.save_outputs,
+        allow_overlap=args.allow_overlap,
     )
 
 
@@ -339,11 +519,17 @@ def _run_evaluate(args: argparse.Namespace) -> int:
     from medsr.models import load_model
 
     options = evaluate_options_from(args)  # before any network is loaded
-    models = [load_model(name, scale=args.scale, device=args.device) for name in (args.models or INTERPOLATIONS)]
+    models = [
+        load_model(name, scale=args.scale, device=args.device) for name in (args.models or INTERPOLATIONS)
+    ]
     result = evaluate(args.dataset, models, args.out, options, progress=sys.stderr.isatty())
     methods = result.summary["methods"]
     parts = [f"{name} {m['psnr']['mean']:.2f} dB / {m['ssim']['mean']:.4f}" for name, m in methods.items()]
-    print(f"{result.summary['protocol']['n_images']} {args.split} images: " + "; ".join(parts) + f" -> {args.out}")
+    print(
+        f"{result.summary['protocol']['n_images']} {args.split} images: "
+        + "; ".join(parts)
+        + f" -> {args.out}"
+    )
     return 0
 
 
@@ -360,13 +546,26 @@ def _add_train(sub) -> None:
         "SSIM/PSNR curves. Several GPUs or nodes: torchrun --nproc-per-node N -m medsr train CONFIG.",
     )
     p.add_argument("config", type=Path, metavar="CONFIG", help="YAML experiment config")
-    p.add_argument("--set", action="append", default=[], dest="overrides", metavar="KEY=VALUE",
-                   help="override a config value, e.g. --set train.epochs=3 (repeatable)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        dest="overrides",
+        metavar="KEY=VALUE",
+        help="override a config value, e.g. --set train.epochs=3 (repeatable)",
+    )
     run = p.add_mutually_exclusive_group()
-    run.add_argument("--resume", action="store_true",
-                     help="continue the run in RUN (refused when the data set, model, stage or settings differ; "
-                     "more epochs, device and threads may change)")
-    run.add_argument("--overwrite", action="store_true", help="start afresh, removing an earlier run's checkpoints and logs in RUN")
+    run.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in RUN (refused when the data set, model, stage or settings differ; "
+        "more epochs, device and threads may change)",
+    )
+    run.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="start afresh, removing an earlier run's checkpoints and logs in RUN",
+    )
     p.set_defaults(handler=_run_train)
 
 
@@ -378,8 +577,10 @@ def _run_train(args: argparse.Namespace) -> int:
     result = fit(config, resume=args.resume, overwrite=args.overwrite, progress=True)
     if result.best:
         best = result.best
-        print(f"{config.name}: best epoch {best['epoch']} (val PSNR {best['val_psnr']:.2f} dB, SSIM {best['val_ssim']:.4f}) "
-              f"-> {result.run_dir / layout.BEST_CHECKPOINT}")
+        print(
+            f"{config.name}: best epoch {best['epoch']} (val PSNR {best['val_psnr']:.2f} dB, SSIM {best['val_ssim']:.4f}) "
+            f"-> {result.run_dir / layout.BEST_CHECKPOINT}"
+        )
     return 0
 
 
@@ -392,17 +593,30 @@ def _add_enhance(sub) -> None:
         "depth); NIfTI/NRRD keep overlaying the original; PNG/TIFF become 16-bit. Large images are processed in "
         "seamless tiles. Inputs are never modified.",
     )
-    p.add_argument("inputs", nargs="+", type=Path, metavar="INPUT", help="files or folders (walked recursively)")
-    p.add_argument("--model", required=True,
-                   help=f"checkpoint path (RUN/{layout.BEST_CHECKPOINT}) or a baseline name ({', '.join(INTERPOLATIONS)})")
-    p.add_argument("-o", "--out", required=True, type=Path, help="output folder (or file, for one input file)")
+    p.add_argument(
+        "inputs", nargs="+", type=Path, metavar="INPUT", help="files or folders (walked recursively)"
+    )
+    p.add_argument(
+        "--model",
+        required=True,
+        help=f"checkpoint path (RUN/{layout.BEST_CHECKPOINT}) or a baseline name ({', '.join(INTERPOLATIONS)})",
+    )
+    p.add_argument(
+        "-o", "--out", required=True, type=Path, help="output folder (or file, for one input file)"
+    )
     p.add_argument("--tile", type=int, default=256, help="tile side in input pixels (default %(default)s)")
     p.add_argument("--batch", type=int, default=4, help="tiles per forward pass (default %(default)s)")
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    p.add_argument("--precision", choices=PRECISIONS, default="fp32",
-                   help="network arithmetic: fp32 or bf16 (faster on GPUs and AMX CPUs; "
-                   "outputs move by up to about 0.3%% of the intensity window) (default %(default)s)")
-    p.add_argument("--compile", action="store_true", help="torch.compile the network (pays off for many images)")
+    p.add_argument(
+        "--precision",
+        choices=PRECISIONS,
+        default="fp32",
+        help="network arithmetic: fp32 or bf16 (faster on GPUs and AMX CPUs; "
+        "outputs move by up to about 0.3%% of the intensity window) (default %(default)s)",
+    )
+    p.add_argument(
+        "--compile", action="store_true", help="torch.compile the network (pays off for many images)"
+    )
     p.set_defaults(handler=_run_enhance)
 
 
@@ -411,8 +625,13 @@ def _run_enhance(args: argparse.Namespace) -> int:
     from medsr.models import load_model
 
     model = load_model(args.model, device=args.device, precision=args.precision, compile=args.compile)
-    report = enhance_paths(args.inputs, args.out, model, EnhanceOptions(tile=args.tile, batch=args.batch),
-                           progress=sys.stderr.isatty())
+    report = enhance_paths(
+        args.inputs,
+        args.out,
+        model,
+        EnhanceOptions(tile=args.tile, batch=args.batch),
+        progress=sys.stderr.isatty(),
+    )
     for source, reason in report.failed:
         print(f"failed {source}: {reason}", file=sys.stderr)
     print(report.summary_line(args.out))
@@ -445,50 +664,94 @@ def _run_run(args: argparse.Namespace) -> int:
 
 
 def _add_mos(sub) -> None:
-    p = sub.add_parser("mos", help="blinded reader study (mean opinion score): create, serve, report, backup",
-                       description="Build a reader study from an evaluation, serve it to raters in the browser, report the MOS.")
+    p = sub.add_parser(
+        "mos",
+        help="blinded reader study (mean opinion score): create, serve, report, backup",
+        description="Build a reader study from an evaluation, serve it to raters in the browser, report the MOS.",
+    )
     mos = p.add_subparsers(dest="mos_command", required=True, metavar="ACTION")
 
-    c = mos.add_parser("create", help="build a study folder from an evaluation's saved reconstructions",
-                       description="Render the original and each method's reconstruction of N test images as de-identified "
-                       "8-bit PNGs (same region and window for all, random names), add a calibration trial and hidden "
-                       "attention checks, and write STUDY/study.json.")
-    c.add_argument("eval_dir", type=Path, metavar="EVAL_DIR", help="output of medsr evaluate --save-outputs (medsr run: RUN/eval-test)")
-    c.add_argument("--methods", required=True, help="comma-separated methods to rate, e.g. bicubic,srresnet,srgan")
-    c.add_argument("--images", required=True, type=int, help="number of trials (images); one more is used for calibration")
+    c = mos.add_parser(
+        "create",
+        help="build a study folder from an evaluation's saved reconstructions",
+        description="Render the original and each method's reconstruction of N test images as de-identified "
+        "8-bit PNGs (same region and window for all, random names), add a calibration trial and hidden "
+        "attention checks, and write STUDY/study.json.",
+    )
+    c.add_argument(
+        "eval_dir",
+        type=Path,
+        metavar="EVAL_DIR",
+        help="output of medsr evaluate --save-outputs (medsr run: RUN/eval-test)",
+    )
+    c.add_argument(
+        "--methods", required=True, help="comma-separated methods to rate, e.g. bicubic,srresnet,srgan"
+    )
+    c.add_argument(
+        "--images",
+        required=True,
+        type=int,
+        help="number of trials (images); one more is used for calibration",
+    )
     c.add_argument("--out", required=True, type=Path, help="new study folder")
     c.add_argument("--baseline", help="method the others are compared with (default: the first of --methods)")
     c.add_argument("--crop", type=int, default=256, help="side of the region shown, in pixels (default 256)")
-    c.add_argument("--window", default="0.5,99.5", help="display window as percentiles of the original's region (default 0.5,99.5)")
-    c.add_argument("--check-fraction", type=float, default=0.25,
-                   help="share of trials whose one hidden item is an attention check, at least 2 (default 0.25); the "
-                   "other trials repeat one method's image, so every trial shows as many images (0: no hidden items)")
+    c.add_argument(
+        "--window",
+        default="0.5,99.5",
+        help="display window as percentiles of the original's region (default 0.5,99.5)",
+    )
+    c.add_argument(
+        "--check-fraction",
+        type=float,
+        default=0.25,
+        help="share of trials whose one hidden item is an attention check, at least 2 (default 0.25); the "
+        "other trials repeat one method's image, so every trial shows as many images (0: no hidden items)",
+    )
     c.add_argument("--title", default="Super-resolution reader study", help="title shown to raters")
     c.add_argument("--seed", type=int, default=0, help="seed of the image choice and the checks (default 0)")
     c.set_defaults(handler=_run_mos_create)
 
-    s = mos.add_parser("serve", help="serve a study to raters (FastAPI + uvicorn)",
-                       description="Serve the study. Ratings go to SQLite in the study folder (WAL mode) or to the "
-                       "database of --db (e.g. postgresql://user:pass@host/db). The admin token is printed at start "
-                       "unless MEDSR_MOS_ADMIN_TOKEN gives it.")
+    s = mos.add_parser(
+        "serve",
+        help="serve a study to raters (FastAPI + uvicorn)",
+        description="Serve the study. Ratings go to SQLite in the study folder (WAL mode) or to the "
+        "database of --db (e.g. postgresql://user:pass@host/db). The admin token is printed at start "
+        "unless MEDSR_MOS_ADMIN_TOKEN gives it.",
+    )
     s.add_argument("study", type=Path, metavar="STUDY")
     s.add_argument("--db", help="SQLAlchemy database URL (default: sqlite in STUDY)")
     s.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     s.add_argument("--port", type=int, default=8000, help="port (default 8000)")
     s.add_argument("--invite-only", action="store_true", help="raters need a link made on the admin page")
-    s.add_argument("--max-raters", type=int, default=None,
-                   help="open enrolment closes when the study has this many raters (default 200); "
-                   "links made on the admin page still work")
-    s.add_argument("--public-url", metavar="URL",
-                   help="the address raters use, e.g. https://study.example.org (your HTTPS reverse proxy): "
-                   "printed instead of http://HOST:PORT, and the only host name the app answers besides loopback")
-    s.add_argument("--checkpoint-seconds", type=float, default=60.0, metavar="S",
-                   help="copy SQLite's write-ahead log into STUDY/mos.sqlite every S seconds while serving "
-                   "(default 60); it is always done on shutdown (Ctrl-C, SIGTERM)")
+    s.add_argument(
+        "--max-raters",
+        type=int,
+        default=None,
+        help="open enrolment closes when the study has this many raters (default 200); "
+        "links made on the admin page still work",
+    )
+    s.add_argument(
+        "--public-url",
+        metavar="URL",
+        help="the address raters use, e.g. https://study.example.org (your HTTPS reverse proxy): "
+        "printed instead of http://HOST:PORT, and the only host name the app answers besides loopback",
+    )
+    s.add_argument(
+        "--checkpoint-seconds",
+        type=float,
+        default=60.0,
+        metavar="S",
+        help="copy SQLite's write-ahead log into STUDY/mos.sqlite every S seconds while serving "
+        "(default 60); it is always done on shutdown (Ctrl-C, SIGTERM)",
+    )
     s.set_defaults(handler=_run_mos_serve)
 
-    r = mos.add_parser("report", help="MOS with CIs, agreement and flagged raters (Markdown, CSV, JSON)",
-                       description="Write report.md, report.json, mos.csv and ratings.csv for the study's ratings.")
+    r = mos.add_parser(
+        "report",
+        help="MOS with CIs, agreement and flagged raters (Markdown, CSV, JSON)",
+        description="Write report.md, report.json, mos.csv and ratings.csv for the study's ratings.",
+    )
     r.add_argument("study", type=Path, metavar="STUDY")
     r.add_argument("--db", help="SQLAlchemy database URL (default: sqlite in STUDY)")
     r.add_argument("--out", type=Path, help="output folder (default STUDY/report)")
@@ -496,16 +759,24 @@ def _add_mos(sub) -> None:
     r.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
     r.set_defaults(handler=_run_mos_report)
 
-    b = mos.add_parser("backup", help="a consistent copy of the study's ratings (safe while serving)",
-                       description="Copy the study's database to OUT, consistently, while the server may be running. "
-                       "SQLite: OUT is a single self-contained .sqlite file made with SQLite's online backup API "
-                       "(open it with sqlite3, or serve it with --db sqlite:///OUT). PostgreSQL (--db): OUT is a JSON "
-                       "file {\"format\": \"medsr-mos-backup\", \"tables\": {TABLE: [ROW, ...]}} holding every row of "
-                       "this study from each table (mos_rater, mos_assignment, mos_rating), read in one REPEATABLE READ "
-                       "transaction; for the whole server use pg_dump. OUT is written to a temporary file and renamed, "
-                       "mode 0600 (it holds the raters' tokens); the live database is never overwritten.")
+    b = mos.add_parser(
+        "backup",
+        help="a consistent copy of the study's ratings (safe while serving)",
+        description="Copy the study's database to OUT, consistently, while the server may be running. "
+        "SQLite: OUT is a single self-contained .sqlite file made with SQLite's online backup API "
+        "(open it with sqlite3, or serve it with --db sqlite:///OUT). PostgreSQL (--db): OUT is a JSON "
+        'file {"format": "medsr-mos-backup", "tables": {TABLE: [ROW, ...]}} holding every row of '
+        "this study from each table (mos_rater, mos_assignment, mos_rating), read in one REPEATABLE READ "
+        "transaction; for the whole server use pg_dump. OUT is written to a temporary file and renamed, "
+        "mode 0600 (it holds the raters' tokens); the live database is never overwritten.",
+    )
     b.add_argument("study", type=Path, metavar="STUDY")
-    b.add_argument("out", type=Path, metavar="OUT", help="backup file to write (.sqlite for SQLite, .json for PostgreSQL)")
+    b.add_argument(
+        "out",
+        type=Path,
+        metavar="OUT",
+        help="backup file to write (.sqlite for SQLite, .json for PostgreSQL)",
+    )
     b.add_argument("--db", help="SQLAlchemy database URL (default: sqlite in STUDY)")
     b.set_defaults(handler=_run_mos_backup)
 
@@ -520,15 +791,24 @@ def _run_mos_create(args: argparse.Namespace) -> int:
         raise MedsrError(f"--window: expected LOW,HIGH percentiles, got {args.window!r}") from None
     if len(window) != 2:
         raise MedsrError(f"--window: expected LOW,HIGH percentiles, got {args.window!r}")
-    options = StudyOptions(methods=tuple(m.strip() for m in args.methods.split(",") if m.strip()), n_images=args.images,
-                           baseline=args.baseline, crop=args.crop, window_percentiles=window,  # type: ignore[arg-type]
-                           check_fraction=args.check_fraction, seed=args.seed, title=args.title)
+    options = StudyOptions(
+        methods=tuple(m.strip() for m in args.methods.split(",") if m.strip()),
+        n_images=args.images,
+        baseline=args.baseline,
+        crop=args.crop,
+        window_percentiles=window,  # type: ignore[arg-type]
+        check_fraction=args.check_fraction,
+        seed=args.seed,
+        title=args.title,
+    )
     study = create_study(args.eval_dir, args.out, options)
     checks = sum(1 for t in study.trials for i in t.items if i.kind in (CHECK_ORIGINAL, CHECK_DEGRADED))
     repeats = sum(1 for t in study.trials for i in t.items if i.kind == REPEAT)
-    print(f"study {args.out}: {len(study.trials)} trials x {len(study.methods)} methods, {checks} hidden attention checks, "
-          f"{repeats} hidden repeats, "
-          f"{study.n_ratings_per_rater} ratings per rater; serve it with: medsr mos serve {args.out}")
+    print(
+        f"study {args.out}: {len(study.trials)} trials x {len(study.methods)} methods, {checks} hidden attention checks, "
+        f"{repeats} hidden repeats, "
+        f"{study.n_ratings_per_rater} ratings per rater; serve it with: medsr mos serve {args.out}"
+    )
     return 0
 
 
@@ -537,8 +817,16 @@ def _run_mos_serve(args: argparse.Namespace) -> int:
 
     if args.max_raters is not None and args.max_raters < 1:
         raise MedsrError(f"--max-raters: must be at least 1, got {args.max_raters}")
-    serve(str(args.study), args.db, args.host, args.port, invite_only=args.invite_only, max_raters=args.max_raters,
-          public_url=args.public_url, checkpoint_seconds=args.checkpoint_seconds)
+    serve(
+        str(args.study),
+        args.db,
+        args.host,
+        args.port,
+        invite_only=args.invite_only,
+        max_raters=args.max_raters,
+        public_url=args.public_url,
+        checkpoint_seconds=args.checkpoint_seconds,
+    )
     return 0
 
 
@@ -554,14 +842,21 @@ def _run_mos_report(args: argparse.Namespace) -> int:
     try:
         ratings = db.ratings()
     except DatabaseError as exc:
-        raise MedsrError(f"{db.sqlite_path or '--db'}: cannot read the ratings ({database_error_reason(exc)})") from None
+        raise MedsrError(
+            f"{db.sqlite_path or '--db'}: cannot read the ratings ({database_error_reason(exc)})"
+        ) from None
     finally:
         db.close()
     out = args.out or args.study / "report"
     results = write_report(study, ratings, out, n_resamples=args.resamples, seed=args.seed)
-    parts = [f"{m} {v['mos']:.2f}" for m, v in results["all_raters"]["methods"].items() if v["mos"] is not None]
-    print(f"{results['n_raters']} raters, {results['n_ratings']} ratings, {results['n_flagged']} flagged; MOS "
-          + (", ".join(parts) or "-") + f" -> {out}/report.md")
+    parts = [
+        f"{m} {v['mos']:.2f}" for m, v in results["all_raters"]["methods"].items() if v["mos"] is not None
+    ]
+    print(
+        f"{results['n_raters']} raters, {results['n_ratings']} ratings, {results['n_flagged']} flagged; MOS "
+        + (", ".join(parts) or "-")
+        + f" -> {out}/report.md"
+    )
     return 0
 
 
@@ -576,7 +871,9 @@ def _run_mos_backup(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """The ``medsr`` parser with every sub-command; building it (or printing any ``--help``) imports
     neither torch, OpenCV, SciPy nor the reader-study modules."""
-    parser = argparse.ArgumentParser(prog="medsr", description="Super-resolution of medical images (CT, MR, X-ray).")
+    parser = argparse.ArgumentParser(
+        prog="medsr", description="Super-resolution of medical images (CT, MR, X-ray)."
+    )
     parser.add_argument("--version", action="version", version=f"medsr {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks and library warnings")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -596,11 +893,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``medsr`` console script; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s"
+    )
     if not args.debug:
         warnings.filterwarnings("ignore")
         for handler in logging.getLogger().handlers:  # pydicom resets its own level when imported
-            handler.addFilter(lambda record: record.levelno >= logging.ERROR or not record.name.startswith("pydicom"))
+            handler.addFilter(
+                lambda record: record.levelno >= logging.ERROR or not record.name.startswith("pydicom")
+            )
     try:
         return args.handler(args)
     except BrokenPipeError:  # the reader went away (``medsr info DATASET | head``): stop quietly

@@ -51,15 +51,27 @@ class EnhanceReport:
 class _Runner:
     """Holds the model and settings; turns [0, 1] slices into [0, 1] SR slices."""
 
-    def __init__(self, model: SRModel, options: EnhanceOptions, progress: Callable[[int], None] | None) -> None:
+    def __init__(
+        self, model: SRModel, options: EnhanceOptions, progress: Callable[[int], None] | None
+    ) -> None:
         self.model, self.options, self.progress = model, options, progress
-        self.policy: IntensityPolicy = policy_from_dict(model.intensity) if model.intensity else IntensityPolicy()
+        self.policy: IntensityPolicy = (
+            policy_from_dict(model.intensity) if model.intensity else IntensityPolicy()
+        )
 
     def unit(self, image: np.ndarray) -> np.ndarray:
-        return enhance_tiled(self.model, image, tile=self.options.tile, blend=self.options.blend,
-                             batch=self.options.batch, on_tile=self.progress)
+        return enhance_tiled(
+            self.model,
+            image,
+            tile=self.options.tile,
+            blend=self.options.blend,
+            batch=self.options.batch,
+            on_tile=self.progress,
+        )
 
-    def physical(self, values: np.ndarray, mapping: IntensityMapping, limits: tuple[float, float]) -> np.ndarray:
+    def physical(
+        self, values: np.ndarray, mapping: IntensityMapping, limits: tuple[float, float]
+    ) -> np.ndarray:
         """Physical values (H, W) -> float32 SR physical values (sH, sW) through ``mapping``, kept
         inside ``limits`` (the range of the source series: SR adds detail, not new extremes).
         Computed in place in the float32 output, so a 16000 x 16000 result needs 1 GB, not 4."""
@@ -76,7 +88,9 @@ def _output_paths(files: Sequence[Path], inputs: Sequence[Path], out: Path) -> d
     Raises:
         MedsrError: two different files would be written to the same place.
     """
-    single_file_target = len(inputs) == 1 and inputs[0].is_file() and out.name.lower().endswith(_FILE_SUFFIXES)
+    single_file_target = (
+        len(inputs) == 1 and inputs[0].is_file() and out.name.lower().endswith(_FILE_SUFFIXES)
+    )
     mapping: dict[Path, Path] = {}
     for path in files:
         if single_file_target:
@@ -86,7 +100,9 @@ def _output_paths(files: Sequence[Path], inputs: Sequence[Path], out: Path) -> d
         if root == path:
             mapping[path] = out / path.name
         else:
-            mapping[path] = out / path.relative_to(root) if len(inputs) == 1 else out / root.name / path.relative_to(root)
+            mapping[path] = (
+                out / path.relative_to(root) if len(inputs) == 1 else out / root.name / path.relative_to(root)
+            )
     _check_distinct(mapping)
     return mapping
 
@@ -97,7 +113,9 @@ def _check_distinct(mapping: dict[Path, Path]) -> None:
     for path, target in mapping.items():
         other = sources.setdefault(target, path)
         if other != path:
-            raise MedsrError(f"{other} and {path} would both be written to {target}; enhance them in separate runs")
+            raise MedsrError(
+                f"{other} and {path} would both be written to {target}; enhance them in separate runs"
+            )
 
 
 def _enhance_volume(runner: _Runner, volume: Volume) -> np.ndarray:
@@ -114,7 +132,9 @@ def _enhance_volume(runner: _Runner, volume: Volume) -> np.ndarray:
     return out.reshape((data.shape[0] * s, data.shape[1] * s, *data.shape[2:]))
 
 
-def _enhance_dicom_series(runner: _Runner, paths: list[Path], targets: dict[Path, Path], report: EnhanceReport) -> None:
+def _enhance_dicom_series(
+    runner: _Runner, paths: list[Path], targets: dict[Path, Path], report: EnhanceReport
+) -> None:
     """One derived series for one source series: a shared intensity mapping, value range and
     Series Instance UID; each file's frames go through the model into a derived file."""
     from pydicom.uid import generate_uid
@@ -130,7 +150,14 @@ def _enhance_dicom_series(runner: _Runner, paths: list[Path], targets: dict[Path
     series_uid = generate_uid()
     for path in paths:
         frames = (runner.physical(item.pixels, mapping, limits) for item in read_slices(path))
-        write_like(path, frames, targets[path], scale=runner.model.scale, model_name=runner.model.name, series_uid=series_uid)
+        write_like(
+            path,
+            frames,
+            targets[path],
+            scale=runner.model.scale,
+            model_name=runner.model.name,
+            series_uid=series_uid,
+        )
         report.written.append(targets[path])
 
 
@@ -142,7 +169,9 @@ def _enhance_volume_file(runner: _Runner, path: Path, target: Path) -> None:
 def _enhance_raster(runner: _Runner, path: Path, target: Path) -> None:
     """Each page of a PNG/TIFF through its own (dtype-range) mapping to [0, 1] and the model."""
     pages = read_slices(path)
-    outputs = (runner.unit(fit_mapping(item.meta, item.pixels, runner.policy).to_unit(item.pixels)) for item in pages)
+    outputs = (
+        runner.unit(fit_mapping(item.meta, item.pixels, runner.policy).to_unit(item.pixels)) for item in pages
+    )
     write_like(path, outputs, target, scale=runner.model.scale)
 
 
@@ -152,10 +181,14 @@ def _check_inputs(inputs: Sequence[Path], out: Path) -> None:
         if not path.exists():
             raise MedsrError(f"{path}: no such file or folder")
         if path.resolve() == out.resolve() or is_within(path, out):
-            raise MedsrError(f"{out}: the output may not be an input or contain one ({path}); choose another -o")
+            raise MedsrError(
+                f"{out}: the output may not be an input or contain one ({path}); choose another -o"
+            )
 
 
-def _group(files: Sequence[Path], report: EnhanceReport) -> tuple[dict[str, list[Path]], list[tuple[Path, str]]]:
+def _group(
+    files: Sequence[Path], report: EnhanceReport
+) -> tuple[dict[str, list[Path]], list[tuple[Path, str]]]:
     """DICOM files by Series Instance UID (a file without one is its own series), and the other
     files with their format; unrecognised files go to ``report.failed``."""
     from medsr.io.dicom import read_dicom_header
@@ -177,17 +210,26 @@ def _group(files: Sequence[Path], report: EnhanceReport) -> tuple[dict[str, list
     return series, others
 
 
-def _jobs(files: Sequence[Path], targets: dict[Path, Path], runner: _Runner, report: EnhanceReport) -> list[tuple[str, Callable[[], None]]]:
+def _jobs(
+    files: Sequence[Path], targets: dict[Path, Path], runner: _Runner, report: EnhanceReport
+) -> list[tuple[str, Callable[[], None]]]:
     """(what to name on failure, work) for each DICOM series and each other file."""
     series, others = _group(files, report)
     jobs: list[tuple[str, Callable[[], None]]] = []
     for paths in series.values():
-        jobs.append((str(paths[0].parent if len(paths) > 1 else paths[0]), lambda p=paths: _enhance_dicom_series(runner, p, targets, report)))
+        jobs.append(
+            (
+                str(paths[0].parent if len(paths) > 1 else paths[0]),
+                lambda p=paths: _enhance_dicom_series(runner, p, targets, report),
+            )
+        )
     writers = {"nifti": _enhance_volume_file, "nrrd": _enhance_volume_file, "raster": _enhance_raster}
     for path, kind in others:
+
         def job(p: Path = path, k: str = kind) -> None:
             writers[k](runner, p, targets[p])
             report.written.append(targets[p])
+
         jobs.append((str(path), job))
     return jobs
 

@@ -19,11 +19,19 @@ COLUMNS = ("image_id", "patient_id", "modality", "method", "file")
 REFERENCE = "hr"  # the method name of the HR reference
 
 
-def save_output(eval_dir: Path, image_id: str, patient: str, modality: str, method: str, image: np.ndarray) -> dict:
+def save_output(
+    eval_dir: Path, image_id: str, patient: str, modality: str, method: str, image: np.ndarray
+) -> dict:
     """Write one [0, 1] image (H, W) as ``outputs/<method>/<image_id>.png``; returns its index row."""
     relative = Path("outputs") / method / f"{image_id}.png"
     write_png16(eval_dir / relative, image)  # creates the folder; atomic and durable
-    return {"image_id": image_id, "patient_id": patient, "modality": modality, "method": method, "file": relative.as_posix()}
+    return {
+        "image_id": image_id,
+        "patient_id": patient,
+        "modality": modality,
+        "method": method,
+        "file": relative.as_posix(),
+    }
 
 
 def write_index(eval_dir: Path, rows: list[dict]) -> None:

@@ -37,8 +37,8 @@ from medsr.data.degrade import Degradation, crop_to_scale, degrade_image
 from medsr.data.manifest import patient_of, read_manifest
 from medsr.data.provenance import Overlap, check_held_out
 from medsr.errors import MedsrError
-from medsr.fsutil import atomic_write_csv, atomic_write_json, atomic_write_text
 from medsr.eval_outputs import REFERENCE, save_output, write_index
+from medsr.fsutil import atomic_write_csv, atomic_write_json, atomic_write_text
 from medsr.io.raster import read_png16
 from medsr.metrics import SSIM_K1, SSIM_K2, SSIM_SIGMA, SSIM_WINDOW, body_mask, image_scores
 from medsr.models import SRModel, load_model
@@ -76,7 +76,9 @@ class EvalResult:
     rows: list[dict] = field(default_factory=list)
 
 
-def _load_pair(dataset: Path, row: dict[str, str], options: EvalOptions) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _load_pair(
+    dataset: Path, row: dict[str, str], options: EvalOptions
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     hr = crop_to_scale(read_png16(dataset / row["file"]), options.degradation.scale).astype(np.float32)
     lq = degrade_image(hr, options.degradation, seed=options.seed, key=row["id"])
     return hr, lq, body_mask(hr)
@@ -121,7 +123,9 @@ def evaluate(
         models.insert(0, load_model(options.baseline, scale=options.degradation.scale))
     for model in models:
         if model.scale != options.degradation.scale:
-            raise MedsrError(f"model {model.name} is x{model.scale}, the protocol is x{options.degradation.scale}")
+            raise MedsrError(
+                f"model {model.name} is x{model.scale}, the protocol is x{options.degradation.scale}"
+            )
     names = [m.name for m in models]
     if len(set(names)) != len(names):
         raise MedsrError(f"each method must appear once, got {', '.join(names)}")
@@ -129,7 +133,9 @@ def evaluate(
 
     records: list[dict] = []
     saved: list[dict] = []
-    bar = tqdm(total=len(rows), desc=f"evaluate {options.split}", unit="image", disable=not progress, leave=False)
+    bar = tqdm(
+        total=len(rows), desc=f"evaluate {options.split}", unit="image", disable=not progress, leave=False
+    )
     for start in range(0, len(rows), options.batch_size):
         chunk = rows[start : start + options.batch_size]
         pairs = [_load_pair(dataset, row, options) for row in chunk]
@@ -138,23 +144,36 @@ def evaluate(
         for model in models:
             for row, patient, (hr, _, mask), sr in zip(chunk, patients, pairs, _run_batch(model, lqs)):
                 if sr.shape != hr.shape:
-                    raise MedsrError(f"{model.name} returned {sr.shape} for HR {hr.shape} (image {row['id']})")
-                records.append({
-                    "image_id": row["id"], "patient_id": patient, "modality": row["modality"], "method": model.name,
-                    **image_scores(sr, hr, mask, crop_border=options.crop_border),
-                })
+                    raise MedsrError(
+                        f"{model.name} returned {sr.shape} for HR {hr.shape} (image {row['id']})"
+                    )
+                records.append(
+                    {
+                        "image_id": row["id"],
+                        "patient_id": patient,
+                        "modality": row["modality"],
+                        "method": model.name,
+                        **image_scores(sr, hr, mask, crop_border=options.crop_border),
+                    }
+                )
                 if options.save_outputs:
                     saved.append(save_output(out, row["id"], patient, row["modality"], model.name, sr))
         if options.save_outputs:
-            saved += [save_output(out, row["id"], patient, row["modality"], REFERENCE, hr)
-                      for row, patient, (hr, _, _) in zip(chunk, patients, pairs)]
+            saved += [
+                save_output(out, row["id"], patient, row["modality"], REFERENCE, hr)
+                for row, patient, (hr, _, _) in zip(chunk, patients, pairs)
+            ]
         bar.update(len(chunk))
     bar.close()
 
     out.mkdir(parents=True, exist_ok=True)
     if options.save_outputs:
         write_index(out, saved)
-    atomic_write_csv(out / layout.EVAL_METRICS, METRIC_COLUMNS, ({**r, **{m: repr(r[m]) for m in METRICS}} for r in records))
+    atomic_write_csv(
+        out / layout.EVAL_METRICS,
+        METRIC_COLUMNS,
+        ({**r, **{m: repr(r[m]) for m in METRICS}} for r in records),
+    )
     summary = _summarize(records, names, dataset, rows, models, options, overlaps)
     atomic_write_json(out / layout.EVAL_SUMMARY, summary)
     atomic_write_text(out / layout.EVAL_TABLE, _tables_markdown(summary, names, options.baseline))
@@ -162,7 +181,9 @@ def evaluate(
     return EvalResult(out, summary, records)
 
 
-def held_out_check(models: Sequence[SRModel], rows: Sequence[dict[str, str]], options: EvalOptions) -> list[Overlap]:
+def held_out_check(
+    models: Sequence[SRModel], rows: Sequence[dict[str, str]], options: EvalOptions
+) -> list[Overlap]:
     """The overlap of each model's training patients with the evaluated split's patients.
 
     Raises:
@@ -171,8 +192,10 @@ def held_out_check(models: Sequence[SRModel], rows: Sequence[dict[str, str]], op
     """
     overlaps = [o for m in models if (o := check_held_out(m.name, m.trained_on, rows, options.split))]
     if overlaps and not options.allow_overlap:
-        raise MedsrError(f"{overlaps[0].describe()}; its scores would not be held out "
-                         "(--allow-overlap scores it anyway and marks the results as not held out)")
+        raise MedsrError(
+            f"{overlaps[0].describe()}; its scores would not be held out "
+            "(--allow-overlap scores it anyway and marks the results as not held out)"
+        )
     return overlaps
 
 
@@ -181,7 +204,9 @@ def _finite_ids(by_method: dict[str, dict[str, dict]], ids: Sequence[str], metri
     return [i for i in ids if all(np.isfinite(scores[i][metric]) for scores in by_method.values())]
 
 
-def summary_block(records: Sequence[dict], names: Sequence[str], baseline: str, *, n_resamples: int = 10_000, seed: int = 0) -> dict:
+def summary_block(
+    records: Sequence[dict], names: Sequence[str], baseline: str, *, n_resamples: int = 10_000, seed: int = 0
+) -> dict:
     """Means with intervals per method and paired differences to ``baseline``, over ``records``.
 
     Returns:
@@ -192,8 +217,13 @@ def summary_block(records: Sequence[dict], names: Sequence[str], baseline: str, 
     ids = list(by_method[names[0]])
     patient = {r["image_id"]: r["patient_id"] for r in records}
     stat = dict(n_resamples=n_resamples, seed=seed)
-    block = {"n_images": len(ids), "n_patients": len({patient[i] for i in ids}), "dropped": {},
-             "methods": {name: {} for name in names}, "vs_baseline": {name: {} for name in names if name != baseline}}
+    block = {
+        "n_images": len(ids),
+        "n_patients": len({patient[i] for i in ids}),
+        "dropped": {},
+        "methods": {name: {} for name in names},
+        "vs_baseline": {name: {} for name in names if name != baseline},
+    }
     for metric in METRICS:
         kept = _finite_ids(by_method, ids, metric)
         block["dropped"][metric] = len(ids) - len(kept)
@@ -202,12 +232,22 @@ def summary_block(records: Sequence[dict], names: Sequence[str], baseline: str, 
         for name in names:
             block["methods"][name][metric] = describe_mean(values[name], groups=groups, **stat)
             if name != baseline:
-                block["vs_baseline"][name][metric] = paired_comparison(values[name], values[baseline], groups=groups, **stat)
+                block["vs_baseline"][name][metric] = paired_comparison(
+                    values[name], values[baseline], groups=groups, **stat
+                )
     return block
 
 
-def _summarize(records, names, dataset, rows, models, options: EvalOptions, overlaps: Sequence[Overlap]) -> dict:
-    block = partial(summary_block, names=names, baseline=options.baseline, n_resamples=options.n_resamples, seed=options.seed)
+def _summarize(
+    records, names, dataset, rows, models, options: EvalOptions, overlaps: Sequence[Overlap]
+) -> dict:
+    block = partial(
+        summary_block,
+        names=names,
+        baseline=options.baseline,
+        n_resamples=options.n_resamples,
+        seed=options.seed,
+    )
     overall = block(records)
     modalities = sorted({r["modality"] for r in records})
     protocol = {
@@ -235,7 +275,11 @@ def _summarize(records, names, dataset, rows, models, options: EvalOptions, over
         "held_out": not overlaps,
         "overlap": [o.as_dict() for o in overlaps],
     }
-    by_modality = {m: block([r for r in records if r["modality"] == m]) for m in modalities} if len(modalities) > 1 else {}
+    by_modality = (
+        {m: block([r for r in records if r["modality"] == m]) for m in modalities}
+        if len(modalities) > 1
+        else {}
+    )
     return {"protocol": protocol, **overall, "by_modality": by_modality}
 
 
@@ -245,9 +289,19 @@ def _tables_markdown(summary: dict, names: Sequence[str], baseline: str) -> str:
     text += [note + "\n" for note in tables.warnings(summary)]
     interpolation = [n for n in names if n in INTERPOLATIONS]
     for title, block in tables.blocks(summary):
-        text += [f"## Table 2 layout ({title}): methods against {baseline}", "", tables.table2(block, names, baseline), ""]
+        text += [
+            f"## Table 2 layout ({title}): methods against {baseline}",
+            "",
+            tables.table2(block, names, baseline),
+            "",
+        ]
         if interpolation:
-            text += [f"## Table 1 layout ({title}): interpolation methods", "", tables.table1(block, interpolation), ""]
+            text += [
+                f"## Table 1 layout ({title}): interpolation methods",
+                "",
+                tables.table1(block, interpolation),
+                "",
+            ]
     return "\n".join(text)
 
 
@@ -256,7 +310,10 @@ def _write_figures(dataset, rows, records, models, folder: Path, options: EvalOp
     by_id = {row["id"]: row for row in rows}
     chosen = [i for i in options.figure_ids if i in by_id]
     if not options.figure_ids:
-        chosen = [r["id"] for r in sorted(rows, key=lambda r: -float(r["detail_score_norm"] or 0))[: options.n_figures]]
+        chosen = [
+            r["id"]
+            for r in sorted(rows, key=lambda r: -float(r["detail_score_norm"] or 0))[: options.n_figures]
+        ]
     names = [m.name for m in models]
     primary = next((n for n in names if n != options.baseline), options.baseline)
     scores = {(r["image_id"], r["method"]): r for r in records}

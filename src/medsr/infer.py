@@ -93,7 +93,10 @@ def enhance_tiled(
         chunk = positions[first : first + batch]
         tiles = np.stack([lq[y : y + size_y, x : x + size_x] for y, x in chunk])[:, None]
         for (y, x), sr in zip(chunk, model.enhance_batch(tiles)):
-            weight = np.outer(profiles_y[y] / total_y[y * s : (y + size_y) * s], profiles_x[x] / total_x[x * s : (x + size_x) * s])
+            weight = np.outer(
+                profiles_y[y] / total_y[y * s : (y + size_y) * s],
+                profiles_x[x] / total_x[x * s : (x + size_x) * s],
+            )
             out[y * s : (y + size_y) * s, x * s : (x + size_x) * s] += (sr[0] * weight).astype(np.float32)
         if on_tile:
             on_tile(len(chunk))
@@ -106,4 +109,6 @@ def tile_count(shape: tuple[int, int], tile: int, context: int, blend: int = 8) 
     if height <= tile and width <= tile:
         return 1
     size_y, size_x = min(tile, height), min(tile, width)
-    return len(_starts(height, size_y, size_y - 2 * context - blend)) * len(_starts(width, size_x, size_x - 2 * context - blend))
+    return len(_starts(height, size_y, size_y - 2 * context - blend)) * len(
+        _starts(width, size_x, size_x - 2 * context - blend)
+    )

@@ -46,7 +46,9 @@ class PerceptualLoss(nn.Module):
         ValueError: ``feature_scale`` is not positive.
     """
 
-    def __init__(self, layer: tuple[int, int] = (5, 4), weights: str = "auto", feature_scale: float = 12.75) -> None:
+    def __init__(
+        self, layer: tuple[int, int] = (5, 4), weights: str = "auto", feature_scale: float = 12.75
+    ) -> None:
         super().__init__()
         if not feature_scale > 0:
             raise ValueError(f"feature_scale must be positive, got {feature_scale}")
@@ -82,9 +84,9 @@ class PerceptualLoss(nn.Module):
 
 def discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
     """Standard GAN loss for D: -log D(real) - log(1 - D(fake)), from logits."""
-    return F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits)) + F.binary_cross_entropy_with_logits(
-        fake_logits, torch.zeros_like(fake_logits)
-    )
+    return F.binary_cross_entropy_with_logits(
+        real_logits, torch.ones_like(real_logits)
+    ) + F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))
 
 
 def generator_adversarial_loss(fake_logits: torch.Tensor) -> torch.Tensor:

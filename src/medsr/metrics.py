@@ -37,7 +37,9 @@ def _check(sr: np.ndarray, gt: np.ndarray, data_range: float) -> None:
     for name, image in (("sr", sr), ("gt", gt)):
         low, high = float(image.min()), float(image.max())
         if low < -tolerance or high > data_range + tolerance:
-            raise ValueError(f"{name} values [{low:g}, {high:g}] fall outside [0, {data_range:g}]; clip or pass the right data_range")
+            raise ValueError(
+                f"{name} values [{low:g}, {high:g}] fall outside [0, {data_range:g}]; clip or pass the right data_range"
+            )
 
 
 def _crop(image, border: int):
@@ -113,7 +115,9 @@ def ssim(sr, gt, *, data_range: float = 1.0, crop_border: int = 0, mask: np.ndar
     return float(values[inner].mean()) if inner.any() else float("nan")
 
 
-def image_scores(sr: np.ndarray, gt: np.ndarray, mask: np.ndarray, *, data_range: float = 1.0, crop_border: int = 0) -> dict[str, float]:
+def image_scores(
+    sr: np.ndarray, gt: np.ndarray, mask: np.ndarray, *, data_range: float = 1.0, crop_border: int = 0
+) -> dict[str, float]:
     """PSNR and SSIM of one image pair, whole and inside ``mask`` (the SSIM map is computed once).
 
     Returns:
@@ -142,7 +146,9 @@ def _torch_metric(function, sr, gt, **kwargs):
         return torch.tensor(function(sr_array, gt_array, **kwargs), dtype=torch.float64)
     if sr_array.ndim != 4 or sr_array.shape[1] != 1:
         raise ValueError(f"expected (N, 1, H, W) or (H, W), got shape {sr_array.shape}")
-    return torch.tensor([function(a[0], b[0], **kwargs) for a, b in zip(sr_array, gt_array)], dtype=torch.float64)
+    return torch.tensor(
+        [function(a[0], b[0], **kwargs) for a, b in zip(sr_array, gt_array)], dtype=torch.float64
+    )
 
 
 def body_mask(image: np.ndarray, *, min_component: float = 0.005) -> np.ndarray:

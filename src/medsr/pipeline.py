@@ -23,7 +23,16 @@ from typing import TYPE_CHECKING, Literal
 import yaml
 
 from medsr import layout
-from medsr.choices import DATA_SOURCES, DEGRADATION_KINDS, DETAIL_SCORES, INTERPOLATIONS, NOISES, STAGES, STRATIFY, TAPERS
+from medsr.choices import (
+    DATA_SOURCES,
+    DEGRADATION_KINDS,
+    DETAIL_SCORES,
+    INTERPOLATIONS,
+    NOISES,
+    STAGES,
+    STRATIFY,
+    TAPERS,
+)
 from medsr.errors import ConfigError, MedsrError
 from medsr.fsutil import atomic_write_json, atomic_write_text
 
@@ -34,8 +43,17 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-__all__ = ["STAGES", "Pipeline", "RunConfig", "evaluate_options", "load_run_config", "prepare_options", "resolve_run_config",
-           "run_pipeline", "training_configs"]
+__all__ = [
+    "STAGES",
+    "Pipeline",
+    "RunConfig",
+    "evaluate_options",
+    "load_run_config",
+    "prepare_options",
+    "resolve_run_config",
+    "run_pipeline",
+    "training_configs",
+]
 
 
 @dataclass
@@ -59,12 +77,16 @@ class PrepareSection:
     sigma: float = 5.0
     keep: str = "above-mean"  # above-mean | all | top:N | min:X
     split: str = "0.7,0.15,0.15"  # fractions train,val,test, or counts (the paper's 1000,200,200)
-    stratify: Literal[STRATIFY] = "auto"  # auto (modality when there are several and the split is fractions) | modality | none
+    stratify: Literal[STRATIFY] = (
+        "auto"  # auto (modality when there are several and the split is fractions) | modality | none
+    )
     patient_id: str = "auto"  # auto | dicom | folder | file | regex:PATTERN (medsr.data.patients)
     score: Literal[DETAIL_SCORES] = "equation-1"  # detail score: equation-1 | original-code
     seed: int = 0
     axes: str | list[str] = "axial"  # axial, coronal, sagittal (comma-separated or a list), or all
-    ct_window: list[float] | str = field(default_factory=lambda: [-1024.0, 3071.0])  # [LO, HI] in HU, range or stored
+    ct_window: list[float] | str = field(
+        default_factory=lambda: [-1024.0, 3071.0]
+    )  # [LO, HI] in HU, range or stored
     percentiles: list[float] = field(default_factory=lambda: [0.0, 100.0])
 
 
@@ -84,7 +106,9 @@ class EvaluateSection:
     baseline: str = "bicubic"  # an interpolation method (both evaluations score them)
     seed: int = 0
     crop_border: int = 0
-    figures: int = 2  # EvalOptions.n_figures of the test evaluation (the most detailed images); the baselines get none
+    figures: int = (
+        2  # EvalOptions.n_figures of the test evaluation (the most detailed images); the baselines get none
+    )
 
 
 @dataclass
@@ -113,7 +137,10 @@ def load_run_config(path: str | Path) -> RunConfig:
     Raises:
         ConfigError: naming the section or key and the problem.
     """
-    from medsr.train.config import build_dataclass, read_yaml_mapping  # one reader and validator for every config
+    from medsr.train.config import (
+        build_dataclass,
+        read_yaml_mapping,
+    )  # one reader and validator for every config
 
     config = build_dataclass(RunConfig, read_yaml_mapping(path))
     resolve_run_config(config)
@@ -135,7 +162,9 @@ def resolve_run_config(config: RunConfig) -> tuple[PrepareOptions, EvalOptions, 
     trainings = training_configs(config)
     for name, training in trainings.items():
         if training.model.scale != evaluation.degradation.scale:
-            raise ConfigError(f"{name}: the model is x{training.model.scale} but evaluate.scale is {evaluation.degradation.scale}")
+            raise ConfigError(
+                f"{name}: the model is x{training.model.scale} but evaluate.scale is {evaluation.degradation.scale}"
+            )
     return preparation, evaluation, trainings
 
 
@@ -166,17 +195,31 @@ def evaluate_options(section: EvaluateSection) -> EvalOptions:
     from medsr.evaluate import EvalOptions
 
     if section.baseline not in INTERPOLATIONS:
-        raise ConfigError(f"evaluate.baseline: must be one of {', '.join(INTERPOLATIONS)}, got {section.baseline!r}")
+        raise ConfigError(
+            f"evaluate.baseline: must be one of {', '.join(INTERPOLATIONS)}, got {section.baseline!r}"
+        )
     for key in ("crop_border", "figures"):
         if getattr(section, key) < 0:
             raise ConfigError(f"evaluate.{key}: must be at least 0, got {getattr(section, key)}")
     try:
-        degradation = Degradation(kind=section.degradation, scale=section.scale, taper=section.taper, tukey_alpha=section.tukey_alpha,
-                                  blur_sigma=section.blur_sigma, noise=section.noise, noise_level=section.noise_level)
+        degradation = Degradation(
+            kind=section.degradation,
+            scale=section.scale,
+            taper=section.taper,
+            tukey_alpha=section.tukey_alpha,
+            blur_sigma=section.blur_sigma,
+            noise=section.noise,
+            noise_level=section.noise_level,
+        )
     except ValueError as exc:
         raise ConfigError(f"evaluate: {exc}") from None
-    return EvalOptions(degradation=degradation, baseline=section.baseline, seed=section.seed, crop_border=section.crop_border,
-                       n_figures=section.figures)
+    return EvalOptions(
+        degradation=degradation,
+        baseline=section.baseline,
+        seed=section.seed,
+        crop_border=section.crop_border,
+        n_figures=section.figures,
+    )
 
 
 def training_configs(config: RunConfig) -> dict[str, ExperimentConfig]:
@@ -192,17 +235,25 @@ def training_configs(config: RunConfig) -> dict[str, ExperimentConfig]:
         trainings[layout.SRRESNET] = _training_config(run_dir, layout.SRRESNET, config.srresnet, None)
     if config.srgan.enabled:
         if not config.srresnet.enabled:
-            raise ConfigError("srgan.enabled: SRGAN starts from the SRResNet's weights; enable srresnet or disable srgan")
+            raise ConfigError(
+                "srgan.enabled: SRGAN starts from the SRResNet's weights; enable srresnet or disable srgan"
+            )
         best = layout.run_training(run_dir, layout.SRRESNET) / layout.BEST_CHECKPOINT
         trainings[layout.SRGAN] = _training_config(run_dir, layout.SRGAN, config.srgan, best)
     return trainings
 
 
-def _training_config(run_dir: Path, name: str, section: TrainSection, init_from: Path | None) -> ExperimentConfig:
+def _training_config(
+    run_dir: Path, name: str, section: TrainSection, init_from: Path | None
+) -> ExperimentConfig:
     from medsr.train.config import load_config
 
-    overrides = [*section.set, f"data.dataset={layout.run_dataset(run_dir)}", f"run_dir={layout.run_training(run_dir, name)}",
-                 f"name={name}"]
+    overrides = [
+        *section.set,
+        f"data.dataset={layout.run_dataset(run_dir)}",
+        f"run_dir={layout.run_training(run_dir, name)}",
+        f"name={name}",
+    ]
     if init_from is not None:
         overrides.append(f"train.init_from={init_from}")
     try:
@@ -235,7 +286,7 @@ class Pipeline:
         self.prepare_options, self.evaluate_options, self.trainings = resolve_run_config(config)
         self.config, self.progress = config, progress
         self.run_dir = Path(config.run_dir)
-        self.forced = set(STAGES[STAGES.index(force_from):]) if force_from else set()
+        self.forced = set(STAGES[STAGES.index(force_from) :]) if force_from else set()
         self.records: dict[str, StageRecord] = {}
 
     # ------------------------------------------------------------------ bookkeeping
@@ -258,20 +309,36 @@ class Pipeline:
 
     def stage(self, name: str, section: object, work: Callable[[], tuple[list[Path], dict]]) -> StageRecord:
         upstream = [self.records[s].fingerprint for s in STAGES[: STAGES.index(name)] if s in self.records]
-        fingerprint = _fingerprint(name, asdict(section) if hasattr(section, "__dataclass_fields__") else section, upstream)
+        fingerprint = _fingerprint(
+            name, asdict(section) if hasattr(section, "__dataclass_fields__") else section, upstream
+        )
         previous = self._previous(name)
-        if (name not in self.forced and previous is not None and previous.fingerprint == fingerprint
-                and all((self.run_dir / o).exists() for o in previous.outputs)):
+        if (
+            name not in self.forced
+            and previous is not None
+            and previous.fingerprint == fingerprint
+            and all((self.run_dir / o).exists() for o in previous.outputs)
+        ):
             self._say(f"[{name}] up to date, skipped")
             self.records[name] = previous
             return previous
         self._say(f"[{name}] running")
-        for later in STAGES[STAGES.index(name):]:  # an interrupted stage, and all after it, must not look finished
+        for later in STAGES[
+            STAGES.index(name) :
+        ]:  # an interrupted stage, and all after it, must not look finished
             layout.stage_record(self.run_dir, later).unlink(missing_ok=True)
         began = time.perf_counter()
         outputs, info = work()
-        record = StageRecord(name, fingerprint, round(time.perf_counter() - began, 1),
-                             [str(Path(o).relative_to(self.run_dir)) if Path(o).is_relative_to(self.run_dir) else str(o) for o in outputs], info)
+        record = StageRecord(
+            name,
+            fingerprint,
+            round(time.perf_counter() - began, 1),
+            [
+                str(Path(o).relative_to(self.run_dir)) if Path(o).is_relative_to(self.run_dir) else str(o)
+                for o in outputs
+            ],
+            info,
+        )
         atomic_write_json(layout.stage_record(self.run_dir, name), asdict(record))
         self.records[name] = record
         self._say(f"[{name}] done in {record.seconds:.1f} s")
@@ -285,8 +352,13 @@ class Pipeline:
         self.stage("data", {**asdict(config.data), "content": self._source_listing()}, self._data)
         self.stage("prepare", config.prepare, self._prepare)
         self.stage("baselines", config.evaluate, self._baselines_on_val)
-        for name, training in self.trainings.items():  # the resolved config (file contents and overrides) is the input
-            self.stage(name, training.to_dict(), lambda name=name, training=training: self._train(name, training))
+        for (
+            name,
+            training,
+        ) in self.trainings.items():  # the resolved config (file contents and overrides) is the input
+            self.stage(
+                name, training.to_dict(), lambda name=name, training=training: self._train(name, training)
+            )
         self.stage("evaluate", config.evaluate, self._all_methods_on_test)
         self.stage("report", {}, self._report)
         return self.run_dir / layout.REPORT_HTML
@@ -323,11 +395,21 @@ class Pipeline:
         from medsr.data.tcia import DEFAULT_API, NbiaClient, fetch_collection
 
         out = self.run_dir / layout.TCIA_DOWNLOAD
-        report = fetch_collection(NbiaClient(data.api or DEFAULT_API), data.collection, out, modality=data.modality,
-                                  max_series=data.max_series, progress=self._bars())
+        report = fetch_collection(
+            NbiaClient(data.api or DEFAULT_API),
+            data.collection,
+            out,
+            modality=data.modality,
+            max_series=data.max_series,
+            progress=self._bars(),
+        )
         if report.failed:
             self._say(f"[data] {len(report.failed)} series failed to download; continuing with the others")
-        return [out], {"folder": str(out / data.collection), "kind": "tcia", "failed_series": len(report.failed)}
+        return [out], {
+            "folder": str(out / data.collection),
+            "kind": "tcia",
+            "failed_series": len(report.failed),
+        }
 
     def _prepare(self) -> tuple[list[Path], dict]:
         from medsr.data.prepare import prepare
@@ -366,7 +448,10 @@ class Pipeline:
         resume = self._resumable(name, run_dir, config)
         result = fit(config, resume=resume, overwrite=not resume, progress=self.progress)
         return [run_dir / layout.BEST_CHECKPOINT, run_dir / layout.TRAIN_LOG], {
-            "best": result.best, "epochs": config.train.epochs, "model": config.model.__dict__}
+            "best": result.best,
+            "epochs": config.train.epochs,
+            "model": config.model.__dict__,
+        }
 
     def _resumable(self, name: str, run_dir: Path, config: ExperimentConfig) -> bool:
         """Whether the stage's earlier, unfinished training is the same run (then it resumes);
@@ -383,7 +468,9 @@ class Pipeline:
         record = run_record(config, starting_checkpoint(config, resume=True), found[1].get("trained_on"))
         problem = resume_problem(found[1], config.to_dict(), record) or missing_best(run_dir, found[1])
         if problem is not None:
-            self._say(f"[{name}] inputs changed ({problem}): starting afresh (the earlier checkpoints are removed)")
+            self._say(
+                f"[{name}] inputs changed ({problem}): starting afresh (the earlier checkpoints are removed)"
+            )
             return False
         self._say(f"[{name}] resuming from {found[0]}")
         return True
@@ -399,7 +486,9 @@ class Pipeline:
         models = [load_model(n, scale=scale) for n in INTERPOLATIONS if n != "lanczos"]
         for name in self.trainings:
             if name in self.records:
-                models.append(load_model(layout.run_training(self.run_dir, name) / layout.BEST_CHECKPOINT, scale=scale))
+                models.append(
+                    load_model(layout.run_training(self.run_dir, name) / layout.BEST_CHECKPOINT, scale=scale)
+                )
         return self._score_split(models, self.run_dir / layout.TEST_EVALUATION, options)
 
     def _report(self) -> tuple[list[Path], dict]:

@@ -22,7 +22,9 @@ import numpy as np
 from scipy import stats as scipy_stats
 
 
-def _cluster_weights(groups: Sequence[str] | None, n: int, n_resamples: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def _cluster_weights(
+    groups: Sequence[str] | None, n: int, n_resamples: int, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     """(resample x cluster) draw counts and the (cluster x item) membership matrix."""
     if groups is None:
         groups = [str(i) for i in range(n)]
@@ -83,7 +85,11 @@ def cluster_t_interval(
         return float("nan"), float("nan"), float("nan")
     if not np.all(np.isfinite(x)):
         raise ValueError("a t-interval needs finite values")
-    labels = np.arange(x.size) if groups is None else np.unique(np.asarray(groups, dtype=object).astype(str), return_inverse=True)[1]
+    labels = (
+        np.arange(x.size)
+        if groups is None
+        else np.unique(np.asarray(groups, dtype=object).astype(str), return_inverse=True)[1]
+    )
     n_groups = int(labels.max()) + 1
     mean = float(x.mean())
     if n_groups < 2:
@@ -106,7 +112,9 @@ def group_means(values: Sequence[float], groups: Sequence[str] | None) -> np.nda
 EXACT_LIMIT = 20  # patients up to which every sign pattern is enumerated
 
 
-def sign_flip_test(differences: Sequence[float], *, n_resamples: int = 100_000, seed: int = 0) -> tuple[float, bool]:
+def sign_flip_test(
+    differences: Sequence[float], *, n_resamples: int = 100_000, seed: int = 0
+) -> tuple[float, bool]:
     """Two-sided sign-flip permutation test of "mean difference = 0" on per-patient differences.
 
     Args:
@@ -151,9 +159,18 @@ def describe_mean(
     """Mean with both intervals: ``mean``, ``ci_low``/``ci_high`` (cluster t), ``boot_low``/``boot_high``
     (patient bootstrap), ``n`` (slices), ``n_patients``."""
     mean, low, high = cluster_t_interval(values, groups=groups, confidence=confidence)
-    _, boot_low, boot_high = bootstrap_ci(values, groups=groups, confidence=confidence, n_resamples=n_resamples, seed=seed)
-    return {"mean": mean, "ci_low": low, "ci_high": high, "boot_low": boot_low, "boot_high": boot_high,
-            "n": len(values), "n_patients": len(set(groups)) if groups is not None else len(values)}
+    _, boot_low, boot_high = bootstrap_ci(
+        values, groups=groups, confidence=confidence, n_resamples=n_resamples, seed=seed
+    )
+    return {
+        "mean": mean,
+        "ci_low": low,
+        "ci_high": high,
+        "boot_low": boot_low,
+        "boot_high": boot_high,
+        "n": len(values),
+        "n_patients": len(set(groups)) if groups is not None else len(values),
+    }
 
 
 def paired_comparison(

@@ -21,7 +21,10 @@ def _correlation_shift(hr: np.ndarray, up: np.ndarray, scale: int) -> np.ndarray
 
     fy, fx = np.fft.fftfreq(hr.shape[0])[:, None], np.fft.fftfreq(hr.shape[1])[None, :]
     lowpass = np.exp(-0.5 * (fy**2 + fx**2) / (0.25 / scale) ** 2)
-    spectra = [np.fft.fft2(image - image.mean()) * lowpass for image in (hr.astype(np.float64), up.astype(np.float64))]
+    spectra = [
+        np.fft.fft2(image - image.mean()) * lowpass
+        for image in (hr.astype(np.float64), up.astype(np.float64))
+    ]
     shift, _, _ = phase_cross_correlation(*spectra, upsample_factor=100, space="fourier", normalization=None)
     return -np.asarray(shift, dtype=np.float64)
 

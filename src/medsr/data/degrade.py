@@ -121,7 +121,9 @@ def _window(length: int, taper: str, alpha: float, device: torch.device, dtype: 
     return window
 
 
-def _phase_ramp(length: int, hr_length: int, shift: float, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+def _phase_ramp(
+    length: int, hr_length: int, shift: float, device: torch.device, dtype: torch.dtype
+) -> torch.Tensor:
     """(length,) complex ``exp(2 pi i f shift / hr_length)`` for the kept bins (fftshift order).
 
     Multiplying the spectrum by it samples the band-limited image ``shift`` HR pixels further on."""
@@ -141,13 +143,21 @@ def _kspace_lowres(hr: torch.Tensor, spec: Degradation) -> torch.Tensor:
     top, left = height // 2 - h // 2, width // 2 - w // 2
     centre = spectrum[..., top : top + h, left : left + w]
     shift = (s - 1) / 2.0
-    rows = _window(h, spec.taper, spec.tukey_alpha, hr.device, work.dtype) * _phase_ramp(h, height, shift, hr.device, work.dtype)
-    cols = _window(w, spec.taper, spec.tukey_alpha, hr.device, work.dtype) * _phase_ramp(w, width, shift, hr.device, work.dtype)
-    small = torch.fft.ifft2(torch.fft.ifftshift(centre * torch.outer(rows, cols), dim=(-2, -1)), norm="forward")
+    rows = _window(h, spec.taper, spec.tukey_alpha, hr.device, work.dtype) * _phase_ramp(
+        h, height, shift, hr.device, work.dtype
+    )
+    cols = _window(w, spec.taper, spec.tukey_alpha, hr.device, work.dtype) * _phase_ramp(
+        w, width, shift, hr.device, work.dtype
+    )
+    small = torch.fft.ifft2(
+        torch.fft.ifftshift(centre * torch.outer(rows, cols), dim=(-2, -1)), norm="forward"
+    )
     return small.abs().to(hr.dtype)
 
 
-def _gaussian_taps(sigma: float, offset: float, device: torch.device, dtype: torch.dtype) -> tuple[torch.Tensor, int, int]:
+def _gaussian_taps(
+    sigma: float, offset: float, device: torch.device, dtype: torch.dtype
+) -> tuple[torch.Tensor, int, int]:
     """Normalised Gaussian kernel sampled at integer + ``offset`` (0 or 0.5) distances.
 
     Returns (kernel, pad_before, pad_after): kernel[j] = g(j - pad_before - offset), length
@@ -199,7 +209,9 @@ def degrade(hr: torch.Tensor, spec: Degradation, *, generator: torch.Generator |
     s = spec.scale
     height, width = hr.shape[-2:]
     if height % s or width % s:
-        raise ValueError(f"HR size {height}x{width} is not a multiple of the scale {s}; crop it first (crop_to_scale)")
+        raise ValueError(
+            f"HR size {height}x{width} is not a multiple of the scale {s}; crop it first (crop_to_scale)"
+        )
     h, w = height // s, width // s
     if spec.kind == "bicubic":
         lq = F.interpolate(hr, size=(h, w), mode="bicubic", antialias=True, align_corners=False)
@@ -208,11 +220,17 @@ def degrade(hr: torch.Tensor, spec: Degradation, *, generator: torch.Generator |
     else:
         lq = _blur_decimate(hr, spec.sigma, s)
         if spec.noise_level > 0:
-            noise = torch.randn(lq.shape, generator=generator, device=lq.device, dtype=lq.dtype) * spec.noise_level
+            noise = (
+                torch.randn(lq.shape, generator=generator, device=lq.device, dtype=lq.dtype)
+                * spec.noise_level
+            )
             if spec.noise == "gaussian":
                 lq = lq + noise
             else:
-                imaginary = torch.randn(lq.shape, generator=generator, device=lq.device, dtype=lq.dtype) * spec.noise_level
+                imaginary = (
+                    torch.randn(lq.shape, generator=generator, device=lq.device, dtype=lq.dtype)
+                    * spec.noise_level
+                )
                 lq = torch.sqrt((lq + noise) ** 2 + imaginary**2)
     return lq.clamp(0.0, 1.0)
 

@@ -42,7 +42,9 @@ def smooth(image: np.ndarray, sigma: float) -> np.ndarray:
     radius = int(4.0 * sigma + 0.5)
     if min(image.shape) <= radius:  # OpenCV needs the image to be larger than the kernel radius
         return ndimage.gaussian_filter(image, sigma, mode="reflect", truncate=4.0)
-    return cv2.GaussianBlur(image, (2 * radius + 1, 2 * radius + 1), sigma, sigmaY=sigma, borderType=cv2.BORDER_REFLECT)
+    return cv2.GaussianBlur(
+        image, (2 * radius + 1, 2 * radius + 1), sigma, sigmaY=sigma, borderType=cv2.BORDER_REFLECT
+    )
 
 
 def _difference_sum(smoothed: np.ndarray) -> float:

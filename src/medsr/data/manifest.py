@@ -37,8 +37,11 @@ def patient_of(row: dict[str, str]) -> str:
 def mapping_of(row: dict[str, str]) -> IntensityMapping:
     """The intensity mapping of a manifest row (to map [0, 1] slices back to physical units)."""
     return IntensityMapping(
-        float(row["intensity_lo"]), float(row["intensity_hi"]), row["intensity_method"],
-        row["intensity_invert"] == "1", row["intensity_params"],
+        float(row["intensity_lo"]),
+        float(row["intensity_hi"]),
+        row["intensity_method"],
+        row["intensity_invert"] == "1",
+        row["intensity_params"],
     )
 
 
@@ -50,7 +53,11 @@ def check_dataset(dataset: str | Path) -> list[str]:
     splits_of: dict[str, set[str]] = defaultdict(set)
     for row in rows:
         splits_of[patient_of(row)].add(row["split"])
-    problems += [f"{key} appears in splits {', '.join(sorted(s))}" for key, s in sorted(splits_of.items()) if len(s) > 1]
+    problems += [
+        f"{key} appears in splits {', '.join(sorted(s))}"
+        for key, s in sorted(splits_of.items())
+        if len(s) > 1
+    ]
     return problems
 
 
@@ -62,8 +69,10 @@ def summarize(dataset: str | Path) -> str:
     """A plain-text report: slices, patients, modalities and sizes per split, slices per patient
     (and where each patient id came from), then the checks."""
     rows = read_manifest(dataset)
-    lines = [f"data set {dataset}: {len(rows)} slices",
-             f"{'split':<6} {'slices':>7} {'patients':>9} {'per patient':>12}  modalities / sizes"]
+    lines = [
+        f"data set {dataset}: {len(rows)} slices",
+        f"{'split':<6} {'slices':>7} {'patients':>9} {'per patient':>12}  modalities / sizes",
+    ]
     per_patient: dict[str, list[dict[str, str]]] = defaultdict(list)
     for row in rows:
         per_patient[patient_of(row)].append(row)
@@ -72,16 +81,31 @@ def summarize(dataset: str | Path) -> str:
         counts = sorted(Counter(patient_of(r) for r in members).values())
         spread = f"{counts[0]}-{counts[len(counts) // 2]}-{counts[-1]}" if counts else "-"
         modalities = ", ".join(f"{m} {n}" for m, n in sorted(Counter(r["modality"] for r in members).items()))
-        sizes = ", ".join(f"{s} {n}" for s, n in Counter(f"{r['height']}x{r['width']}" for r in members).most_common(3))
-        lines.append(f"{name:<6} {len(members):>7} {len(counts):>9} {spread:>12}  {modalities or '-'} / {sizes or '-'}")
+        sizes = ", ".join(
+            f"{s} {n}" for s, n in Counter(f"{r['height']}x{r['width']}" for r in members).most_common(3)
+        )
+        lines.append(
+            f"{name:<6} {len(members):>7} {len(counts):>9} {spread:>12}  {modalities or '-'} / {sizes or '-'}"
+        )
     lines.append("(per patient: fewest-median-most slices)")
     lines.append(f"{'patient':<32} {'split':<6} {'slices':>6}  modality  id from")
-    ordered = sorted(per_patient.items(), key=lambda item: (SPLIT_NAMES.index(item[1][0]["split"]) if item[1][0]["split"] in SPLIT_NAMES else 9, item[0]))
+    ordered = sorted(
+        per_patient.items(),
+        key=lambda item: (
+            SPLIT_NAMES.index(item[1][0]["split"]) if item[1][0]["split"] in SPLIT_NAMES else 9,
+            item[0],
+        ),
+    )
     for key, members in ordered[:MAX_PATIENT_LINES]:
         modality = ",".join(sorted({r["modality"] for r in members}))
-        lines.append(f"{key.split(':', 1)[-1]:<32} {members[0]['split']:<6} {len(members):>6}  {modality:<8}  {members[0].get('patient_from') or '-'}")
+        lines.append(
+            f"{key.split(':', 1)[-1]:<32} {members[0]['split']:<6} {len(members):>6}  {modality:<8}  {members[0].get('patient_from') or '-'}"
+        )
     if len(ordered) > MAX_PATIENT_LINES:
         lines.append(f"... and {len(ordered) - MAX_PATIENT_LINES} more patients")
     problems = check_dataset(dataset)
-    lines.append("checks: " + ("every slice file present, no patient in two splits" if not problems else "; ".join(problems[:5])))
+    lines.append(
+        "checks: "
+        + ("every slice file present, no patient in two splits" if not problems else "; ".join(problems[:5]))
+    )
     return "\n".join(lines)

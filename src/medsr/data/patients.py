@@ -72,9 +72,15 @@ class PatientRule:
             subject = next((p for p in reversed(relative.parts[:-1]) if _BIDS_SUBJECT.fullmatch(p)), None)
             if subject:
                 return subject, "bids"
-            return (relative.parent.as_posix(), "folder") if len(relative.parts) > 1 else (relative.as_posix(), "file")
+            return (
+                (relative.parent.as_posix(), "folder")
+                if len(relative.parts) > 1
+                else (relative.as_posix(), "file")
+            )
         if self.kind == "folder":
-            return (relative.parent.as_posix() if len(relative.parts) > 1 else root.name or str(root)), "folder"
+            return (
+                relative.parent.as_posix() if len(relative.parts) > 1 else root.name or str(root)
+            ), "folder"
         if self.kind == "file":
             return relative.as_posix(), "file"
         match = re.search(self.pattern, relative.as_posix())
@@ -92,7 +98,11 @@ def _relative(path: Path, root: Path) -> Path:
     """``path`` relative to ``root``, lexically: symbolic links are not followed (a linked file keeps
     the folder it is linked from, as in git-annex and DataLad trees)."""
     relative = Path(os.path.relpath(os.path.abspath(path), os.path.abspath(root)))
-    return relative if relative.parts and relative.parts[0] != ".." else Path(os.path.abspath(path)).relative_to("/")
+    return (
+        relative
+        if relative.parts and relative.parts[0] != ".."
+        else Path(os.path.abspath(path)).relative_to("/")
+    )
 
 
 def file_root(files: list[Path]) -> Path:

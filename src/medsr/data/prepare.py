@@ -45,10 +45,34 @@ from medsr.layout import MANIFEST, PREPARE_INFO, SKIPPED, SLICES, STAGING, slice
 log = logging.getLogger(__name__)
 
 MANIFEST_COLUMNS = (
-    "id", "file", "split", "source", "source_id", "frame", "format", "patient_id", "patient_from", "study_uid", "series_uid",
-    "modality", "height", "width", "pixel_spacing", "position", "axis", "detail_score", "detail_score_norm",
-    "unit", "intensity_method", "intensity_params", "intensity_lo", "intensity_hi", "intensity_invert",
-    "rescale_slope", "rescale_intercept", "stored_dtype",
+    "id",
+    "file",
+    "split",
+    "source",
+    "source_id",
+    "frame",
+    "format",
+    "patient_id",
+    "patient_from",
+    "study_uid",
+    "series_uid",
+    "modality",
+    "height",
+    "width",
+    "pixel_spacing",
+    "position",
+    "axis",
+    "detail_score",
+    "detail_score_norm",
+    "unit",
+    "intensity_method",
+    "intensity_params",
+    "intensity_lo",
+    "intensity_hi",
+    "intensity_invert",
+    "rescale_slope",
+    "rescale_intercept",
+    "stored_dtype",
 )
 SKIPPED_COLUMNS = ("source", "reason", "kind")
 
@@ -106,17 +130,27 @@ class PrepareOptions:
     # exact square size; None = any size >= min_size. 512: CT's and most MR's slice size (and the paper's)
     size: int | None = 512
     min_size: int = 64  # with size None: smallest height and width kept (a x4 LR image of 16 pixels)
-    sigma: float = 5.0  # Gaussian sigma before the detail score; 5: the authors' code (keeps noise from scoring high)
+    sigma: float = (
+        5.0  # Gaussian sigma before the detail score; 5: the authors' code (keeps noise from scoring high)
+    )
     keep: KeepRule = KeepRule()  # above-mean, as the authors' code
     # fractions suit a data set of any size; counts (the paper's 1000,200,200) fail on one with fewer images
     split: SplitSpec = SplitSpec(fractions=(0.7, 0.15, 0.15))
-    stratify: str = "auto"  # modality: deal each modality's patients separately; auto: when there are several; none
-    patients: PatientRule = PatientRule()  # how patients are told apart (medsr.data.patients); auto: the best evidence found
+    stratify: str = (
+        "auto"  # modality: deal each modality's patients separately; auto: when there are several; none
+    )
+    patients: PatientRule = (
+        PatientRule()
+    )  # how patients are told apart (medsr.data.patients); auto: the best evidence found
     score: str = "equation-1"  # detail score: equation-1 (as printed) or original-code (the authors' code)
     seed: int = 0  # of the patient split
     axes: tuple[str, ...] = ("axial",)  # volume slice orientations; axial: the plane scanners acquire most
-    intensity: IntensityPolicy = IntensityPolicy()  # CT: full 12-bit HU range; MR: percentiles 0..100 (lossless)
-    workers: int = field(default_factory=lambda: os.cpu_count() or 1)  # processes; not part of the data set's description
+    intensity: IntensityPolicy = (
+        IntensityPolicy()
+    )  # CT: full 12-bit HU range; MR: percentiles 0..100 (lossless)
+    workers: int = field(
+        default_factory=lambda: os.cpu_count() or 1
+    )  # processes; not part of the data set's description
 
     @classmethod
     def from_description(cls, description: Mapping[str, object], **extra: object) -> "PrepareOptions":
@@ -130,7 +164,11 @@ class PrepareOptions:
         unknown = sorted(set(values) - set(cls().describe()))
         if unknown:
             raise ValueError(f"{unknown[0]}: unknown option")
-        fields: dict[str, object] = {name: values[name] for name in ("min_size", "sigma", "stratify", "score", "seed") if name in values}
+        fields: dict[str, object] = {
+            name: values[name]
+            for name in ("min_size", "sigma", "stratify", "score", "seed")
+            if name in values
+        }
         if "size" in values:
             fields["size"] = parse_size(str(values["size"]))
         if "keep" in values:
@@ -142,7 +180,9 @@ class PrepareOptions:
         if "axes" in values:
             fields["axes"] = parse_axes(values["axes"])  # type: ignore[arg-type]
         if "ct_window" in values or "percentiles" in values:
-            fields["intensity"] = policy_from_dict({k: values[k] for k in ("ct_window", "percentiles") if k in values})
+            fields["intensity"] = policy_from_dict(
+                {k: values[k] for k in ("ct_window", "percentiles") if k in values}
+            )
         return cls(**fields, **extra)  # type: ignore[arg-type]
 
     def describe(self) -> dict:
@@ -158,7 +198,9 @@ class PrepareOptions:
             "score": self.score,
             "seed": self.seed,
             "axes": list(self.axes),
-            "ct_window": list(self.intensity.ct_window) if isinstance(self.intensity.ct_window, tuple) else self.intensity.ct_window,
+            "ct_window": list(self.intensity.ct_window)
+            if isinstance(self.intensity.ct_window, tuple)
+            else self.intensity.ct_window,
             "percentiles": list(self.intensity.percentiles),
         }
 
@@ -224,7 +266,9 @@ def _series_key(meta: SliceMeta) -> str:
 # ---------------------------------------------------------------- workers (run in subprocesses)
 
 
-def _survey(args: tuple[str, tuple[str, ...]]) -> tuple[str, list[tuple[SliceMeta, int, int, np.ndarray]], list[tuple[str, str]]]:
+def _survey(
+    args: tuple[str, tuple[str, ...]],
+) -> tuple[str, list[tuple[SliceMeta, int, int, np.ndarray]], list[tuple[str, str]]]:
     """Read one file; per slice return (meta, height, width, value samples) and per-slice problems."""
     path, axes = args
     try:
@@ -243,7 +287,9 @@ def _survey(args: tuple[str, tuple[str, ...]]) -> tuple[str, list[tuple[SliceMet
     return path, surveyed, problems
 
 
-def _score_and_stage(args: tuple[str, tuple[str, ...], dict[int, tuple[str, IntensityMapping]], float, str, str]) -> list[tuple[int, float]]:
+def _score_and_stage(
+    args: tuple[str, tuple[str, ...], dict[int, tuple[str, IntensityMapping]], float, str, str],
+) -> list[tuple[int, float]]:
     """Read one file again; for each wanted frame map to [0, 1], score, and stage it as PNG16."""
     path, axes, wanted, sigma, method, staging = args
     results = []
@@ -264,7 +310,9 @@ def _score_and_stage(args: tuple[str, tuple[str, ...], dict[int, tuple[str, Inte
 # ---------------------------------------------------------------- orchestration
 
 
-def _run_parallel(function: Callable, tasks: Sequence, workers: int, description: str, progress: bool) -> list:
+def _run_parallel(
+    function: Callable, tasks: Sequence, workers: int, description: str, progress: bool
+) -> list:
     from tqdm import tqdm
 
     bar = tqdm(total=len(tasks), desc=description, unit="file", disable=not progress, leave=False)
@@ -369,18 +417,24 @@ def _discover(sources: Sequence[Path], out: Path) -> dict[str, Path]:
     return {found: root for found, root in files.values()}
 
 
-def _survey_files(files: dict[str, Path], options: PrepareOptions, progress: bool) -> tuple[list[SliceRecord], dict[str, list[np.ndarray]], list[dict[str, str]]]:
+def _survey_files(
+    files: dict[str, Path], options: PrepareOptions, progress: bool
+) -> tuple[list[SliceRecord], dict[str, list[np.ndarray]], list[dict[str, str]]]:
     """Survey every file (in parallel) and give each slice its patient; unreadable files and files
     without a patient under the rule are listed in the returned skipped rows."""
     skipped: list[dict[str, str]] = []
     records: list[SliceRecord] = []
     samples: dict[str, list[np.ndarray]] = defaultdict(list)
-    for path, surveyed, problems in _run_parallel(_survey, [(f, options.axes) for f in files], options.workers, "survey", progress):
+    for path, surveyed, problems in _run_parallel(
+        _survey, [(f, options.axes) for f in files], options.workers, "survey", progress
+    ):
         skipped.extend({"source": src, "reason": reason, "kind": "error"} for src, reason in problems)
         for meta, height, width, values in surveyed:
             patient = options.patients.resolve(meta, Path(path), files[path])
             if patient is None:
-                skipped.append({"source": path, "reason": options.patients.missing_reason(), "kind": "filtered"})
+                skipped.append(
+                    {"source": path, "reason": options.patients.missing_reason(), "kind": "filtered"}
+                )
                 break
             meta.patient_id, meta.extra["patient_from"] = patient
             key = _series_key(meta)
@@ -400,7 +454,11 @@ def _split(kept: Sequence[SliceRecord], options: PrepareOptions) -> tuple[bool, 
     modalities = {r.meta.modality for r in kept}
     keys = [group_key(r.meta.patient_id, r.meta.series_uid, r.meta.source) for r in kept]
     strata = [r.meta.modality for r in kept]
-    wanted = {name for name, part in zip(SPLIT_NAMES, options.split.counts or options.split.fractions or ()) if part > 0}
+    wanted = {
+        name
+        for name, part in zip(SPLIT_NAMES, options.split.counts or options.split.fractions or ())
+        if part > 0
+    }
     auto = options.stratify == "auto" and options.split.counts is None and len(modalities) > 1
     stratify = options.stratify == "modality" or auto
     splits = assign_splits(keys, options.split, seed=options.seed, strata=strata if stratify else None)
@@ -408,11 +466,15 @@ def _split(kept: Sequence[SliceRecord], options: PrepareOptions) -> tuple[bool, 
     if auto and wanted - set(splits):
         plain = assign_splits(keys, options.split, seed=options.seed)
         if not wanted - set(plain):
-            warnings.append(f"not stratified by modality: dealing each modality's patients separately left the "
-                            f"{', '.join(sorted(wanted - set(splits)))} split empty (too few patients per modality)")
+            warnings.append(
+                f"not stratified by modality: dealing each modality's patients separately left the "
+                f"{', '.join(sorted(wanted - set(splits)))} split empty (too few patients per modality)"
+            )
             splits, stratify = plain, False
     for name in sorted(wanted - set(splits)):
-        warnings.append(f"the {name} split is empty: {len(set(keys))} patients are too few for the split {options.split}")
+        warnings.append(
+            f"the {name} split is empty: {len(set(keys))} patients are too few for the split {options.split}"
+        )
     for record, name in zip(kept, splits):
         record.split = name
     return stratify, warnings
@@ -422,8 +484,10 @@ def _patient_warnings(records: Sequence[SliceRecord]) -> list[str]:
     """Warn when every slice is its own patient: slices of one person may then land in several splits."""
     patients = {group_key(r.meta.patient_id, r.meta.series_uid, r.meta.source) for r in records}
     if len(records) > 1 and len(patients) == len(records):
-        return [f"every one of the {len(records)} images is its own patient (no patient id found in the files); if some "
-                "show the same person, say how to tell patients apart with --patient-id folder or regex:PATTERN"]
+        return [
+            f"every one of the {len(records)} images is its own patient (no patient id found in the files); if some "
+            "show the same person, say how to tell patients apart with --patient-id folder or regex:PATTERN"
+        ]
     return []
 
 
@@ -463,8 +527,10 @@ def prepare(
     if not sized:
         shutil.rmtree(staging, ignore_errors=True)
         atomic_write_csv(out / SKIPPED, SKIPPED_COLUMNS, skipped)
-        raise MedsrError(f"no usable slice of size {_wanted_size(options)} in {len(files)} files; "
-                         f"the reasons are in {out / SKIPPED}")
+        raise MedsrError(
+            f"no usable slice of size {_wanted_size(options)} in {len(files)} files; "
+            f"the reasons are in {out / SKIPPED}"
+        )
     kept = [r for r, keep in zip(sized, options.keep.select(np.array([r.score_norm for r in sized]))) if keep]
     stratified, split_warnings = _split(kept, options)
     warnings = _patient_warnings(records) + split_warnings
@@ -472,8 +538,14 @@ def prepare(
     _move_slices(final, staging, out / SLICES)
     final.sort(key=lambda r: (SPLIT_NAMES.index(r.split), r.meta.patient_id, r.meta.source, r.meta.frame))
     atomic_write_csv(out / SKIPPED, SKIPPED_COLUMNS, skipped)
-    atomic_write_json(out / PREPARE_INFO, {**_describe(final, sized, kept, skipped, files, options),
-                                           "stratified_by_modality": stratified, "warnings": warnings})
+    atomic_write_json(
+        out / PREPARE_INFO,
+        {
+            **_describe(final, sized, kept, skipped, files, options),
+            "stratified_by_modality": stratified,
+            "warnings": warnings,
+        },
+    )
     atomic_write_csv(out / MANIFEST, MANIFEST_COLUMNS, (_manifest_row(r) for r in final))
     return PrepareResult(out, final, skipped, len(files), warnings)
 
@@ -489,11 +561,15 @@ def _start_dataset(out: Path) -> Path:
     return staging
 
 
-def _fit_mappings(records: Sequence[SliceRecord], samples: dict[str, list[np.ndarray]], policy: IntensityPolicy) -> None:
+def _fit_mappings(
+    records: Sequence[SliceRecord], samples: dict[str, list[np.ndarray]], policy: IntensityPolicy
+) -> None:
     """Fit one intensity mapping per series (from its values and its first slice's metadata) and
     give it to every slice of the series."""
     first_meta = {r.series_key: r.meta for r in reversed(records)}
-    mappings = {key: fit_mapping(first_meta[key], np.concatenate(parts), policy) for key, parts in samples.items()}
+    mappings = {
+        key: fit_mapping(first_meta[key], np.concatenate(parts), policy) for key, parts in samples.items()
+    }
     for record in records:
         record.mapping = mappings[record.series_key]
 
@@ -503,28 +579,46 @@ def _wanted_size(options: PrepareOptions) -> str:
     return f"{options.size}x{options.size}" if options.size else f"at least {options.min_size} on each side"
 
 
-def _select_sizes(records: Sequence[SliceRecord], skipped: list[dict[str, str]], options: PrepareOptions) -> list[SliceRecord]:
+def _select_sizes(
+    records: Sequence[SliceRecord], skipped: list[dict[str, str]], options: PrepareOptions
+) -> list[SliceRecord]:
     """The slices of the wanted size; each source without one is added to ``skipped``."""
     sized = [r for r in records if _size_ok(r.height, r.width, options)]
     usable_sources = {r.meta.source for r in sized}
     for source, shapes in _shapes_by_source(records).items():
         if source not in usable_sources:
-            skipped.append({"source": source, "reason": f"no slice of size {_wanted_size(options)} (found {shapes})",
-                            "kind": "filtered"})
+            skipped.append(
+                {
+                    "source": source,
+                    "reason": f"no slice of size {_wanted_size(options)} (found {shapes})",
+                    "kind": "filtered",
+                }
+            )
     return sized
 
 
-def _score_slices(sized: Sequence[SliceRecord], staging: Path, options: PrepareOptions, progress: bool) -> list[SliceRecord]:
+def _score_slices(
+    sized: Sequence[SliceRecord], staging: Path, options: PrepareOptions, progress: bool
+) -> list[SliceRecord]:
     """Score every sized slice and stage it as PNG16 (in parallel, one task per source file);
     returns the slices that got a finite score."""
     by_source: dict[str, dict[int, SliceRecord]] = defaultdict(dict)
     for record in sized:
         by_source[record.meta.source][record.meta.frame] = record
     tasks = [
-        (source, options.axes, {f: (r.id, r.mapping) for f, r in frames.items()}, options.sigma, options.score, str(staging))
+        (
+            source,
+            options.axes,
+            {f: (r.id, r.mapping) for f, r in frames.items()},
+            options.sigma,
+            options.score,
+            str(staging),
+        )
         for source, frames in by_source.items()
     ]
-    for (source, *_), results in zip(tasks, _run_parallel(_score_and_stage, tasks, options.workers, "score", progress)):
+    for (source, *_), results in zip(
+        tasks, _run_parallel(_score_and_stage, tasks, options.workers, "score", progress)
+    ):
         for frame, score in results:
             record = by_source[source][frame]
             record.score = score
@@ -558,7 +652,9 @@ def _describe(final, sized, kept, skipped, files, options: PrepareOptions) -> di
         members = [r for r in final if r.split == name]
         per_split[name] = {
             "slices": len(members),
-            "patients": sorted({group_key(r.meta.patient_id, r.meta.series_uid, r.meta.source) for r in members}),
+            "patients": sorted(
+                {group_key(r.meta.patient_id, r.meta.series_uid, r.meta.source) for r in members}
+            ),
             "modalities": dict(sorted(Counter(r.meta.modality for r in members).items())),
         }
     return {

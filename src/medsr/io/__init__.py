@@ -40,7 +40,9 @@ _COMPANION_NAMES = ("LICENSE", "README", "md5hashes.csv")
 
 
 def _nifti_header_ok(head: bytes) -> bool:
-    return len(head) >= 348 and (head[344:348] in (b"n+1\x00", b"ni1\x00") or head[4:8] in (b"n+2\x00", b"ni2\x00"))
+    return len(head) >= 348 and (
+        head[344:348] in (b"n+1\x00", b"ni1\x00") or head[4:8] in (b"n+2\x00", b"ni2\x00")
+    )
 
 
 def detect_format(path: str | Path) -> str | None:
@@ -161,8 +163,15 @@ def write_like(
 
     kind = detect_format(source)
     if kind in ("dicom", "dicom-nopreamble"):
-        dicom_write.write_dicom_like(source, images, target, scale=scale, model_name=model_name,
-                                     series_uid=series_uid, force=kind == "dicom-nopreamble")
+        dicom_write.write_dicom_like(
+            source,
+            images,
+            target,
+            scale=scale,
+            model_name=model_name,
+            series_uid=series_uid,
+            force=kind == "dicom-nopreamble",
+        )
     elif kind == "nifti":
         nifti.write_nifti_like(source, np.asarray(images), target, scale=scale)
     elif kind == "nrrd":

@@ -166,7 +166,11 @@ def read_dicom(path: str | Path, *, force: bool = False) -> list[Slice]:
             stored_dtype=str(stored.dtype),
             photometric=str(ds.get("PhotometricInterpretation", "MONOCHROME2")),
             fixed_range=(physical_range[0], physical_range[1]),
-            extra={"transfer_syntax": str(getattr(ds.file_meta, "TransferSyntaxUID", "")) if hasattr(ds, "file_meta") else ""},
+            extra={
+                "transfer_syntax": str(getattr(ds.file_meta, "TransferSyntaxUID", ""))
+                if hasattr(ds, "file_meta")
+                else ""
+            },
         )
         slices.append(Slice(pixels=pixels, meta=meta))
     return slices

@@ -25,8 +25,13 @@ from medsr.fsutil import atomic_path
 from medsr.io.dicom import frame_rescale, read_dicom_header, stored_range
 
 _DROP = (
-    "SmallestImagePixelValue", "LargestImagePixelValue", "IconImageSequence", "LossyImageCompressionRatio",
-    "PixelPaddingRangeLimit", "ExtendedOffsetTable", "ExtendedOffsetTableLengths",
+    "SmallestImagePixelValue",
+    "LargestImagePixelValue",
+    "IconImageSequence",
+    "LossyImageCompressionRatio",
+    "PixelPaddingRangeLimit",
+    "ExtendedOffsetTable",
+    "ExtendedOffsetTableLengths",
 )
 
 
@@ -53,7 +58,9 @@ def _shift_position(ds: Dataset, spacing: tuple[float, float], scale: int) -> No
     row_dir = np.asarray(ds.ImageOrientationPatient[:3], float)  # direction along a row (columns increase)
     col_dir = np.asarray(ds.ImageOrientationPatient[3:], float)  # direction down a column (rows increase)
     shift = -(1.0 - 1.0 / scale) / 2.0
-    position = np.asarray(ds.ImagePositionPatient, float) + shift * (spacing[1] * row_dir + spacing[0] * col_dir)
+    position = np.asarray(ds.ImagePositionPatient, float) + shift * (
+        spacing[1] * row_dir + spacing[0] * col_dir
+    )
     ds.ImagePositionPatient = [f"{v:.6f}" for v in position]
 
 
@@ -79,7 +86,11 @@ def _scale_geometry(ds: Dataset, source: Dataset, scale: int) -> None:
 
 def _file_meta(ds: Dataset, source: Dataset) -> FileMetaDataset:
     """File meta for an uncompressed Explicit VR Little Endian file written by pydicom."""
-    meta = copy.deepcopy(source.file_meta) if getattr(source, "file_meta", None) is not None else FileMetaDataset()
+    meta = (
+        copy.deepcopy(source.file_meta)
+        if getattr(source, "file_meta", None) is not None
+        else FileMetaDataset()
+    )
     meta.TransferSyntaxUID = ExplicitVRLittleEndian
     meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
     if "SOPClassUID" in ds:
@@ -97,11 +108,15 @@ def _set_pixels(ds: Dataset, source: Dataset, frames: np.ndarray) -> None:
         ds.NumberOfFrames = int(frames.shape[0])
     ds.BitsAllocated = 8 if frames.dtype.itemsize == 1 else 16
     frames = frames.astype(frames.dtype.newbyteorder("<"), copy=False)
-    ds.PixelData = (frames[0] if frames.shape[0] == 1 and "NumberOfFrames" not in source else frames).tobytes()
+    ds.PixelData = (
+        frames[0] if frames.shape[0] == 1 and "NumberOfFrames" not in source else frames
+    ).tobytes()
     ds["PixelData"].VR = "OB" if ds.BitsAllocated == 8 else "OW"
 
 
-def derived_dataset(source: Dataset, frames: np.ndarray, *, scale: int, series_uid: str, model_name: str) -> Dataset:
+def derived_dataset(
+    source: Dataset, frames: np.ndarray, *, scale: int, series_uid: str, model_name: str
+) -> Dataset:
     """A new dataset for ``frames`` (F, H*scale, W*scale) of stored values, derived from ``source``
     (a header, with or without pixel data; it is not modified)."""
     ds = copy.deepcopy(source)
@@ -162,6 +177,10 @@ def write_dicom_like(
     stored = [stored_values(values, header, index) for index, values in enumerate(frames)]
     wrong = [item.shape for item in stored if item.shape != expected]
     if not stored or wrong:
-        raise ValueError(f"expected frames of shape {expected} (source x{scale}), got {wrong[0] if wrong else 'none'}")
-    derived = derived_dataset(header, np.stack(stored), scale=scale, series_uid=series_uid or generate_uid(), model_name=model_name)
+        raise ValueError(
+            f"expected frames of shape {expected} (source x{scale}), got {wrong[0] if wrong else 'none'}"
+        )
+    derived = derived_dataset(
+        header, np.stack(stored), scale=scale, series_uid=series_uid or generate_uid(), model_name=model_name
+    )
     write_dataset(derived, target)

@@ -15,7 +15,6 @@ import numpy as np
 
 from medsr.io.types import IntensityMapping, SliceMeta
 
-
 #: The 12-bit CT range in HU (stored 0..4095 with intercept -1024).
 CT_FULL_RANGE = (-1024.0, 3071.0)
 
@@ -52,7 +51,9 @@ def value_samples(pixels: np.ndarray, count: int = 1024) -> np.ndarray:
     return np.concatenate([flat[::step], [flat.min(), flat.max()]]).astype(np.float32)
 
 
-def fit_mapping(meta: SliceMeta, samples: np.ndarray, policy: IntensityPolicy = IntensityPolicy()) -> IntensityMapping:
+def fit_mapping(
+    meta: SliceMeta, samples: np.ndarray, policy: IntensityPolicy = IntensityPolicy()
+) -> IntensityMapping:
     """Intensity mapping for a series.
 
     Args:
@@ -91,4 +92,6 @@ def policy_from_dict(settings: dict) -> IntensityPolicy:
     """An ``IntensityPolicy`` from prepare.json-style settings (``ct_window``, ``percentiles``)."""
     window = settings.get("ct_window", CT_FULL_RANGE)
     window = tuple(float(v) for v in window) if isinstance(window, (list, tuple)) else window
-    return IntensityPolicy(ct_window=window, percentiles=tuple(float(v) for v in settings.get("percentiles", (0.0, 100.0))))
+    return IntensityPolicy(
+        ct_window=window, percentiles=tuple(float(v) for v in settings.get("percentiles", (0.0, 100.0)))
+    )

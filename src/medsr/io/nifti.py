@@ -21,7 +21,9 @@ def _load(path: Path) -> tuple[nib.spatialimages.SpatialImage, np.ndarray]:
         image = nib.load(str(path))
         return image, np.asarray(image.dataobj, dtype=np.float32)
     except Exception as exc:
-        raise UnreadableImage(f"cannot read NIfTI ({type(exc).__name__}: {' '.join(str(exc).split())[:120]})") from None
+        raise UnreadableImage(
+            f"cannot read NIfTI ({type(exc).__name__}: {' '.join(str(exc).split())[:120]})"
+        ) from None
 
 
 def read_nifti(path: str | Path, *, axes: Iterable[str] = ("axial",)) -> list[Slice]:
@@ -56,8 +58,12 @@ def read_nifti_volume(path: str | Path) -> Volume:
     image, data = _load(path)
     if data.ndim not in (2, 3, 4) or not np.all(np.isfinite(data)):
         raise UnreadableImage("expected a finite 2-D, 3-D or 4-D volume")
-    meta = SliceMeta(source=str(path), format="nifti", modality=read_sidecar(path).get("Modality", "MR"),
-                     stored_dtype=str(image.get_data_dtype()))
+    meta = SliceMeta(
+        source=str(path),
+        format="nifti",
+        modality=read_sidecar(path).get("Modality", "MR"),
+        stored_dtype=str(image.get_data_dtype()),
+    )
     return Volume(data, meta)
 
 
@@ -69,7 +75,9 @@ def _scaled_affine(affine: np.ndarray, scale: int) -> np.ndarray:
     return affine @ voxel
 
 
-def _to_stored(values: np.ndarray, header: nib.Nifti1Header, dtype: np.dtype) -> tuple[np.ndarray, float, float]:
+def _to_stored(
+    values: np.ndarray, header: nib.Nifti1Header, dtype: np.dtype
+) -> tuple[np.ndarray, float, float]:
     """Physical values -> (stored array of ``dtype``, slope, intercept): integer types keep the
     source's scl_slope/scl_inter (rounded, clipped to the type); float types store values as they are."""
     slope, inter = header.get_slope_inter()

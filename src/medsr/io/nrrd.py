@@ -28,7 +28,11 @@ def _affine(header: dict, ndim: int) -> np.ndarray:
         if spacings is not None:
             affine[:ndim, :ndim] = np.diag(np.asarray(spacings, float)[:3])
         return affine
-    rows = [np.asarray(d, float) for d in directions if d is not None and not np.all(np.isnan(np.asarray(d, float)))]
+    rows = [
+        np.asarray(d, float)
+        for d in directions
+        if d is not None and not np.all(np.isnan(np.asarray(d, float)))
+    ]
     if len(rows) < 3:
         return affine
     affine[:3, :3] = np.stack(rows[:3], axis=1)
@@ -47,7 +51,11 @@ def read_nrrd(path: str | Path, *, axes: Iterable[str] = ("axial",)) -> list[Sli
     """
     path = Path(path)
     data, header = _read(path)
-    if data.ndim == 4 and data.shape[0] in (3, 4) and header.get("kinds", [""])[0] in ("RGB-color", "RGBA-color", "vector", "3-color"):
+    if (
+        data.ndim == 4
+        and data.shape[0] in (3, 4)
+        and header.get("kinds", [""])[0] in ("RGB-color", "RGBA-color", "vector", "3-color")
+    ):
         raise UnreadableImage(f"colour image (NRRD kind {header['kinds'][0]})")
     stored_dtype = str(data.dtype)
     if data.ndim == 2:
@@ -57,7 +65,13 @@ def read_nrrd(path: str | Path, *, axes: Iterable[str] = ("axial",)) -> list[Sli
     else:
         raise UnreadableImage(f"expected a 2-D or 3-D NRRD, got {data.ndim} dimensions")
     return volume_to_slices(
-        data.astype(np.float32, copy=False), affine, path, axes=axes, unit="stored", stored_dtype=stored_dtype, file_format="nrrd"
+        data.astype(np.float32, copy=False),
+        affine,
+        path,
+        axes=axes,
+        unit="stored",
+        stored_dtype=stored_dtype,
+        file_format="nrrd",
     )
 
 
@@ -69,7 +83,15 @@ _NRRD_TYPES = {
     "u2": ("ushort", "unsigned short", "unsigned short int", "uint16", "uint16_t"),
     "i4": ("int", "signed int", "int32", "int32_t"),
     "u4": ("uint", "unsigned int", "uint32", "uint32_t"),
-    "i8": ("longlong", "long long", "long long int", "signed long long", "signed long long int", "int64", "int64_t"),
+    "i8": (
+        "longlong",
+        "long long",
+        "long long int",
+        "signed long long",
+        "signed long long int",
+        "int64",
+        "int64_t",
+    ),
     "u8": ("ulonglong", "unsigned long long", "unsigned long long int", "uint64", "uint64_t"),
     "f4": ("float",),
     "f8": ("double",),
@@ -81,7 +103,9 @@ def _read(path: Path) -> tuple[np.ndarray, dict]:
     try:
         return nrrd.read(str(path))
     except Exception as exc:
-        raise UnreadableImage(f"cannot read NRRD ({type(exc).__name__}: {' '.join(str(exc).split())[:120]})") from None
+        raise UnreadableImage(
+            f"cannot read NRRD ({type(exc).__name__}: {' '.join(str(exc).split())[:120]})"
+        ) from None
 
 
 def read_nrrd_volume(path: str | Path) -> Volume:
@@ -94,20 +118,31 @@ def read_nrrd_volume(path: str | Path) -> Volume:
     data, _ = _read(path)
     if data.ndim not in (2, 3) or not np.all(np.isfinite(data)):
         raise UnreadableImage("expected a finite 2-D or 3-D NRRD")
-    meta = SliceMeta(source=str(path), format="nrrd", modality=read_sidecar(path).get("Modality", "OT"), stored_dtype=str(data.dtype))
+    meta = SliceMeta(
+        source=str(path),
+        format="nrrd",
+        modality=read_sidecar(path).get("Modality", "OT"),
+        stored_dtype=str(data.dtype),
+    )
     return Volume(data.astype(np.float32), meta)
 
 
 def _scaled_header(header: dict, scale: int) -> dict:
     """The source header for a grid ``scale`` times finer in the first two axes, covering the
     same field of view (``space directions``/``space origin``, or ``spacings``)."""
-    header = {k: v for k, v in header.items() if k not in ("sizes", "data file", "datafile", "line skip", "byte skip")}
+    header = {
+        k: v
+        for k, v in header.items()
+        if k not in ("sizes", "data file", "datafile", "line skip", "byte skip")
+    }
     directions = header.get("space directions")
     if directions is not None:
         directions = np.array(directions, dtype=float)
         if "space origin" in header:
             shift = -(1.0 - 1.0 / scale) / 2.0
-            header["space origin"] = np.asarray(header["space origin"], float) + shift * (directions[0] + directions[1])
+            header["space origin"] = np.asarray(header["space origin"], float) + shift * (
+                directions[0] + directions[1]
+            )
         directions[:2] = directions[:2] / scale
         header["space directions"] = directions
     elif header.get("spacings") is not None:

@@ -35,4 +35,8 @@ def read_sidecar(path: Path) -> dict[str, str]:
         data = json.loads(candidate.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
-    return {str(k): str(v) for k, v in data.items() if isinstance(v, (str, int, float))} if isinstance(data, dict) else {}
+    return (
+        {str(k): str(v) for k, v in data.items() if isinstance(v, (str, int, float))}
+        if isinstance(data, dict)
+        else {}
+    )

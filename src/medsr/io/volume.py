@@ -117,4 +117,6 @@ def check_scaled_shape(source_shape: tuple[int, ...], result_shape: tuple[int, .
     (the in-plane ones that ``medsr enhance`` super-resolves) times ``scale``."""
     expected = (source_shape[0] * scale, source_shape[1] * scale, *source_shape[2:])
     if tuple(result_shape) != tuple(expected):
-        raise ValueError(f"expected a volume of shape {tuple(expected)} (source x{scale} in-plane), got {tuple(result_shape)}")
+        raise ValueError(
+            f"expected a volume of shape {tuple(expected)} (source x{scale} in-plane), got {tuple(result_shape)}"
+        )

@@ -1,9 +1,9 @@
 """The model registry: interpolation baselines and networks behind one interface (``SRModel``).
 
-    build_model("bicubic", scale=4)      # a fresh model by registry name (networks: untrained)
-    list_models()                        # names known to the registry
-    load_model("bicubic")                # a ready model: a baseline by name, or a checkpoint path
-    load_model("runs/x/best.pt")         # a trained network from a self-describing checkpoint
+build_model("bicubic", scale=4)      # a fresh model by registry name (networks: untrained)
+list_models()                        # names known to the registry
+load_model("bicubic")                # a ready model: a baseline by name, or a checkpoint path
+load_model("runs/x/best.pt")         # a trained network from a self-describing checkpoint
 """
 
 from __future__ import annotations
@@ -46,11 +46,15 @@ def list_models() -> list[str]:
 def build_model(name: str, **kwargs) -> SRModel:
     """A new model by registry name; ``kwargs`` go to its constructor (networks start untrained)."""
     if name not in _REGISTRY:
-        raise MedsrError(f"unknown model {name!r}; known models: {', '.join(list_models())}, or a checkpoint path")
+        raise MedsrError(
+            f"unknown model {name!r}; known models: {', '.join(list_models())}, or a checkpoint path"
+        )
     return _REGISTRY[name](**kwargs)
 
 
-def load_model(path_or_name: str | Path, *, device: str = "auto", scale: int | None = None, **kwargs) -> SRModel:
+def load_model(
+    path_or_name: str | Path, *, device: str = "auto", scale: int | None = None, **kwargs
+) -> SRModel:
     """A ready-to-use model: an interpolation baseline by name, or a network from a checkpoint.
 
     Args:
@@ -63,9 +67,13 @@ def load_model(path_or_name: str | Path, *, device: str = "auto", scale: int | N
     if text in INTERPOLATIONS:
         return build_model(text, scale=scale or 4)
     if text in ARCHITECTURES:
-        raise MedsrError(f"{text} needs trained weights: give the path of a checkpoint (e.g. runs/<name>/best.pt)")
+        raise MedsrError(
+            f"{text} needs trained weights: give the path of a checkpoint (e.g. runs/<name>/best.pt)"
+        )
     if not Path(text).exists():
-        raise MedsrError(f"unknown model {text!r}; known models: {', '.join(list_models())}, or a checkpoint path")
+        raise MedsrError(
+            f"unknown model {text!r}; known models: {', '.join(list_models())}, or a checkpoint path"
+        )
     from medsr.models.checkpoint import read_checkpoint
 
     checkpoint = read_checkpoint(text)
@@ -78,8 +86,17 @@ def load_model(path_or_name: str | Path, *, device: str = "auto", scale: int | N
     if scale is not None and scale != model_scale:
         raise MedsrError(f"{text} is a x{model_scale} model, x{scale} was asked for")
     name = str(checkpoint.get("config", {}).get("name") or entry["name"])
-    return NetworkModel(module, name, model_scale, device=device, source=text, kwargs=entry["kwargs"],
-                        intensity=checkpoint.get("intensity") or {}, trained_on=_training_record(checkpoint), **kwargs)
+    return NetworkModel(
+        module,
+        name,
+        model_scale,
+        device=device,
+        source=text,
+        kwargs=entry["kwargs"],
+        intensity=checkpoint.get("intensity") or {},
+        trained_on=_training_record(checkpoint),
+        **kwargs,
+    )
 
 
 def _training_record(checkpoint: dict) -> dict | None:
@@ -96,5 +113,11 @@ for _method in INTERPOLATIONS:
 
 @register_model("srresnet")
 def _srresnet(scale: int = 4, blocks: int = 16, channels: int = 64, device: str = "auto") -> SRModel:
-    return NetworkModel(SRResNet(scale, blocks, channels), "srresnet", scale, device=device,
-                        kwargs={"scale": scale, "blocks": blocks, "channels": channels}, trained_on={})
+    return NetworkModel(
+        SRResNet(scale, blocks, channels),
+        "srresnet",
+        scale,
+        device=device,
+        kwargs={"scale": scale, "blocks": blocks, "channels": channels},
+        trained_on={},
+    )

@@ -41,7 +41,9 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     except Exception as exc:
         raise MedsrError(f"{path}: not a readable checkpoint ({type(exc).__name__})") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
-        raise MedsrError(f"{path}: not a medsr checkpoint (format {data.get('format') if isinstance(data, dict) else '?'})")
+        raise MedsrError(
+            f"{path}: not a medsr checkpoint (format {data.get('format') if isinstance(data, dict) else '?'})"
+        )
     return data
 
 

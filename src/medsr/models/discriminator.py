@@ -28,7 +28,16 @@ class Discriminator(nn.Module):
             raise ValueError(f"discriminator variant must be one of {', '.join(VARIANTS)}, got {variant!r}")
         layers: list[nn.Module] = []
         channels_in = in_channels
-        plan = [(width, 1), (width, 2), (2 * width, 1), (2 * width, 2), (4 * width, 1), (4 * width, 2), (8 * width, 1), (8 * width, 2)]
+        plan = [
+            (width, 1),
+            (width, 2),
+            (2 * width, 1),
+            (2 * width, 2),
+            (4 * width, 1),
+            (4 * width, 2),
+            (8 * width, 1),
+            (8 * width, 2),
+        ]
         for index, (channels, stride) in enumerate(plan):
             layers.append(nn.Conv2d(channels_in, channels, 3, stride=stride, padding=1))
             if index > 0:
@@ -40,7 +49,11 @@ class Discriminator(nn.Module):
             self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(channels_in, 1))
         else:
             self.head = nn.Sequential(
-                nn.AdaptiveAvgPool2d(6), nn.Flatten(), nn.Linear(channels_in * 36, 1024), nn.LeakyReLU(0.2, inplace=True), nn.Linear(1024, 1)
+                nn.AdaptiveAvgPool2d(6),
+                nn.Flatten(),
+                nn.Linear(channels_in * 36, 1024),
+                nn.LeakyReLU(0.2, inplace=True),
+                nn.Linear(1024, 1),
             )
         self.variant = variant
 

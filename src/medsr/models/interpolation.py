@@ -8,7 +8,10 @@ import numpy as np
 from medsr.choices import INTERPOLATIONS
 from medsr.models.base import SRModel
 
-__all__ = ["INTERPOLATIONS", "InterpolationModel"]  # INTERPOLATIONS: re-exported (evaluate imports it from here)
+__all__ = [
+    "INTERPOLATIONS",
+    "InterpolationModel",
+]  # INTERPOLATIONS: re-exported (evaluate imports it from here)
 
 _FLAGS = {  # one per name of INTERPOLATIONS (medsr.choices), in its order
     "nearest": cv2.INTER_NEAREST,
@@ -44,4 +47,3 @@ class InterpolationModel(SRModel):
 
     def describe(self) -> dict:
         return {**super().describe(), "library": f"OpenCV {cv2.__version__} cv2.resize"}
-

@@ -54,9 +54,22 @@ class NetworkModel(SRModel):
         trained_on: the checkpoint's ``trained_on`` record (``data.provenance``); None: unknown.
     """
 
-    def __init__(self, module: nn.Module, name: str, scale: int, *, device: str = "auto", fold_bn: bool = True,
-                 source: str = "", batch_size: int = 8, kwargs: dict | None = None, intensity: dict | None = None,
-                 precision: str = "fp32", compile: bool = False, trained_on: dict | None = None) -> None:
+    def __init__(
+        self,
+        module: nn.Module,
+        name: str,
+        scale: int,
+        *,
+        device: str = "auto",
+        fold_bn: bool = True,
+        source: str = "",
+        batch_size: int = 8,
+        kwargs: dict | None = None,
+        intensity: dict | None = None,
+        precision: str = "fp32",
+        compile: bool = False,
+        trained_on: dict | None = None,
+    ) -> None:
         if precision not in PRECISIONS:
             raise MedsrError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
         self.name, self.scale, self.source, self.batch_size = name, int(scale), source, batch_size
@@ -87,5 +100,10 @@ class NetworkModel(SRModel):
         return np.concatenate(outputs)
 
     def describe(self) -> dict:
-        return {**super().describe(), "source": self.source, "kwargs": self.kwargs, "device": str(self.device),
-                "precision": self.precision}
+        return {
+            **super().describe(),
+            "source": self.source,
+            "kwargs": self.kwargs,
+            "device": str(self.device),
+            "precision": self.precision,
+        }

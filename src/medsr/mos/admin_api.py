@@ -28,10 +28,23 @@ router = APIRouter(prefix="/api/admin", dependencies=[Depends(require_admin)])
 @router.get("/progress")
 def admin_progress(ctx: Context) -> dict:
     counts, per_rater = ctx.db.ratings_per_rater(), ctx.study.n_ratings_per_rater
-    return {"title": ctx.study.title, "n_trials": len(ctx.study.trials), "ratings_per_rater": per_rater,
-            "raters": [{"rater_id": r.public_id, "alias": r.alias, "link": f"/r/{r.token}", "calibrated": r.calibration is not None,
-                        "ratings": counts.get(r.id, 0), "complete": counts.get(r.id, 0) == per_rater,
-                        "created_at": r.created_at.isoformat()} for r in ctx.db.raters()]}
+    return {
+        "title": ctx.study.title,
+        "n_trials": len(ctx.study.trials),
+        "ratings_per_rater": per_rater,
+        "raters": [
+            {
+                "rater_id": r.public_id,
+                "alias": r.alias,
+                "link": f"/r/{r.token}",
+                "calibrated": r.calibration is not None,
+                "ratings": counts.get(r.id, 0),
+                "complete": counts.get(r.id, 0) == per_rater,
+                "created_at": r.created_at.isoformat(),
+            }
+            for r in ctx.db.raters()
+        ],
+    }
 
 
 @router.post("/raters", status_code=201)
@@ -43,8 +56,11 @@ def admin_invite(body: EnrolIn, ctx: Context) -> dict:
 def admin_csv(ctx: Context) -> PlainTextResponse:
     from medsr.mos.report import ratings_csv
 
-    return PlainTextResponse(ratings_csv(ctx.study, ctx.db.ratings()), media_type="text/csv",
-                             headers={"Content-Disposition": f'attachment; filename="{layout.MOS_RATINGS}"'})
+    return PlainTextResponse(
+        ratings_csv(ctx.study, ctx.db.ratings()),
+        media_type="text/csv",
+        headers={"Content-Disposition": f'attachment; filename="{layout.MOS_RATINGS}"'},
+    )
 
 
 @router.get("/results")

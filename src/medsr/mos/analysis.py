@@ -21,16 +21,39 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import stats as sps
 
-from medsr.mos.study import (CHECK_DEGRADED, CHECK_ORIGINAL, DEGRADED_CHECK_FAIL_AT_LEAST, METHOD,
-                             NARROW_SCREEN_PX, ORIGINAL_CHECK_FAIL_AT_MOST, REPEAT, Study)
+from medsr.mos.study import (
+    CHECK_DEGRADED,
+    CHECK_ORIGINAL,
+    DEGRADED_CHECK_FAIL_AT_LEAST,
+    METHOD,
+    NARROW_SCREEN_PX,
+    ORIGINAL_CHECK_FAIL_AT_MOST,
+    REPEAT,
+    Study,
+)
 
 FAILED_CHECKS_FLAG = 0.5  # flag at this share of failed attention checks
 ANTI_CONSENSUS_P = 0.05
 MIN_ITEMS_FOR_CORRELATION = 5
 FAST_SERVER_SECONDS = 1.0  # flag a median server-side time per trial under this (seconds)
-RATING_COLUMNS = ("rating_id", "rater_id", "rater_alias", "trial_id", "image_key", "item_id", "kind", "method", "score",
-                  "shown_at", "viewport_width", "viewport_height", "device_pixel_ratio", "trial_seconds",
-                  "server_seconds", "created_at")
+RATING_COLUMNS = (
+    "rating_id",
+    "rater_id",
+    "rater_alias",
+    "trial_id",
+    "image_key",
+    "item_id",
+    "kind",
+    "method",
+    "score",
+    "shown_at",
+    "viewport_width",
+    "viewport_height",
+    "device_pixel_ratio",
+    "trial_seconds",
+    "server_seconds",
+    "created_at",
+)
 
 
 def annotate(study: Study, ratings: Sequence[dict]) -> list[dict]:
@@ -55,19 +78,30 @@ def analyse(study: Study, ratings: Sequence[dict], *, n_resamples: int = 2000, s
     raters = _rater_quality(rows)
     flagged = {r["rater_id"] for r in raters if r["flagged"]}
     result = {
-        "study": {"title": study.title, "study_id": study.study_id, "n_trials": len(study.trials),
-                  "methods": list(study.methods), "baseline": study.baseline},
-        "n_ratings": len(rows), "n_raters": len(raters), "n_flagged": len(flagged),
-        "rules": {"attention_check_fails": f"original <= {ORIGINAL_CHECK_FAIL_AT_MOST} or degraded >= {DEGRADED_CHECK_FAIL_AT_LEAST}",
-                  "flag_failed_checks_share": FAILED_CHECKS_FLAG,
-                  "flag_anti_consensus": f"Spearman rho < 0 with one-sided p < {ANTI_CONSENSUS_P} "
-                                         f"(at least {MIN_ITEMS_FOR_CORRELATION} items)",
-                  "flag_fast_server_seconds": FAST_SERVER_SECONDS,
-                  "flag_constant_scores": f"every score the same (at least {MIN_ITEMS_FOR_CORRELATION} items)",
-                  "ci": f"95% percentile bootstrap over raters and images, {n_resamples} resamples, seed {seed}"},
+        "study": {
+            "title": study.title,
+            "study_id": study.study_id,
+            "n_trials": len(study.trials),
+            "methods": list(study.methods),
+            "baseline": study.baseline,
+        },
+        "n_ratings": len(rows),
+        "n_raters": len(raters),
+        "n_flagged": len(flagged),
+        "rules": {
+            "attention_check_fails": f"original <= {ORIGINAL_CHECK_FAIL_AT_MOST} or degraded >= {DEGRADED_CHECK_FAIL_AT_LEAST}",
+            "flag_failed_checks_share": FAILED_CHECKS_FLAG,
+            "flag_anti_consensus": f"Spearman rho < 0 with one-sided p < {ANTI_CONSENSUS_P} "
+            f"(at least {MIN_ITEMS_FOR_CORRELATION} items)",
+            "flag_fast_server_seconds": FAST_SERVER_SECONDS,
+            "flag_constant_scores": f"every score the same (at least {MIN_ITEMS_FOR_CORRELATION} items)",
+            "ci": f"95% percentile bootstrap over raters and images, {n_resamples} resamples, seed {seed}",
+        },
         "raters": raters,
         "all_raters": _population(study, rows, n_resamples, seed),
-        "without_flagged": _population(study, [r for r in rows if r["rater_id"] not in flagged], n_resamples, seed),
+        "without_flagged": _population(
+            study, [r for r in rows if r["rater_id"] not in flagged], n_resamples, seed
+        ),
     }
     return result
 
@@ -77,8 +111,14 @@ def _population(study: Study, rows: list[dict], n_resamples: int, seed: int) -> 
     method_rows = [r for r in rows if r["kind"] == METHOD]
     rater_ids = sorted({r["rater_id"] for r in method_rows})
     image_keys = sorted({r["image_key"] for r in method_rows})
-    out: dict = {"n_raters": len(rater_ids), "n_images": len(image_keys), "n_ratings": len(method_rows),
-                 "methods": {}, "vs_baseline": {}, "checks": {}}
+    out: dict = {
+        "n_raters": len(rater_ids),
+        "n_images": len(image_keys),
+        "n_ratings": len(method_rows),
+        "methods": {},
+        "vs_baseline": {},
+        "checks": {},
+    }
     for kind in (CHECK_ORIGINAL, CHECK_DEGRADED):
         scores = [r["score"] for r in rows if r["kind"] == kind]
         out["checks"][kind] = {"mean": float(np.mean(scores)) if scores else None, "n": len(scores)}
@@ -108,8 +148,15 @@ def _population(study: Study, rows: list[dict], n_resamples: int, seed: int) -> 
         n = int(count[..., k].sum())
         mos = float(total[..., k].sum() / n) if n else None
         low, high = _percentiles(boot[:, k])
-        out["methods"][method] = {"mos": mos, "ci_low": low, "ci_high": high, "n_ratings": n,
-                                  "sd": float(np.std([r["score"] for r in method_rows if r["method"] == method], ddof=1)) if n > 1 else None}
+        out["methods"][method] = {
+            "mos": mos,
+            "ci_low": low,
+            "ci_high": high,
+            "n_ratings": n,
+            "sd": float(np.std([r["score"] for r in method_rows if r["method"] == method], ddof=1))
+            if n > 1
+            else None,
+        }
     base = methods.index(study.baseline)
     for k, method in enumerate(methods):
         if k == base or out["methods"][method]["mos"] is None or not out["methods"][study.baseline]["mos"]:
@@ -118,8 +165,14 @@ def _population(study: Study, rows: list[dict], n_resamples: int, seed: int) -> 
         with np.errstate(invalid="ignore", divide="ignore"):
             low, high = _percentiles(100.0 * (boot[:, k] / boot[:, base] - 1.0))
             diff_low, diff_high = _percentiles(boot[:, k] - boot[:, base])
-        out["vs_baseline"][method] = {"improvement_pct": 100.0 * (mos / ref - 1.0), "ci_low": low, "ci_high": high,
-                                      "mos_diff": mos - ref, "diff_ci_low": diff_low, "diff_ci_high": diff_high}
+        out["vs_baseline"][method] = {
+            "improvement_pct": 100.0 * (mos / ref - 1.0),
+            "ci_low": low,
+            "ci_high": high,
+            "mos_diff": mos - ref,
+            "diff_ci_low": diff_low,
+            "diff_ci_high": diff_high,
+        }
     out["agreement"] = krippendorff_alpha(method_rows)
     return out
 
@@ -146,7 +199,11 @@ def krippendorff_alpha(rows: Sequence[dict]) -> dict:
     pairable = int((np.isfinite(matrix).sum(axis=0) >= 2).sum())
     alpha = None
     if len(raters) >= 2 and pairable and np.unique(matrix[np.isfinite(matrix)]).size > 1:
-        alpha = float(krippendorff.alpha(reliability_data=matrix, level_of_measurement="ordinal", value_domain=[1, 2, 3, 4, 5]))
+        alpha = float(
+            krippendorff.alpha(
+                reliability_data=matrix, level_of_measurement="ordinal", value_domain=[1, 2, 3, 4, 5]
+            )
+        )
     return {"krippendorff_alpha_ordinal": alpha, "n_units": pairable, "n_raters": len(raters)}
 
 
@@ -161,8 +218,12 @@ def _rater_quality(rows: list[dict]) -> list[dict]:
     quality = []
     for rater_id, mine in sorted(by_rater.items()):
         checks = [r for r in mine if r["kind"] in (CHECK_ORIGINAL, CHECK_DEGRADED)]
-        failed = sum(1 for r in checks if (r["kind"] == CHECK_ORIGINAL and r["score"] <= ORIGINAL_CHECK_FAIL_AT_MOST)
-                     or (r["kind"] == CHECK_DEGRADED and r["score"] >= DEGRADED_CHECK_FAIL_AT_LEAST))
+        failed = sum(
+            1
+            for r in checks
+            if (r["kind"] == CHECK_ORIGINAL and r["score"] <= ORIGINAL_CHECK_FAIL_AT_MOST)
+            or (r["kind"] == CHECK_DEGRADED and r["score"] >= DEGRADED_CHECK_FAIL_AT_LEAST)
+        )
         own, consensus = [], []
         for row in mine:
             others = [s for other, s in by_item[row["item_id"]].items() if other != rater_id]
@@ -182,15 +243,29 @@ def _rater_quality(rows: list[dict]) -> list[dict]:
             reasons.append(f"gave every image the same score ({mine[0]['score']})")
         server = median_server_seconds(mine)
         if server is not None and server < FAST_SERVER_SECONDS:
-            reasons.append(f"implausibly fast: median {server:.2f} s per trial on the server's clock "
-                           f"(under {FAST_SERVER_SECONDS:g} s)")
+            reasons.append(
+                f"implausibly fast: median {server:.2f} s per trial on the server's clock "
+                f"(under {FAST_SERVER_SECONDS:g} s)"
+            )
         narrow = sum(1 for r in mine if r["viewport_width"] < NARROW_SCREEN_PX)
         times = [r["trial_seconds"] for r in mine if r.get("trial_seconds") is not None]
-        quality.append({"rater_id": rater_id, "alias": mine[0]["rater_alias"], "n_ratings": len(mine),
-                        "checks": len(checks), "checks_failed": failed, "consensus_rho": rho, "consensus_p": p_value,
-                        "narrow_screen_ratings": narrow, "median_trial_seconds": float(np.median(times)) if times else None,
-                        "median_server_seconds": server, "repeat_difference": repeat_difference(mine),
-                        "flagged": bool(reasons), "reasons": reasons})
+        quality.append(
+            {
+                "rater_id": rater_id,
+                "alias": mine[0]["rater_alias"],
+                "n_ratings": len(mine),
+                "checks": len(checks),
+                "checks_failed": failed,
+                "consensus_rho": rho,
+                "consensus_p": p_value,
+                "narrow_screen_ratings": narrow,
+                "median_trial_seconds": float(np.median(times)) if times else None,
+                "median_server_seconds": server,
+                "repeat_difference": repeat_difference(mine),
+                "flagged": bool(reasons),
+                "reasons": reasons,
+            }
+        )
     return quality
 
 
@@ -201,7 +276,12 @@ def repeat_difference(rows: Sequence[dict]) -> float | None:
     for row in rows:
         if row["kind"] in (METHOD, REPEAT):
             by_trial[row["image_key"]][row["method"]].append(row["score"])
-    differences = [abs(scores[0] - scores[1]) for trial in by_trial.values() for scores in trial.values() if len(scores) == 2]
+    differences = [
+        abs(scores[0] - scores[1])
+        for trial in by_trial.values()
+        for scores in trial.values()
+        if len(scores) == 2
+    ]
     return float(np.mean(differences)) if differences else None
 
 

@@ -35,7 +35,9 @@ from medsr.mos.study import IMAGE_NAME, Study
 
 STATIC = Path(__file__).parent / "static"
 DEFAULT_MAX_RATERS = 200  # open enrolment closes here: bounds what an anonymous visitor can add
-IMAGE_HEADERS = {"Cache-Control": "private, max-age=3600"}  # the same for every image: no ETag, no Last-Modified
+IMAGE_HEADERS = {
+    "Cache-Control": "private, max-age=3600"
+}  # the same for every image: no ETag, no Last-Modified
 
 pages = APIRouter()
 
@@ -71,16 +73,29 @@ async def _invalid(request: Request, exc: RequestValidationError) -> JSONRespons
     return JSONResponse({"detail": "invalid request", "fields": invalid_fields(exc)}, status_code=422)
 
 
-def create_app(study: Study, db: Database, admin_token: str, *, invite_only: bool = False,
-               max_raters: int = DEFAULT_MAX_RATERS, public_url: str | None = None) -> FastAPI:
+def create_app(
+    study: Study,
+    db: Database,
+    admin_token: str,
+    *,
+    invite_only: bool = False,
+    max_raters: int = DEFAULT_MAX_RATERS,
+    public_url: str | None = None,
+) -> FastAPI:
     """The ASGI app of one study. ``admin_token`` guards ``/admin`` APIs; ``invite_only`` closes
     ``POST /api/raters``, which otherwise closes once the study has ``max_raters`` raters (invitations
     made on the admin page are always possible). ``public_url`` (e.g. ``https://study.example.org``):
     requests for any other host than its own and loopback are refused."""
     app = FastAPI(title=f"medsr MOS: {study.title}", docs_url=None, redoc_url=None, openapi_url=None)
     app.router.redirect_slashes = False  # Starlette builds those redirects from the request's Host header
-    app.state.study = StudyContext(study, db, admin_token, invite_only, max_raters,
-                                   {name: (study.images_dir / name).read_bytes() for name in study.image_files})
+    app.state.study = StudyContext(
+        study,
+        db,
+        admin_token,
+        invite_only,
+        max_raters,
+        {name: (study.images_dir / name).read_bytes() for name in study.image_files},
+    )
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     for router in (pages, rater_api.router, admin_api.router):
         app.include_router(router)

@@ -28,9 +28,24 @@ from medsr.eval_outputs import INDEX, REFERENCE, read_index
 from medsr.fsutil import atomic_write_csv, atomic_write_json
 from medsr.io.raster import read_png16
 from medsr.metrics import body_mask
-from medsr.mos.study import (CHECK_DEGRADED, CHECK_ORIGINAL, DEGRADED_CHECK_FAIL_AT_LEAST, FORMAT, IMAGES, METHOD,
-                             ORIGINAL_CHECK_FAIL_AT_MOST, PROVENANCE, REPEAT, SCALE_LABELS, STUDY_FILE, CalibrationItem,
-                             Item, Study, Trial, load_study)
+from medsr.mos.study import (
+    CHECK_DEGRADED,
+    CHECK_ORIGINAL,
+    DEGRADED_CHECK_FAIL_AT_LEAST,
+    FORMAT,
+    IMAGES,
+    METHOD,
+    ORIGINAL_CHECK_FAIL_AT_MOST,
+    PROVENANCE,
+    REPEAT,
+    SCALE_LABELS,
+    STUDY_FILE,
+    CalibrationItem,
+    Item,
+    Study,
+    Trial,
+    load_study,
+)
 
 
 @dataclass(frozen=True)
@@ -42,7 +57,9 @@ class StudyOptions:
     baseline: str | None = None  # method the others are compared with; default: the first method
     crop: int = 256  # side of the square region shown, in HR pixels (smaller images are shown whole)
     window_percentiles: tuple[float, float] = (0.5, 99.5)  # display window from the original's region
-    check_fraction: float = 0.25  # share of trials whose hidden item is an attention check (at least 2); the rest repeat a method
+    check_fraction: float = (
+        0.25  # share of trials whose hidden item is an attention check (at least 2); the rest repeat a method
+    )
     seed: int = 0
     title: str = "Super-resolution reader study"
 
@@ -77,8 +94,10 @@ def create_study(eval_dir: str | Path, out: str | Path, options: StudyOptions) -
     eval_dir, out = Path(eval_dir), Path(out)
     rows = read_index(eval_dir)
     if rows is None:
-        raise MedsrError(f"{eval_dir}: no saved reconstructions ({eval_dir / INDEX} missing); "
-                         "run medsr evaluate with --save-outputs (medsr run keeps them for the test split)")
+        raise MedsrError(
+            f"{eval_dir}: no saved reconstructions ({eval_dir / INDEX} missing); "
+            "run medsr evaluate with --save-outputs (medsr run keeps them for the test split)"
+        )
     if out.exists():
         raise MedsrError(f"{out}: already exists; choose a new study folder")
     files: dict[str, dict[str, Path]] = defaultdict(dict)
@@ -90,10 +109,14 @@ def create_study(eval_dir: str | Path, out: str | Path, options: StudyOptions) -
     for method in options.methods:
         if method not in available:
             raise MedsrError(f"--methods: {method} is not in {eval_dir} (it has {', '.join(available)})")
-    complete = [i for i in sorted(files) if REFERENCE in files[i] and all(m in files[i] for m in options.methods)]
+    complete = [
+        i for i in sorted(files) if REFERENCE in files[i] and all(m in files[i] for m in options.methods)
+    ]
     if len(complete) < options.n_images + 1:
-        raise MedsrError(f"--images {options.n_images}: {eval_dir} has {len(complete)} images with every method; "
-                         f"a study needs --images + 1 (one for the calibration trial)")
+        raise MedsrError(
+            f"--images {options.n_images}: {eval_dir} has {len(complete)} images with every method; "
+            f"a study needs --images + 1 (one for the calibration trial)"
+        )
     chosen = _spread_over_patients(complete, info, options.n_images + 1, options.seed)
     rng = np.random.default_rng(options.seed)
 
@@ -107,37 +130,68 @@ def create_study(eval_dir: str | Path, out: str | Path, options: StudyOptions) -
         for number, image_id in enumerate(chosen[1:]):
             image_key = f"image-{number + 1:02d}"
             reference, region, window = renderer.prepare(files[image_id][REFERENCE])
-            items = [Item(_new_id("i"), renderer.render(files[image_id][m], region, window), METHOD, m) for m in options.methods]
+            items = [
+                Item(_new_id("i"), renderer.render(files[image_id][m], region, window), METHOD, m)
+                for m in options.methods
+            ]
             for kind in checks_of_trial[number]:
                 items.append(_hidden_item(kind, reference, items, renderer, rng))
             trials.append(Trial(f"t{number + 1:02d}", image_key, renderer.write(reference), tuple(items)))
             provenance.append(_provenance_row(image_key, info[image_id], region, window))
         reference, region, window = renderer.prepare(files[chosen[0]][REFERENCE])
         calibration = [
-            CalibrationItem(_new_id("c"), renderer.write(_blatantly_degraded(reference, rng)), 1,
-                            "This image is blocky and noisy: fine structures are lost. That is a poor reconstruction: 1."),
-            CalibrationItem(_new_id("c"), renderer.write(_hidden_copy(reference)), 5,
-                            "This image was the original itself: identical in every detail, so 5. "
-                            "The better a reconstruction, the higher its score."),
+            CalibrationItem(
+                _new_id("c"),
+                renderer.write(_blatantly_degraded(reference, rng)),
+                1,
+                "This image is blocky and noisy: fine structures are lost. That is a poor reconstruction: 1.",
+            ),
+            CalibrationItem(
+                _new_id("c"),
+                renderer.write(_hidden_copy(reference)),
+                5,
+                "This image was the original itself: identical in every detail, so 5. "
+                "The better a reconstruction, the higher its score.",
+            ),
         ]
         order = rng.permutation(len(calibration))
         calibration = [calibration[i] for i in order]
         provenance.append(_provenance_row("calibration", info[chosen[0]], region, window))
         document = {
-            "format": FORMAT, "version": 1, "study_id": uuid.uuid4().hex, "title": options.title,
+            "format": FORMAT,
+            "version": 1,
+            "study_id": uuid.uuid4().hex,
+            "title": options.title,
             "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "methods": list(options.methods), "baseline": options.baseline or options.methods[0],
+            "methods": list(options.methods),
+            "baseline": options.baseline or options.methods[0],
             "scale": {str(k): v for k, v in SCALE_LABELS.items()},
-            "attention_checks": {"original_fails_at_most": ORIGINAL_CHECK_FAIL_AT_MOST,
-                                 "degraded_fails_at_least": DEGRADED_CHECK_FAIL_AT_LEAST,
-                                 "count": sum(i.kind in (CHECK_ORIGINAL, CHECK_DEGRADED) for t in trials for i in t.items),
-                                 "repeats": sum(i.kind == REPEAT for t in trials for i in t.items)},
-            "render": {"crop": options.crop, "window_percentiles": list(options.window_percentiles),
-                       "format": "8-bit grayscale PNG, no metadata", "seed": options.seed},
+            "attention_checks": {
+                "original_fails_at_most": ORIGINAL_CHECK_FAIL_AT_MOST,
+                "degraded_fails_at_least": DEGRADED_CHECK_FAIL_AT_LEAST,
+                "count": sum(i.kind in (CHECK_ORIGINAL, CHECK_DEGRADED) for t in trials for i in t.items),
+                "repeats": sum(i.kind == REPEAT for t in trials for i in t.items),
+            },
+            "render": {
+                "crop": options.crop,
+                "window_percentiles": list(options.window_percentiles),
+                "format": "8-bit grayscale PNG, no metadata",
+                "seed": options.seed,
+            },
             "source": {"evaluation": str(eval_dir.resolve()), "protocol": _protocol(eval_dir)},
-            "trials": [{"trial_id": t.trial_id, "image_key": t.image_key, "original": t.original,
-                        "items": [item.__dict__ for item in t.items]} for t in trials],
-            "calibration": {"original": renderer.write(reference), "items": [c.__dict__ for c in calibration]},
+            "trials": [
+                {
+                    "trial_id": t.trial_id,
+                    "image_key": t.image_key,
+                    "original": t.original,
+                    "items": [item.__dict__ for item in t.items],
+                }
+                for t in trials
+            ],
+            "calibration": {
+                "original": renderer.write(reference),
+                "items": [c.__dict__ for c in calibration],
+            },
         }
         atomic_write_csv(tmp / PROVENANCE, list(provenance[0]), provenance)
         atomic_write_json(tmp / STUDY_FILE, document)
@@ -157,7 +211,9 @@ def _protocol(eval_dir: Path) -> dict:
         protocol = json.loads((eval_dir / layout.EVAL_SUMMARY).read_text())["protocol"]
     except (OSError, ValueError, KeyError):
         return {}
-    return {key: protocol[key] for key in ("split", "degradation", "scale", "seed", "methods") if key in protocol}
+    return {
+        key: protocol[key] for key in ("split", "degradation", "scale", "seed", "methods") if key in protocol
+    }
 
 
 def _plan_checks(n_images: int, fraction: float, rng: np.random.Generator) -> dict[int, list[str]]:
@@ -173,7 +229,9 @@ def _plan_checks(n_images: int, fraction: float, rng: np.random.Generator) -> di
     return plan
 
 
-def _hidden_item(kind: str, reference: np.ndarray, items: list[Item], renderer: "_Renderer", rng: np.random.Generator) -> Item:
+def _hidden_item(
+    kind: str, reference: np.ndarray, items: list[Item], renderer: "_Renderer", rng: np.random.Generator
+) -> Item:
     """The hidden item of a trial: the original, a degraded rendering, or a repeat of one of ``items``
     (the methods' items; the copy looks the same but its bytes differ)."""
     if kind == CHECK_ORIGINAL:
@@ -184,19 +242,28 @@ def _hidden_item(kind: str, reference: np.ndarray, items: list[Item], renderer: 
     return Item(_new_id("i"), renderer.write(_hidden_copy(renderer.image(twin.file))), REPEAT, twin.method)
 
 
-def _provenance_row(image_key: str, source: dict[str, str], region: tuple[int, int, int, int],
-                    window: tuple[float, float]) -> dict[str, str]:
+def _provenance_row(
+    image_key: str, source: dict[str, str], region: tuple[int, int, int, int], window: tuple[float, float]
+) -> dict[str, str]:
     """One row of private/provenance.csv: which evaluation image a study image shows, and how."""
-    return {"image_key": image_key, "image_id": source["image_id"], "patient_id": source["patient_id"],
-            "modality": source["modality"], "region_yxhw": " ".join(map(str, region)),
-            "window_low": repr(window[0]), "window_high": repr(window[1])}
+    return {
+        "image_key": image_key,
+        "image_id": source["image_id"],
+        "patient_id": source["patient_id"],
+        "modality": source["modality"],
+        "region_yxhw": " ".join(map(str, region)),
+        "window_low": repr(window[0]),
+        "window_high": repr(window[1]),
+    }
 
 
 def _new_id(prefix: str) -> str:
     return prefix + secrets.token_hex(6)
 
 
-def _spread_over_patients(image_ids: list[str], info: dict[str, dict[str, str]], count: int, seed: int) -> list[str]:
+def _spread_over_patients(
+    image_ids: list[str], info: dict[str, dict[str, str]], count: int, seed: int
+) -> list[str]:
     """``count`` image ids taken round-robin over patients in a seeded random order."""
     rng = np.random.default_rng(seed)
     by_patient: dict[str, list[str]] = defaultdict(list)
@@ -244,7 +311,9 @@ class _Renderer:
         self.pending: list[tuple[str, bytes]] = []
         self.images: dict[str, np.ndarray] = {}
 
-    def prepare(self, reference_path: Path) -> tuple[np.ndarray, tuple[int, int, int, int], tuple[float, float]]:
+    def prepare(
+        self, reference_path: Path
+    ) -> tuple[np.ndarray, tuple[int, int, int, int], tuple[float, float]]:
         """Region (a square centred on the body of the original), window (percentiles of that region), rendering."""
         image = read_png16(reference_path)
         region = _body_centred_region(image, self.options.crop)
@@ -283,7 +352,9 @@ class _Renderer:
         self.pending.clear()
 
     @staticmethod
-    def _to_8bit(image: np.ndarray, region: tuple[int, int, int, int], window: tuple[float, float]) -> np.ndarray:
+    def _to_8bit(
+        image: np.ndarray, region: tuple[int, int, int, int], window: tuple[float, float]
+    ) -> np.ndarray:
         y, x, h, w = region
         low, high = window
         crop = (image[y : y + h, x : x + w].astype(np.float64) - low) / (high - low)

@@ -8,7 +8,8 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Path as PathParam, Request
+from fastapi import Depends, HTTPException, Request
+from fastapi import Path as PathParam
 
 from medsr.mos.db import Assignment, Database, Rater
 from medsr.mos.schemas import TOKEN_PATTERN
@@ -31,14 +32,19 @@ class StudyContext:
         token = secrets.token_urlsafe(24)
         rater = self.db.add_rater(alias, token, max_raters=limit)
         if rater is None:
-            raise HTTPException(403, f"enrolment is closed: this study has its {limit} raters; ask the organiser for a link")
+            raise HTTPException(
+                403, f"enrolment is closed: this study has its {limit} raters; ask the organiser for a link"
+            )
         return {"rater_id": rater.public_id, "alias": rater.alias, "token": token, "link": f"/r/{token}"}
 
     def trials_done(self, rater: Rater) -> set[int]:
         """The positions of the rater's trials whose every item is scored."""
         scores = self.db.scores_of(rater.id)
-        return {a.position for a in self.db.assignments(rater.id)
-                if all(i.item_id in scores for i in self.study.trial_by_id[a.trial_id].items)}
+        return {
+            a.position
+            for a in self.db.assignments(rater.id)
+            if all(i.item_id in scores for i in self.study.trial_by_id[a.trial_id].items)
+        }
 
     def first_open(self, done: set[int]) -> int | None:
         """The first trial position not fully rated, None when all are."""

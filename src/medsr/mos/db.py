@@ -30,8 +30,27 @@ from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy import (CheckConstraint, Connection, DateTime, Float, ForeignKey, Integer, MetaData, SmallInteger,
-                        String, Table, Text, UniqueConstraint, create_engine, event, func, inspect, select, text, update)
+from sqlalchemy import (
+    CheckConstraint,
+    Connection,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    MetaData,
+    SmallInteger,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    create_engine,
+    event,
+    func,
+    inspect,
+    select,
+    text,
+    update,
+)
 from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DatabaseError
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column
@@ -64,7 +83,9 @@ class Rater(Base):
     study_id: Mapped[str] = mapped_column(String(32), index=True)
     token: Mapped[str] = mapped_column(String(64), unique=True)
     # what the API shows instead of ``id``; nullable only so that older databases can gain the column
-    public_id: Mapped[str] = mapped_column(String(32), unique=True, index=True, nullable=True, default=new_public_id)
+    public_id: Mapped[str] = mapped_column(
+        String(32), unique=True, index=True, nullable=True, default=new_public_id
+    )
     alias: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[_dt.datetime] = mapped_column(DateTime(timezone=True))
     calibration: Mapped[str | None] = mapped_column(Text, nullable=True)  # JSON {item_id: score}
@@ -78,13 +99,17 @@ class Assignment(Base):
     position: Mapped[int] = mapped_column(Integer, primary_key=True)  # 1-based
     trial_id: Mapped[str] = mapped_column(String(32))
     item_order: Mapped[str] = mapped_column(Text)  # JSON list of item ids
-    shown_at: Mapped[_dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)  # first served
+    shown_at: Mapped[_dt.datetime | None] = mapped_column(
+        DateTime(timezone=True), nullable=True
+    )  # first served
 
 
 class Rating(Base):
     __tablename__ = "mos_rating"
-    __table_args__ = (UniqueConstraint("rater_id", "item_id", name="uq_mos_rating_rater_item"),
-                      CheckConstraint("score BETWEEN 1 AND 5", name="ck_mos_rating_score"))
+    __table_args__ = (
+        UniqueConstraint("rater_id", "item_id", name="uq_mos_rating_rater_item"),
+        CheckConstraint("score BETWEEN 1 AND 5", name="ck_mos_rating_score"),
+    )
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     rater_id: Mapped[int] = mapped_column(ForeignKey("mos_rater.id", ondelete="CASCADE"), index=True)
     trial_id: Mapped[str] = mapped_column(String(32))
@@ -113,7 +138,7 @@ def database_url(study: Study, url: str | None) -> str:
         return f"sqlite:///{(study.folder / SQLITE_NAME).resolve()}"
     for prefix in ("postgres://", "postgresql://"):
         if url.startswith(prefix):
-            return "postgresql+psycopg://" + url[len(prefix):]
+            return "postgresql+psycopg://" + url[len(prefix) :]
     return url
 
 
@@ -148,7 +173,9 @@ class Database:
             Base.metadata.create_all(self.engine)
             with self.writer.begin() as connection:
                 _migrate(connection)
-                others = connection.execute(select(Rater.study_id).where(Rater.study_id != study.study_id).limit(1)).scalar()
+                others = connection.execute(
+                    select(Rater.study_id).where(Rater.study_id != study.study_id).limit(1)
+                ).scalar()
             self.checkpoint("PASSIVE")  # the schema belongs in the file itself, not only in its -wal
         except DatabaseError as exc:
             self.engine.dispose()
@@ -156,9 +183,15 @@ class Database:
         except MedsrError as exc:
             self.engine.dispose()
             raise MedsrError(self._open_error(parsed, str(exc))) from None
-        if others is not None and self.dialect == "sqlite":  # one SQLite file per study; PostgreSQL may hold several
+        if (
+            others is not None and self.dialect == "sqlite"
+        ):  # one SQLite file per study; PostgreSQL may hold several
             self.engine.dispose()
-            raise MedsrError(self._open_error(parsed, f"holds the ratings of another study ({others}), not of {study.folder}"))
+            raise MedsrError(
+                self._open_error(
+                    parsed, f"holds the ratings of another study ({others}), not of {study.folder}"
+                )
+            )
 
     def _open_error(self, parsed: URL, reason: str) -> str:
         """The one-line error of a database that cannot be opened: it names the SQLite file, or the URL
@@ -218,31 +251,50 @@ class Database:
             if max_raters is not None:
                 if self.dialect == "postgresql":
                     session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _ENROLMENT_LOCK})
-                present = session.scalar(select(func.count()).select_from(Rater).where(Rater.study_id == self.study.study_id))
+                present = session.scalar(
+                    select(func.count()).select_from(Rater).where(Rater.study_id == self.study.study_id)
+                )
                 if present >= max_raters:
                     return None
-            rater = Rater(study_id=self.study.study_id, token=token, alias=alias, created_at=_now(),
-                          public_id=new_public_id())
+            rater = Rater(
+                study_id=self.study.study_id,
+                token=token,
+                alias=alias,
+                created_at=_now(),
+                public_id=new_public_id(),
+            )
             session.add(rater)
             session.flush()
             for position, trial in enumerate(trials, start=1):
                 order = [item.item_id for item in trial.items]
                 rng.shuffle(order)
-                session.add(Assignment(rater_id=rater.id, position=position, trial_id=trial.trial_id,
-                                       item_order=json.dumps(order)))
+                session.add(
+                    Assignment(
+                        rater_id=rater.id,
+                        position=position,
+                        trial_id=trial.trial_id,
+                        item_order=json.dumps(order),
+                    )
+                )
         return rater
 
     def rater_by_token(self, token: str) -> Rater | None:
         with self._session() as session:
-            return session.scalar(select(Rater).where(Rater.token == token, Rater.study_id == self.study.study_id))
+            return session.scalar(
+                select(Rater).where(Rater.token == token, Rater.study_id == self.study.study_id)
+            )
 
     def rater_by_public_id(self, public_id: str) -> Rater | None:
         with self._session() as session:
-            return session.scalar(select(Rater).where(Rater.public_id == public_id, Rater.study_id == self.study.study_id))
+            return session.scalar(
+                select(Rater).where(Rater.public_id == public_id, Rater.study_id == self.study.study_id)
+            )
 
     def raters(self) -> list[Rater]:
         with self._session() as session:
-            return list(session.scalars(select(Rater).where(Rater.study_id == self.study.study_id).order_by(Rater.id)))
+            return list(
+                session.scalars(select(Rater).where(Rater.study_id == self.study.study_id).order_by(Rater.id))
+            )
 
     def assignment(self, rater_id: int, position: int) -> Assignment | None:
         with self._session() as session:
@@ -250,13 +302,24 @@ class Database:
 
     def assignments(self, rater_id: int) -> list[Assignment]:
         with self._session() as session:
-            return list(session.scalars(select(Assignment).where(Assignment.rater_id == rater_id).order_by(Assignment.position)))
+            return list(
+                session.scalars(
+                    select(Assignment).where(Assignment.rater_id == rater_id).order_by(Assignment.position)
+                )
+            )
 
     def mark_shown(self, rater_id: int, position: int) -> None:
         """Record (server clock) when the trial at ``position`` was first served to the rater; later calls keep it."""
-        statement = (update(Assignment)
-                     .where(Assignment.rater_id == rater_id, Assignment.position == position, Assignment.shown_at.is_(None))
-                     .values(shown_at=_now()).execution_options(synchronize_session=False))
+        statement = (
+            update(Assignment)
+            .where(
+                Assignment.rater_id == rater_id,
+                Assignment.position == position,
+                Assignment.shown_at.is_(None),
+            )
+            .values(shown_at=_now())
+            .execution_options(synchronize_session=False)
+        )
         with self._session(write=True) as session:
             session.execute(statement)
 
@@ -265,16 +328,26 @@ class Database:
 
         One conditional ``UPDATE ... WHERE calibration IS NULL``: on PostgreSQL a concurrent second
         update waits for the first's row lock, then finds the column set and changes nothing."""
-        statement = (update(Rater).where(Rater.id == rater_id, Rater.calibration.is_(None))
-                     .values(calibration=json.dumps(scores, sort_keys=True)).execution_options(synchronize_session=False))
+        statement = (
+            update(Rater)
+            .where(Rater.id == rater_id, Rater.calibration.is_(None))
+            .values(calibration=json.dumps(scores, sort_keys=True))
+            .execution_options(synchronize_session=False)
+        )
         with self._session(write=True) as session:
             session.execute(statement)
             stored = session.scalar(select(Rater.calibration).where(Rater.id == rater_id))
         return json.loads(stored)
 
     # -- ratings --------------------------------------------------------------------------------
-    def add_ratings(self, rater_id: int, trial_id: str, scores: Sequence[tuple[str, int, int]], viewport: Viewport,
-                    trial_seconds: float | None = None) -> int:
+    def add_ratings(
+        self,
+        rater_id: int,
+        trial_id: str,
+        scores: Sequence[tuple[str, int, int]],
+        viewport: Viewport,
+        trial_seconds: float | None = None,
+    ) -> int:
         """Insert (item_id, score, shown_at) ratings of one trial; returns how many were new.
 
         Each row also gets ``server_seconds``: now minus the later of the trial's :meth:`mark_shown` time
@@ -286,17 +359,39 @@ class Database:
             from sqlalchemy.dialects.sqlite import insert
         now = _now()
         with self._session(write=True) as session:
-            shown = session.scalar(select(Assignment.shown_at).where(Assignment.rater_id == rater_id,
-                                                                     Assignment.trial_id == trial_id))
+            shown = session.scalar(
+                select(Assignment.shown_at).where(
+                    Assignment.rater_id == rater_id, Assignment.trial_id == trial_id
+                )
+            )
             previous = session.scalar(select(func.max(Rating.created_at)).where(Rating.rater_id == rater_id))
-            start = None if shown is None else max(_as_utc(shown), _as_utc(previous)) if previous is not None else _as_utc(shown)
+            start = (
+                None
+                if shown is None
+                else max(_as_utc(shown), _as_utc(previous))
+                if previous is not None
+                else _as_utc(shown)
+            )
             server_seconds = None if start is None else max(0.0, (now - start).total_seconds())
-            rows = [dict(rater_id=rater_id, trial_id=trial_id, item_id=item_id, score=score, shown_at=shown_at,
-                         viewport_width=viewport.width, viewport_height=viewport.height,
-                         device_pixel_ratio=viewport.device_pixel_ratio, trial_seconds=trial_seconds, created_at=now,
-                         server_seconds=server_seconds)
-                    for item_id, score, shown_at in scores]
-            statement = insert(Rating).values(rows).on_conflict_do_nothing(index_elements=["rater_id", "item_id"])
+            rows = [
+                dict(
+                    rater_id=rater_id,
+                    trial_id=trial_id,
+                    item_id=item_id,
+                    score=score,
+                    shown_at=shown_at,
+                    viewport_width=viewport.width,
+                    viewport_height=viewport.height,
+                    device_pixel_ratio=viewport.device_pixel_ratio,
+                    trial_seconds=trial_seconds,
+                    created_at=now,
+                    server_seconds=server_seconds,
+                )
+                for item_id, score, shown_at in scores
+            ]
+            statement = (
+                insert(Rating).values(rows).on_conflict_do_nothing(index_elements=["rater_id", "item_id"])
+            )
             return len(session.execute(statement.returning(Rating.id)).all())
 
     def scores_of(self, rater_id: int) -> dict[str, int]:
@@ -313,32 +408,58 @@ class Database:
         try:
             return self._ratings()
         except (ValueError, TypeError) as exc:
-            raise MedsrError(f"{self.sqlite_path or 'the database'}: a rating cannot be read back ({exc})") from None
+            raise MedsrError(
+                f"{self.sqlite_path or 'the database'}: a rating cannot be read back ({exc})"
+            ) from None
 
     def _ratings(self) -> list[dict]:
         with self._session() as session:
             rows = session.execute(
-                select(Rating, Rater.alias).join(Rater, Rater.id == Rating.rater_id)
-                .where(Rater.study_id == self.study.study_id).order_by(Rating.id)
+                select(Rating, Rater.alias)
+                .join(Rater, Rater.id == Rating.rater_id)
+                .where(Rater.study_id == self.study.study_id)
+                .order_by(Rating.id)
             )
-            return [{"rating_id": r.id, "rater_id": r.rater_id, "rater_alias": alias, "trial_id": r.trial_id,
-                     "item_id": r.item_id, "score": r.score, "shown_at": r.shown_at,
-                     "viewport_width": r.viewport_width, "viewport_height": r.viewport_height,
-                     "device_pixel_ratio": r.device_pixel_ratio, "trial_seconds": r.trial_seconds,
-                     "server_seconds": r.server_seconds, "created_at": r.created_at.isoformat()}
-                    for r, alias in rows]
+            return [
+                {
+                    "rating_id": r.id,
+                    "rater_id": r.rater_id,
+                    "rater_alias": alias,
+                    "trial_id": r.trial_id,
+                    "item_id": r.item_id,
+                    "score": r.score,
+                    "shown_at": r.shown_at,
+                    "viewport_width": r.viewport_width,
+                    "viewport_height": r.viewport_height,
+                    "device_pixel_ratio": r.device_pixel_ratio,
+                    "trial_seconds": r.trial_seconds,
+                    "server_seconds": r.server_seconds,
+                    "created_at": r.created_at.isoformat(),
+                }
+                for r, alias in rows
+            ]
 
     def ratings_per_rater(self) -> dict[int, int]:
         """{rater id: number of ratings} for the raters of this study who rated anything."""
         with self._session() as session:
-            rows = session.execute(select(Rating.rater_id, func.count()).join(Rater, Rater.id == Rating.rater_id)
-                                   .where(Rater.study_id == self.study.study_id).group_by(Rating.rater_id))
+            rows = session.execute(
+                select(Rating.rater_id, func.count())
+                .join(Rater, Rater.id == Rating.rater_id)
+                .where(Rater.study_id == self.study.study_id)
+                .group_by(Rating.rater_id)
+            )
             return {rater_id: int(count) for rater_id, count in rows}
 
     def count_ratings(self) -> int:
         with self._session() as session:
-            return int(session.scalar(select(func.count()).select_from(Rating).join(Rater, Rater.id == Rating.rater_id)
-                                      .where(Rater.study_id == self.study.study_id)))
+            return int(
+                session.scalar(
+                    select(func.count())
+                    .select_from(Rating)
+                    .join(Rater, Rater.id == Rating.rater_id)
+                    .where(Rater.study_id == self.study.study_id)
+                )
+            )
 
 
 def _now() -> _dt.datetime:
@@ -366,14 +487,18 @@ def _migrate(connection: Connection) -> None:
             if column.name in present:
                 continue
             if not column.nullable:
-                raise MedsrError(f"{table.name}: this database is too old to migrate (no column {column.name}); "
-                                 "rebuild the study")
+                raise MedsrError(
+                    f"{table.name}: this database is too old to migrate (no column {column.name}); "
+                    "rebuild the study"
+                )
             kind = column.type.compile(dialect=connection.dialect)
             connection.exec_driver_sql(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {kind}')
     missing = list(connection.scalars(select(Rater.id).where(Rater.public_id.is_(None))))
     for rater_id in missing:
         connection.execute(update(Rater).where(Rater.id == rater_id).values(public_id=new_public_id()))
-    connection.exec_driver_sql("CREATE UNIQUE INDEX IF NOT EXISTS ix_mos_rater_public_id ON mos_rater (public_id)")
+    connection.exec_driver_sql(
+        "CREATE UNIQUE INDEX IF NOT EXISTS ix_mos_rater_public_id ON mos_rater (public_id)"
+    )
 
 
 # -- SQLite files -------------------------------------------------------------------------------
@@ -422,7 +547,9 @@ def check_sqlite_file(path: Path) -> None:
         raise MedsrError(f"{path}: is a folder, not a database file")
     wal = _companions(path)[1]
     if path.stat().st_size == 0 and not (wal.exists() and wal.stat().st_size > 0):
-        raise MedsrError(f"{path}: empty database file (0 bytes); restore it from a backup, or delete it to start afresh")
+        raise MedsrError(
+            f"{path}: empty database file (0 bytes); restore it from a backup, or delete it to start afresh"
+        )
     try:
         with closing(_open_existing(path)) as connection:
             answer = [row[0] for row in connection.execute("PRAGMA quick_check").fetchall()]
@@ -432,7 +559,9 @@ def check_sqlite_file(path: Path) -> None:
         raise MedsrError(f"{path}: damaged database ({exc}); restore it from a backup") from None
     if answer != ["ok"]:
         more = f" (+{len(answer) - 1} more problems)" if len(answer) > 1 else ""
-        raise MedsrError(f"{path}: damaged database (quick_check: {answer[0]}{more}); restore it from a backup")
+        raise MedsrError(
+            f"{path}: damaged database (quick_check: {answer[0]}{more}); restore it from a backup"
+        )
 
 
 def _open_existing(path: Path) -> sqlite3.Connection:
@@ -526,7 +655,10 @@ def _backup_sqlite(source: Path, out: Path) -> str:
     check_sqlite_file(source)
     try:
         with _temporary_beside(out) as tmp:
-            with closing(_open_existing(source)) as src, closing(sqlite3.connect(tmp, isolation_level=None)) as dst:
+            with (
+                closing(_open_existing(source)) as src,
+                closing(sqlite3.connect(tmp, isolation_level=None)) as dst,
+            ):
                 src.backup(dst)  # all pages in one step: one snapshot, writers on the source go on (WAL)
                 dst.execute("PRAGMA journal_mode=DELETE")  # a single file: no -wal beside the copy
                 answer = dst.execute("PRAGMA quick_check").fetchone()[0]
@@ -553,7 +685,9 @@ def _export_postgresql(study: Study, url: str, parsed: URL, out: Path) -> str:
     shown = parsed.render_as_string(hide_password=True)
     engine = create_engine(url)
     try:
-        with engine.connect().execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True) as connection:
+        with engine.connect().execution_options(
+            isolation_level="REPEATABLE READ", postgresql_readonly=True
+        ) as connection:
             with connection.begin():
                 tables = _study_rows(connection, study)
     except DatabaseError as exc:
@@ -562,12 +696,21 @@ def _export_postgresql(study: Study, url: str, parsed: URL, out: Path) -> str:
         engine.dispose()
     if tables is None:
         raise MedsrError(f"--db: {shown} has no reader-study tables (nothing to back up)")
-    document = {"format": BACKUP_FORMAT, "version": 1, "database": "postgresql", "isolation": "REPEATABLE READ",
-                "study_id": study.study_id, "exported_at": _now().isoformat(), "tables": tables}
+    document = {
+        "format": BACKUP_FORMAT,
+        "version": 1,
+        "database": "postgresql",
+        "isolation": "REPEATABLE READ",
+        "study_id": study.study_id,
+        "exported_at": _now().isoformat(),
+        "tables": tables,
+    }
     with _temporary_beside(out) as tmp:
         tmp.write_text(json.dumps(document, indent=1, sort_keys=True) + "\n", encoding="utf-8")
-    return (f"backup {out}: JSON export of study {study.study_id}, {len(tables.get('mos_rater', []))} raters, "
-            f"{len(tables.get('mos_rating', []))} ratings")
+    return (
+        f"backup {out}: JSON export of study {study.study_id}, {len(tables.get('mos_rater', []))} raters, "
+        f"{len(tables.get('mos_rating', []))} ratings"
+    )
 
 
 def _study_rows(connection: Connection, study: Study) -> dict[str, list[dict]] | None:

@@ -41,7 +41,9 @@ class BodyLimit:
         deadline = asyncio.get_running_loop().time() + self.seconds
         while True:
             try:
-                message = await asyncio.wait_for(receive(), max(0.0, deadline - asyncio.get_running_loop().time()))
+                message = await asyncio.wait_for(
+                    receive(), max(0.0, deadline - asyncio.get_running_loop().time())
+                )
             except asyncio.TimeoutError:
                 return await _refuse(send, 408, "request body too slow")
             if message["type"] == "http.disconnect":
@@ -92,14 +94,34 @@ def _strict_json(body: bytes) -> bool:
 
 async def _refuse(send: Send, status: int, detail: str) -> None:
     payload = json.dumps({"detail": detail}).encode()
-    await send({"type": "http.response.start", "status": status,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode()),
-                            (b"connection", b"close")]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(payload)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
     await send({"type": "http.response.body", "body": payload})
 
 
 #: The request fields a validation error may name; anything else (dict keys, unknown fields) is not echoed.
-KNOWN_FIELDS = frozenset({"alias", "scores", "viewport", "trial_seconds", "width", "height", "device_pixel_ratio", "position", "token"})
+KNOWN_FIELDS = frozenset(
+    {
+        "alias",
+        "scores",
+        "viewport",
+        "trial_seconds",
+        "width",
+        "height",
+        "device_pixel_ratio",
+        "position",
+        "token",
+    }
+)
 
 
 def invalid_fields(exc: RequestValidationError) -> list[str]:
@@ -133,8 +155,6 @@ def bearer_token(authorization: str | None) -> str | None:
     """The credentials of an ``Authorization: Bearer <token>`` header (scheme in any case), else None."""
     scheme, _, credentials = (authorization or "").strip().partition(" ")
     return credentials.strip() if scheme.lower() == "bearer" and credentials.strip() else None
-
-
 
 
 async def security_headers(request: Request, call_next) -> Response:

@@ -18,8 +18,13 @@ SCALE = {str(k): v for k, v in SCALE_LABELS.items()}
 
 @router.get("/study")
 def study_info(ctx: Context) -> dict:
-    return {"title": ctx.study.title, "n_trials": len(ctx.study.trials), "scale": SCALE,
-            "enrolment": "invite" if ctx.invite_only else "open", "narrow_screen_px": NARROW_SCREEN_PX}
+    return {
+        "title": ctx.study.title,
+        "n_trials": len(ctx.study.trials),
+        "scale": SCALE,
+        "enrolment": "invite" if ctx.invite_only else "open",
+        "narrow_screen_px": NARROW_SCREEN_PX,
+    }
 
 
 @router.post("/raters", status_code=201)
@@ -33,10 +38,16 @@ def enrol(body: EnrolIn, ctx: Context) -> dict:
 def progress(rater: RaterDep, ctx: Context) -> dict:
     done, study = ctx.trials_done(rater), ctx.study
     return {
-        "alias": rater.alias, "n_trials": len(study.trials), "n_done": len(done), "next_position": ctx.first_open(done),
-        "calibrated": rater.calibration is not None, "scale": SCALE,
-        "calibration": {"original": f"/images/{study.calibration_original}",
-                        "items": [{"item_id": c.item_id, "url": f"/images/{c.file}"} for c in study.calibration]},
+        "alias": rater.alias,
+        "n_trials": len(study.trials),
+        "n_done": len(done),
+        "next_position": ctx.first_open(done),
+        "calibrated": rater.calibration is not None,
+        "scale": SCALE,
+        "calibration": {
+            "original": f"/images/{study.calibration_original}",
+            "items": [{"item_id": c.item_id, "url": f"/images/{c.file}"} for c in study.calibration],
+        },
     }
 
 
@@ -46,20 +57,37 @@ def calibrate(rater: RaterDep, body: ScoresIn, ctx: Context) -> dict:
     if set(body.scores) != set(expected):
         raise HTTPException(422, "score every calibration image, and only those")
     stored = ctx.db.save_calibration(rater.id, body.scores)
-    return {"feedback": [{"item_id": i, "your_score": stored[i], "expected": c.expected, "explanation": c.explanation}
-                         for i, c in expected.items()]}
+    return {
+        "feedback": [
+            {"item_id": i, "your_score": stored[i], "expected": c.expected, "explanation": c.explanation}
+            for i, c in expected.items()
+        ]
+    }
 
 
 @router.get("/rater/{token}/trials/{position}")
 def trial(rater: RaterDep, position: int, ctx: Context) -> dict:
     assignment = ctx.assignment(rater, position)
-    ctx.db.mark_shown(rater.id, position)  # the server's clock times the trial too (report: implausibly fast raters)
+    ctx.db.mark_shown(
+        rater.id, position
+    )  # the server's clock times the trial too (report: implausibly fast raters)
     shown = ctx.study.trial_by_id[assignment.trial_id]
     files = {i.item_id: i.file for i in shown.items}
     scores = ctx.db.scores_of(rater.id)
-    return {"position": position, "n_trials": len(ctx.study.trials), "original": f"/images/{shown.original}",
-            "items": [{"item_id": item_id, "label": chr(ord("A") + k), "url": f"/images/{files[item_id]}",
-                       "score": scores.get(item_id)} for k, item_id in enumerate(item_order(assignment))]}
+    return {
+        "position": position,
+        "n_trials": len(ctx.study.trials),
+        "original": f"/images/{shown.original}",
+        "items": [
+            {
+                "item_id": item_id,
+                "label": chr(ord("A") + k),
+                "url": f"/images/{files[item_id]}",
+                "score": scores.get(item_id),
+            }
+            for k, item_id in enumerate(item_order(assignment))
+        ],
+    }
 
 
 @router.post("/rater/{token}/trials/{position}")
@@ -75,4 +103,8 @@ def rate(rater: RaterDep, position: int, body: ScoresIn, ctx: Context) -> dict:
     viewport = Viewport(body.viewport.width, body.viewport.height, body.viewport.device_pixel_ratio)
     rows = [(item_id, body.scores[item_id], k + 1) for k, item_id in enumerate(order)]
     stored = ctx.db.add_ratings(rater.id, assignment.trial_id, rows, viewport, body.trial_seconds)
-    return {"stored": stored, "already_stored": len(rows) - stored, "next_position": ctx.first_open(ctx.trials_done(rater))}
+    return {
+        "stored": stored,
+        "already_stored": len(rows) - stored,
+        "next_position": ctx.first_open(ctx.trials_done(rater)),
+    }

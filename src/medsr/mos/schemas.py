@@ -19,7 +19,9 @@ class ViewportIn(BaseModel):
 
 class ScoresIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    scores: dict[Annotated[str, Field(max_length=32)], Annotated[int, Field(strict=True, ge=1, le=5)]] = Field(max_length=64)
+    scores: dict[Annotated[str, Field(max_length=32)], Annotated[int, Field(strict=True, ge=1, le=5)]] = (
+        Field(max_length=64)
+    )
     viewport: ViewportIn
     trial_seconds: float | None = Field(default=None, ge=0, le=86_400)  # time from display to submit
 
@@ -27,5 +29,3 @@ class ScoresIn(BaseModel):
 class EnrolIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     alias: str = Field(pattern=ALIAS_PATTERN)
-
-

@@ -48,12 +48,21 @@ def checked_public_url(url: str | None) -> str | None:
         parts.port  # noqa: B018 - raises ValueError on a bad port
     except ValueError:
         raise MedsrError(expected) from None
-    if parts.scheme not in ("http", "https") or not parts.hostname or parts.username or parts.password \
-            or parts.query or parts.fragment or any(c.isspace() for c in url.strip()):
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or parts.username
+        or parts.password
+        or parts.query
+        or parts.fragment
+        or any(c.isspace() for c in url.strip())
+    ):
         raise MedsrError(expected)
     if parts.path.strip("/"):
-        raise MedsrError(f"--public-url: serve the study at the root of its host (a path such as {parts.path!r} "
-                         "is not supported); got {url!r}")
+        raise MedsrError(
+            f"--public-url: serve the study at the root of its host (a path such as {parts.path!r} "
+            "is not supported); got {url!r}"
+        )
     return url.strip().rstrip("/")
 
 
@@ -103,9 +112,17 @@ class ShutdownHook:
         await self.app(scope, receive, send_after_shutdown)
 
 
-def serve(study_dir: str, db_url: str | None, host: str, port: int, *, invite_only: bool = False,
-          max_raters: int | None = None, public_url: str | None = None,
-          checkpoint_seconds: float = CHECKPOINT_SECONDS) -> None:
+def serve(
+    study_dir: str,
+    db_url: str | None,
+    host: str,
+    port: int,
+    *,
+    invite_only: bool = False,
+    max_raters: int | None = None,
+    public_url: str | None = None,
+    checkpoint_seconds: float = CHECKPOINT_SECONDS,
+) -> None:
     """Open the study and its database, print the addresses and the admin token, and serve until
     SIGTERM or Ctrl-C; the database is checkpointed every ``checkpoint_seconds`` and closed on the way out.
 
@@ -140,25 +157,47 @@ def serve(study_dir: str, db_url: str | None, host: str, port: int, *, invite_on
 
     try:
         # a client holding a request open cannot delay the stop (and its checkpoint) beyond the grace time
-        uvicorn.run(ShutdownHook(app, shut_down), host=host, port=port, log_level="warning",
-                    timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS)
+        uvicorn.run(
+            ShutdownHook(app, shut_down),
+            host=host,
+            port=port,
+            log_level="warning",
+            timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
+        )
     finally:
         shut_down()  # a forced exit skips the lifespan; closing twice is harmless
 
 
-def _print_banner(study, dialect: str, host: str, port: int, public_url: str | None, invite_only: bool,
-                  limit: int, token_shown: str) -> None:
+def _print_banner(
+    study,
+    dialect: str,
+    host: str,
+    port: int,
+    public_url: str | None,
+    invite_only: bool,
+    limit: int,
+    token_shown: str,
+) -> None:
     """What the organiser needs: the study, the raters' and admin addresses, the admin token."""
     local = f"http://{host}:{port}"
     address = public_url or local
-    print(f"study '{study.title}': {len(study.trials)} trials, {study.n_ratings_per_rater} ratings per rater; "
-          f"database {dialect}", flush=True)
-    enrolment = "invitation only: create links on the admin page" if invite_only else f"open enrolment up to {limit} raters"
+    print(
+        f"study '{study.title}': {len(study.trials)} trials, {study.n_ratings_per_rater} ratings per rater; "
+        f"database {dialect}",
+        flush=True,
+    )
+    enrolment = (
+        "invitation only: create links on the admin page"
+        if invite_only
+        else f"open enrolment up to {limit} raters"
+    )
     print(f"raters: {address}/  ({enrolment})", flush=True)
     print(f"admin:  {address}/admin", flush=True)
     print(f"admin token: {token_shown}", flush=True)
     if public_url:
         print(f"listening on {local} (point the reverse proxy for {public_url} here)", flush=True)
     if host not in LOCAL_HOSTS and not (public_url or "").startswith("https://"):
-        print("note: serving beyond this machine; put it behind HTTPS (a reverse proxy) so tokens are not sent in clear",
-              flush=True)
+        print(
+            "note: serving beyond this machine; put it behind HTTPS (a reverse proxy) so tokens are not sent in clear",
+            flush=True,
+        )

@@ -123,7 +123,9 @@ def load_study(folder: str | Path) -> Study:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise MedsrError(f"{folder}: not a reader study (no {STUDY_FILE}; build one with medsr mos create)") from None
+        raise MedsrError(
+            f"{folder}: not a reader study (no {STUDY_FILE}; build one with medsr mos create)"
+        ) from None
     except (OSError, ValueError) as exc:
         raise MedsrError(f"{path}: unreadable ({exc})") from None
     if data.get("format") != FORMAT:
@@ -134,8 +136,17 @@ def load_study(folder: str | Path) -> Study:
             for t in data["trials"]
         )
         calibration = tuple(CalibrationItem(**c) for c in data["calibration"]["items"])
-        study = Study(folder, data["study_id"], data["title"], tuple(data["methods"]), data["baseline"], trials,
-                      data["calibration"]["original"], calibration, data)
+        study = Study(
+            folder,
+            data["study_id"],
+            data["title"],
+            tuple(data["methods"]),
+            data["baseline"],
+            trials,
+            data["calibration"]["original"],
+            calibration,
+            data,
+        )
     except (KeyError, TypeError) as exc:
         raise MedsrError(f"{path}: malformed study ({exc})") from None
     item_ids = [i.item_id for t in trials for i in t.items] + [c.item_id for c in calibration]
@@ -145,5 +156,3 @@ def load_study(folder: str | Path) -> Study:
         if not IMAGE_NAME.match(name) or not (study.images_dir / name).is_file():
             raise MedsrError(f"{path}: image {name} is missing from {IMAGES}/")
     return study
-
-

@@ -34,7 +34,13 @@ def _with_inset(image: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray
     thickness = max(1, image.shape[0] // 256)
     yellow = (1.0, 0.85, 0.0)
     cv2.rectangle(rgb, (left, top), (left + width - 1, top + height - 1), yellow, thickness)
-    cv2.rectangle(rgb, (image.shape[1] - zoom_w, image.shape[0] - zoom_h), (image.shape[1] - 1, image.shape[0] - 1), yellow, thickness)
+    cv2.rectangle(
+        rgb,
+        (image.shape[1] - zoom_w, image.shape[0] - zoom_h),
+        (image.shape[1] - 1, image.shape[0] - 1),
+        yellow,
+        thickness,
+    )
     return rgb
 
 
@@ -65,9 +71,13 @@ def comparison_figure(
     errors = {name: np.abs(sr.astype(np.float64) - hr) for name, sr in outputs.items()}
     error_max = max([float(np.percentile(e, 99.5)) for e in errors.values()] + [1e-3])
     columns = 2 + len(outputs)
-    figure, axes = plt.subplots(2, columns, figsize=(2.4 * columns + 0.8, 5.4), squeeze=False, layout="constrained")
+    figure, axes = plt.subplots(
+        2, columns, figsize=(2.4 * columns + 0.8, 5.4), squeeze=False, layout="constrained"
+    )
     panels = [("HR (original)", hr, ""), (f"LR input ({lq.shape[0]}x{lq.shape[1]})", lq_big, "")]
-    panels += [(name, sr, f"{scores[name][0]:.2f} dB / {scores[name][1]:.4f}") for name, sr in outputs.items()]
+    panels += [
+        (name, sr, f"{scores[name][0]:.2f} dB / {scores[name][1]:.4f}") for name, sr in outputs.items()
+    ]
     for column, (name, image, caption) in enumerate(panels):
         axis = axes[0, column]
         axis.imshow(_with_inset(image, box), interpolation="nearest")
@@ -77,7 +87,9 @@ def comparison_figure(
         bottom = axes[1, column]
         bottom.set_xticks([]), bottom.set_yticks([])
         if name in errors:
-            shown = bottom.imshow(errors[name], cmap="inferno", vmin=0, vmax=error_max, interpolation="nearest")
+            shown = bottom.imshow(
+                errors[name], cmap="inferno", vmin=0, vmax=error_max, interpolation="nearest"
+            )
             bottom.set_title(f"|{name} - HR|", fontsize=8)
         elif column == 0 and mask is not None:
             bottom.imshow(mask, cmap="gray", vmin=0, vmax=1, interpolation="nearest")

@@ -6,8 +6,8 @@ import base64
 import html
 import json
 import os
-import re
 import platform
+import re
 import sys
 from dataclasses import asdict
 from datetime import datetime, timezone
@@ -28,10 +28,21 @@ def _environment(stage_seconds: dict[str, float]) -> list[list[str]]:
     import pydicom
     import torch
 
-    device = torch.cuda.get_device_name() if torch.cuda.is_available() else f"CPU, {os.cpu_count()} cores ({platform.machine()})"
-    rows = [["medsr", __version__], ["Python", sys.version.split()[0]], ["PyTorch", torch.__version__],
-            ["NumPy", numpy.__version__], ["pydicom", pydicom.__version__], ["OpenCV", cv2.__version__],
-            ["device", device], ["platform", platform.platform()]]
+    device = (
+        torch.cuda.get_device_name()
+        if torch.cuda.is_available()
+        else f"CPU, {os.cpu_count()} cores ({platform.machine()})"
+    )
+    rows = [
+        ["medsr", __version__],
+        ["Python", sys.version.split()[0]],
+        ["PyTorch", torch.__version__],
+        ["NumPy", numpy.__version__],
+        ["pydicom", pydicom.__version__],
+        ["OpenCV", cv2.__version__],
+        ["device", device],
+        ["platform", platform.platform()],
+    ]
     rows += [[f"wall time: {stage}", f"{seconds:.1f} s"] for stage, seconds in stage_seconds.items()]
     return rows
 
@@ -77,7 +88,10 @@ class _Doc:
 
     def table(self, markdown: str) -> None:
         self.md.append(markdown + "\n")
-        rows = [[cell.replace("\\|", "|") for cell in re.split(r"(?<!\\)\|", line.strip()[1:-1])] for line in markdown.strip().splitlines()]
+        rows = [
+            [cell.replace("\\|", "|") for cell in re.split(r"(?<!\\)\|", line.strip()[1:-1])]
+            for line in markdown.strip().splitlines()
+        ]
         head, body = rows[0], rows[2:]
         cells = "".join(f"<th>{html.escape(c.strip())}</th>" for c in head)
         lines = [f"<table><thead><tr>{cells}</tr></thead><tbody>"]
@@ -96,7 +110,9 @@ class _Doc:
         relative = path.relative_to(self.run_dir)
         self.md.append(f"![{caption}]({relative})\n")
         data = base64.b64encode(path.read_bytes()).decode()
-        self.html.append(f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(caption)}"><figcaption>{html.escape(caption)}</figcaption></figure>')
+        self.html.append(
+            f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(caption)}"><figcaption>{html.escape(caption)}</figcaption></figure>'
+        )
 
     def code(self, text: str) -> None:
         self.md.append("```\n" + text.rstrip() + "\n```\n")
@@ -138,8 +154,10 @@ def write_report(run_dir: Path, config, stage_seconds: dict[str, float]) -> list
     doc.rows(["item", "value"], _environment(stage_seconds))
     md_path, html_path = run_dir / layout.REPORT_MD, run_dir / layout.REPORT_HTML
     atomic_write_text(md_path, "\n".join(doc.md))
-    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>medsr report: {html.escape(config.name)}</title>"
-            f"<style>{_STYLE}</style></head><body>{''.join(doc.html)}</body></html>")
+    page = (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>medsr report: {html.escape(config.name)}</title>"
+        f"<style>{_STYLE}</style></head><body>{''.join(doc.html)}</body></html>"
+    )
     atomic_write_text(html_path, page)
     return [md_path, html_path]
 
@@ -150,13 +168,21 @@ def _evaluation_tables(doc: _Doc, val: dict | None, test: dict | None) -> None:
         doc.heading("Table 1: interpolation baselines (validation split)")
         doc.paragraph(tables.protocol_text(val["protocol"]))
         for title, block in tables.blocks(val):
-            doc.table(tables.table1(block, [m["name"] for m in val["protocol"]["methods"]]).replace("| Method (", f"| Method, {title} (", 1))
+            doc.table(
+                tables.table1(block, [m["name"] for m in val["protocol"]["methods"]]).replace(
+                    "| Method (", f"| Method, {title} (", 1
+                )
+            )
     if test:
         doc.heading("Table 2: methods against the baseline (test split, held-out patients)")
         doc.paragraph(tables.protocol_text(test["protocol"]))
         for title, block in tables.blocks(test):
             doc.heading(f"Table 2, {title}", 3)
-            doc.table(tables.table2(block, [m["name"] for m in test["protocol"]["methods"]], test["protocol"]["baseline"]))
+            doc.table(
+                tables.table2(
+                    block, [m["name"] for m in test["protocol"]["methods"]], test["protocol"]["baseline"]
+                )
+            )
 
 
 def _training(doc: _Doc, name: str, folder: Path) -> None:
@@ -167,11 +193,22 @@ def _training(doc: _Doc, name: str, folder: Path) -> None:
     best = [r for r in rows if r.get("best") == "1"]
     config_path = folder / layout.TRAIN_CONFIG
     trained = config_path.read_text() if config_path.is_file() else ""
-    shares = ", ".join(f"{key[:-6]} {100 * float(value):.2f}%" for key, value in rows[-1].items()
-                       if key.endswith("_share") and value not in ("", "nan")) if rows else ""
+    shares = (
+        ", ".join(
+            f"{key[:-6]} {100 * float(value):.2f}%"
+            for key, value in rows[-1].items()
+            if key.endswith("_share") and value not in ("", "nan")
+        )
+        if rows
+        else ""
+    )
     doc.paragraph(
-        (f"**{name}**: {len(rows)} epochs, best epoch {best[-1]['epoch'] if best else '-'} "
-         f"(validation PSNR {float(best[-1]['val_psnr']):.2f} dB, SSIM {float(best[-1]['val_ssim']):.4f})." if best else f"**{name}**")
+        (
+            f"**{name}**: {len(rows)} epochs, best epoch {best[-1]['epoch'] if best else '-'} "
+            f"(validation PSNR {float(best[-1]['val_psnr']):.2f} dB, SSIM {float(best[-1]['val_ssim']):.4f})."
+            if best
+            else f"**{name}**"
+        )
         + (f" Share of each term in the generator loss in the last epoch: {shares}." if shares else "")
     )
     doc.image(folder / layout.CURVES_SSIM, f"{name}: SSIM per epoch, training and validation (Figure 6)")
@@ -185,19 +222,49 @@ def _provenance(doc: _Doc, run_dir: Path, config) -> None:
     doc.heading("Data provenance")
     prepared = _load(layout.run_dataset(run_dir) / layout.PREPARE_INFO)
     if prepared:
-        doc.paragraph(f"Pre-processing options: `{json.dumps(prepared['options'], sort_keys=True)}`; counts: `{json.dumps(prepared['counts'], sort_keys=True)}`.")
-        doc.rows(["split", "slices", "patients", "modalities"],
-                 [[name, str(s["slices"]), str(len(s["patients"])), ", ".join(f"{m} {n}" for m, n in s["modalities"].items())]
-                  for name, s in prepared["splits"].items()])
-        doc.rows(["split", "patients"], [[name, ", ".join(p.split(":", 1)[-1] for p in s["patients"])] for name, s in prepared["splits"].items()])
+        doc.paragraph(
+            f"Pre-processing options: `{json.dumps(prepared['options'], sort_keys=True)}`; counts: `{json.dumps(prepared['counts'], sort_keys=True)}`."
+        )
+        doc.rows(
+            ["split", "slices", "patients", "modalities"],
+            [
+                [
+                    name,
+                    str(s["slices"]),
+                    str(len(s["patients"])),
+                    ", ".join(f"{m} {n}" for m, n in s["modalities"].items()),
+                ]
+                for name, s in prepared["splits"].items()
+            ],
+        )
+        doc.rows(
+            ["split", "patients"],
+            [
+                [name, ", ".join(p.split(":", 1)[-1] for p in s["patients"])]
+                for name, s in prepared["splits"].items()
+            ],
+        )
     sources = Path(str(config.data.path or "")) if config.data.source == "folder" else None
     record = _load(layout.stage_record(run_dir, "data")) or {}
     folder = Path(record.get("info", {}).get("folder", "")) if record else None
     if folder and (folder / layout.SAMPLE_SOURCES).is_file():
-        doc.rows(["file", "modality", "patient", "package", "licence", "description"],
-                 [[r["file"], r["modality"], r["patient_id"] or "(in DICOM)", f"{r['package']}=={r['version']}", r["licence"], r["description"]]
-                  for r in read_csv(folder / layout.SAMPLE_SOURCES)])
+        doc.rows(
+            ["file", "modality", "patient", "package", "licence", "description"],
+            [
+                [
+                    r["file"],
+                    r["modality"],
+                    r["patient_id"] or "(in DICOM)",
+                    f"{r['package']}=={r['version']}",
+                    r["licence"],
+                    r["description"],
+                ]
+                for r in read_csv(folder / layout.SAMPLE_SOURCES)
+            ],
+        )
     elif sources:
         doc.paragraph(f"Images from the local folder `{sources}`.")
     elif config.data.source == "tcia":
-        doc.paragraph(f"TCIA collection {config.data.collection} (modality {config.data.modality or 'all'}), downloaded through the NBIA API.")
+        doc.paragraph(
+            f"TCIA collection {config.data.collection} (modality {config.data.modality or 'all'}), downloaded through the NBIA API."
+        )

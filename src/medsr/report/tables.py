@@ -73,14 +73,18 @@ def table1(block: dict, methods: Sequence[str]) -> str:
 
 def table2(block: dict, methods: Sequence[str], baseline: str) -> str:
     """Table 2 layout: scores and % improvement over the baseline, with paired CIs and p-values."""
-    head = (f"| Method ({units(block)}) | SSIM | PSNR (dB) | SSIM vs {baseline} | PSNR vs {baseline} "
-            "| SSIM fg | PSNR fg (dB) |")
+    head = (
+        f"| Method ({units(block)}) | SSIM | PSNR (dB) | SSIM vs {baseline} | PSNR vs {baseline} "
+        "| SSIM fg | PSNR fg (dB) |"
+    )
     lines = [head, "|---|---|---|---|---|---|---|"]
     for name in methods:
         entry = block["methods"][name]
         cells = [_cell(name), _score(entry["ssim"], "ssim"), _score(entry["psnr"], "psnr")]
         for metric in ("ssim", "psnr"):
-            cells.append("(baseline)" if name == baseline else _difference(block["vs_baseline"][name][metric], metric))
+            cells.append(
+                "(baseline)" if name == baseline else _difference(block["vs_baseline"][name][metric], metric)
+            )
         cells += [_score(entry["ssim_fg"], "ssim_fg"), _score(entry["psnr_fg"], "psnr_fg")]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -99,20 +103,31 @@ def warnings(summary: dict) -> list[str]:
     notes = []
     for overlap in summary["protocol"].get("overlap", []):
         if overlap["unknown"]:
-            notes.append(f"**Not shown to be held out: {overlap['model']} has no record of its training patients "
-                         "(scored with --allow-overlap).**")
+            notes.append(
+                f"**Not shown to be held out: {overlap['model']} has no record of its training patients "
+                "(scored with --allow-overlap).**"
+            )
         elif overlap["n_seen"]:
-            notes.append(f"**Not held out: {overlap['model']} was trained or validated on {overlap['n_seen']} of the "
-                         f"{overlap['n_evaluated']} evaluated patients (scored with --allow-overlap); its scores are optimistic.**")
+            notes.append(
+                f"**Not held out: {overlap['model']} was trained or validated on {overlap['n_seen']} of the "
+                f"{overlap['n_evaluated']} evaluated patients (scored with --allow-overlap); its scores are optimistic.**"
+            )
         else:
-            notes.append(f"**Not held out: {overlap['model']} was trained or validated on the source files of "
-                         f"{overlap['seen_slices']} of the {overlap['n_slices']} evaluated slices, under other patient ids "
-                         "(scored with --allow-overlap); its scores are optimistic.**")
+            notes.append(
+                f"**Not held out: {overlap['model']} was trained or validated on the source files of "
+                f"{overlap['seen_slices']} of the {overlap['n_slices']} evaluated slices, under other patient ids "
+                "(scored with --allow-overlap); its scores are optimistic.**"
+            )
     for title, block in blocks(summary):
-        n = min((entry["n_patients"] for metrics in block["methods"].values() for entry in metrics.values()), default=0)
+        n = min(
+            (entry["n_patients"] for metrics in block["methods"].values() for entry in metrics.values()),
+            default=0,
+        )
         if n == 1:
-            notes.append(f"**{title}: one patient only, so no interval or p-value can be given** (slices of one patient "
-                         "are not independent; the patients are the units).")
+            notes.append(
+                f"**{title}: one patient only, so no interval or p-value can be given** (slices of one patient "
+                "are not independent; the patients are the units)."
+            )
         elif n < FEW_PATIENTS:
             notes.append(
                 f"**{title}: only {n} patients, so intervals and p-values are unreliable.** Slices of one patient are "
@@ -123,9 +138,14 @@ def warnings(summary: dict) -> list[str]:
         dropped = {m: k for m, k in block["dropped"].items() if k}
         if dropped:
             left = {m: next(iter(block["methods"].values()))[m] for m in dropped}
-            notes.append(f"{title}: images without a finite score for some method were dropped for every method ("
-                         + ", ".join(f"{LABELS[m]}: {k}, leaving {left[m]['n_patients']} patients and {left[m]['n']} slices"
-                                     for m, k in dropped.items()) + ").")
+            notes.append(
+                f"{title}: images without a finite score for some method were dropped for every method ("
+                + ", ".join(
+                    f"{LABELS[m]}: {k}, leaving {left[m]['n_patients']} patients and {left[m]['n']} slices"
+                    for m, k in dropped.items()
+                )
+                + ")."
+            )
     return notes
 
 

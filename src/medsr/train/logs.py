@@ -32,7 +32,9 @@ class RunLog:
             row = history[-1]
             for key, value in row.items():
                 if key != "epoch" and isinstance(value, (int, float)):
-                    group = "val" if key.startswith("val_") else "train" if key.startswith("train_") else "loss"
+                    group = (
+                        "val" if key.startswith("val_") else "train" if key.startswith("train_") else "loss"
+                    )
                     self.writer.add_scalar(f"{group}/{key}", value, row["epoch"])
             self.writer.flush()
         self._curves(history)
@@ -49,10 +51,19 @@ class RunLog:
             for split, style in (("train", "-"), ("val", "--")):
                 values = [row.get(f"{split}_{metric}") for row in history]
                 if any(v is not None for v in values):
-                    axis.plot(epochs, values, style, marker="o", markersize=3, label=f"{'training' if split == 'train' else 'validation'}")
+                    axis.plot(
+                        epochs,
+                        values,
+                        style,
+                        marker="o",
+                        markersize=3,
+                        label=f"{'training' if split == 'train' else 'validation'}",
+                    )
             best = [row["epoch"] for row in history if row.get("best")]
             if best:
-                axis.axvline(best[-1], color="gray", linewidth=0.8, linestyle=":", label=f"best epoch {best[-1]}")
+                axis.axvline(
+                    best[-1], color="gray", linewidth=0.8, linestyle=":", label=f"best epoch {best[-1]}"
+                )
             axis.set_xlabel("epoch")
             axis.set_ylabel(label)
             axis.set_title(f"{label} per epoch")

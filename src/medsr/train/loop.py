@@ -38,7 +38,15 @@ from medsr.train import distributed
 from medsr.train.config import ExperimentConfig, dump_config
 from medsr.train.data import PatchSampler, ScoringSet, scoring_set
 from medsr.train.logs import RunLog
-from medsr.train.resume import BEST, LAST, check_resumable, latest_checkpoint, repair_pair, starting_weights, weights_digest
+from medsr.train.resume import (
+    BEST,
+    LAST,
+    check_resumable,
+    latest_checkpoint,
+    repair_pair,
+    starting_weights,
+    weights_digest,
+)
 from medsr.train.steps import AdversarialStep, CudaGraphStep, SupervisedStep
 
 log = logging.getLogger(__name__)
@@ -54,8 +62,14 @@ class FitResult:
 def degradation_of(config: ExperimentConfig) -> Degradation:
     d = config.data.degradation
     try:
-        return Degradation(kind=d.kind, scale=config.model.scale, taper=d.taper, blur_sigma=d.blur_sigma,
-                           noise=d.noise, noise_level=d.noise_level)
+        return Degradation(
+            kind=d.kind,
+            scale=config.model.scale,
+            taper=d.taper,
+            blur_sigma=d.blur_sigma,
+            noise=d.noise,
+            noise_level=d.noise_level,
+        )
     except ValueError as exc:
         raise ConfigError(f"data.degradation: {exc}") from None
 
@@ -68,7 +82,9 @@ def generator_kwargs(config: ExperimentConfig) -> dict:
 
 
 @torch.inference_mode()
-def score(generator: nn.Module, images: ScoringSet, device: torch.device, batch_size: int = 8) -> dict[str, float]:
+def score(
+    generator: nn.Module, images: ScoringSet, device: torch.device, batch_size: int = 8
+) -> dict[str, float]:
     """Mean PSNR and SSIM of ``generator`` on whole images (eval mode, outputs clipped to [0, 1])."""
     was_training = generator.training
     generator.eval()
@@ -94,7 +110,9 @@ class EMA:
 
     @torch.no_grad()
     def update(self, module: nn.Module) -> None:
-        torch._foreach_lerp_(list(self.module.parameters()), [p.detach() for p in module.parameters()], 1.0 - self.decay)
+        torch._foreach_lerp_(
+            list(self.module.parameters()), [p.detach() for p in module.parameters()], 1.0 - self.decay
+        )
         for average, current in zip(self.module.buffers(), module.buffers()):
             average.copy_(current)
 
@@ -113,13 +131,25 @@ def dataset_intensity(dataset: str | Path) -> dict:
         options = json.loads(path.read_text())["options"]
         return {"ct_window": options["ct_window"], "percentiles": options["percentiles"]}
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        reason = "missing" if isinstance(exc, FileNotFoundError) else f"unreadable ({type(exc).__name__}: {exc})"
-        raise MedsrError(f"{path}: {reason}; it holds the intensity settings the checkpoint must record "
-                         "(prepare the data set with medsr prepare)") from None
+        reason = (
+            "missing" if isinstance(exc, FileNotFoundError) else f"unreadable ({type(exc).__name__}: {exc})"
+        )
+        raise MedsrError(
+            f"{path}: {reason}; it holds the intensity settings the checkpoint must record "
+            "(prepare the data set with medsr prepare)"
+        ) from None
 
 
 #: What a run writes into its folder (removed by ``fit(..., overwrite=True)`` before a fresh start).
-RUN_ARTEFACTS = (BEST, LAST, layout.TRAIN_LOG, layout.TRAIN_CONFIG, layout.CURVES_SSIM, layout.CURVES_PSNR, layout.TENSORBOARD)
+RUN_ARTEFACTS = (
+    BEST,
+    LAST,
+    layout.TRAIN_LOG,
+    layout.TRAIN_CONFIG,
+    layout.CURVES_SSIM,
+    layout.CURVES_PSNR,
+    layout.TENSORBOARD,
+)
 
 
 def starting_checkpoint(config: ExperimentConfig, *, resume: bool = False) -> dict | None:
@@ -135,8 +165,11 @@ def run_record(config: ExperimentConfig, start: dict | None, saved: dict | None 
     it starts from (``saved``: the run's own record, used when the starting file is gone)."""
     init = None
     if start is not None:
-        init = {**(start.get("trained_on") or {"unknown": True}), "path": str(config.train.init_from),
-                "weights": weights_digest(starting_weights(start))}
+        init = {
+            **(start.get("trained_on") or {"unknown": True}),
+            "path": str(config.train.init_from),
+            "weights": weights_digest(starting_weights(start)),
+        }
     elif config.train.init_from and saved is not None:
         init = saved.get("init_from")
     return training_record(config.data.dataset, init_from=init)
@@ -152,11 +185,15 @@ def clear_run(run_dir: Path, *, overwrite: bool, keep: str | None = None) -> Non
     if not existing:
         return
     if keep is not None and any(Path(keep).resolve() == p.resolve() for p in existing):
-        raise MedsrError(f"train.init_from: {keep} is a checkpoint of the run in {run_dir}, which a fresh run would remove; "
-                         "copy it elsewhere or train into another run_dir")
+        raise MedsrError(
+            f"train.init_from: {keep} is a checkpoint of the run in {run_dir}, which a fresh run would remove; "
+            "copy it elsewhere or train into another run_dir"
+        )
     if not overwrite and any(p.name in (BEST, LAST) for p in existing):
-        raise MedsrError(f"{run_dir} already holds a run ({', '.join(p.name for p in existing if p.suffix == '.pt')}); "
-                         "resume it (--resume), train into another run_dir, or replace it (--overwrite)")
+        raise MedsrError(
+            f"{run_dir} already holds a run ({', '.join(p.name for p in existing if p.suffix == '.pt')}); "
+            "resume it (--resume), train into another run_dir, or replace it (--overwrite)"
+        )
     for path in existing:
         shutil.rmtree(path) if path.is_dir() else path.unlink()
 
@@ -188,8 +225,15 @@ class Networks:
     perceptual: nn.Module | None = None
 
 
-def _records(config: ExperimentConfig, run_dir: Path, *, resume: bool, overwrite: bool, is_main: bool,
-             device: torch.device) -> tuple[dict | None, dict, tuple[Path, dict] | None]:
+def _records(
+    config: ExperimentConfig,
+    run_dir: Path,
+    *,
+    resume: bool,
+    overwrite: bool,
+    is_main: bool,
+    device: torch.device,
+) -> tuple[dict | None, dict, tuple[Path, dict] | None]:
     """(the starting checkpoint, the run's ``trained_on`` record, the checkpoint to resume from)."""
     if resume and not any((run_dir / name).is_file() for name in (BEST, LAST)):
         raise MedsrError(f"--resume: {run_dir / LAST} does not exist (nothing to resume)")
@@ -210,26 +254,53 @@ def _networks(config: ExperimentConfig, device: torch.device, world: int, start:
     generator: nn.Module = SRResNet(**generator_kwargs(config)).to(device)
     if start is not None:
         if start["model"]["kwargs"] != generator_kwargs(config):
-            raise ConfigError(f"train.init_from: {config.train.init_from} is {start['model']['kwargs']}, "
-                              f"the config asks for {generator_kwargs(config)}")
+            raise ConfigError(
+                f"train.init_from: {config.train.init_from} is {start['model']['kwargs']}, "
+                f"the config asks for {generator_kwargs(config)}"
+            )
         generator.load_state_dict(starting_weights(start))
-    channels_last = config.train.channels_last == "on" or (config.train.channels_last == "auto" and device.type == "cuda")
+    channels_last = config.train.channels_last == "on" or (
+        config.train.channels_last == "auto" and device.type == "cuda"
+    )
     if channels_last:
         generator = generator.to(memory_format=torch.channels_last)
-    use_graph = config.train.cuda_graph and device.type == "cuda" and world == 1 and config.train.stage == "supervised"
-    opt_g = torch.optim.Adam(generator.parameters(), lr=config.train.lr, betas=tuple(config.train.betas),
-                             **({"capturable": True} if use_graph else {"fused": device.type == "cuda"}))
-    networks = Networks(generator, opt_g, channels_last, use_graph,
-                        ema=EMA(generator, config.train.ema) if config.train.ema > 0 else None)
+    use_graph = (
+        config.train.cuda_graph
+        and device.type == "cuda"
+        and world == 1
+        and config.train.stage == "supervised"
+    )
+    opt_g = torch.optim.Adam(
+        generator.parameters(),
+        lr=config.train.lr,
+        betas=tuple(config.train.betas),
+        **({"capturable": True} if use_graph else {"fused": device.type == "cuda"}),
+    )
+    networks = Networks(
+        generator,
+        opt_g,
+        channels_last,
+        use_graph,
+        ema=EMA(generator, config.train.ema) if config.train.ema > 0 else None,
+    )
     if config.train.stage == "adversarial":
         from medsr.losses import PerceptualLoss
 
         discriminator = Discriminator(config.adversarial.discriminator).to(device)
-        networks.discriminator = discriminator.to(memory_format=torch.channels_last) if channels_last else discriminator
-        networks.opt_d = torch.optim.Adam(networks.discriminator.parameters(), lr=config.adversarial.lr_d,
-                                          betas=tuple(config.train.betas), fused=device.type == "cuda")
-        networks.perceptual = PerceptualLoss(tuple(config.adversarial.content_layer), config.adversarial.vgg_weights,
-                                             feature_scale=config.adversarial.vgg_feature_scale).to(device)
+        networks.discriminator = (
+            discriminator.to(memory_format=torch.channels_last) if channels_last else discriminator
+        )
+        networks.opt_d = torch.optim.Adam(
+            networks.discriminator.parameters(),
+            lr=config.adversarial.lr_d,
+            betas=tuple(config.train.betas),
+            fused=device.type == "cuda",
+        )
+        networks.perceptual = PerceptualLoss(
+            tuple(config.adversarial.content_layer),
+            config.adversarial.vgg_weights,
+            feature_scale=config.adversarial.vgg_feature_scale,
+        ).to(device)
     return networks
 
 
@@ -248,22 +319,40 @@ def _restore(networks: Networks, checkpoint: dict) -> tuple[list[dict], dict, in
 
 def _step(config: ExperimentConfig, networks: Networks, device: torch.device, world: int):
     """The per-iteration step of the stage, on the DDP- and compile-wrapped networks."""
+
     def wrap(module: nn.Module) -> nn.Module:
         if world > 1:
-            module = nn.parallel.DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda" else None)
+            module = nn.parallel.DistributedDataParallel(
+                module, device_ids=[device.index] if device.type == "cuda" else None
+            )
         return torch.compile(module) if config.train.compile else module
 
     amp = _amp_dtype(config, device)
     if config.train.stage == "adversarial":
-        return AdversarialStep(wrap(networks.generator), wrap(networks.discriminator), networks.discriminator,
-                               networks.opt_g, networks.opt_d, networks.perceptual,
-                               config.adversarial.adversarial_weight, config.adversarial.pixel_weight, amp)
+        return AdversarialStep(
+            wrap(networks.generator),
+            wrap(networks.discriminator),
+            networks.discriminator,
+            networks.opt_g,
+            networks.opt_d,
+            networks.perceptual,
+            config.adversarial.adversarial_weight,
+            config.adversarial.pixel_weight,
+            amp,
+        )
     step = SupervisedStep(wrap(networks.generator), networks.opt_g, config.train.pixel_loss, amp)
     return CudaGraphStep(step) if networks.use_graph else step
 
 
-def _train_epoch(step, sampler: PatchSampler, networks: Networks, epoch: int, config: ExperimentConfig,
-                 info: distributed.DistInfo, show: bool) -> tuple[list[float], int, float]:
+def _train_epoch(
+    step,
+    sampler: PatchSampler,
+    networks: Networks,
+    epoch: int,
+    config: ExperimentConfig,
+    info: distributed.DistInfo,
+    show: bool,
+) -> tuple[list[float], int, float]:
     """One pass over the epoch's batches; returns (mean of each of ``step.names``, iterations, seconds)."""
     from tqdm import tqdm
 
@@ -271,50 +360,93 @@ def _train_epoch(step, sampler: PatchSampler, networks: Networks, epoch: int, co
     networks.generator.train()
     sums = {name: torch.zeros((), device=info.device) for name in step.names}
     iterations = sampler.iterations(info.world)
-    bar = tqdm(total=iterations, desc=f"epoch {epoch}/{config.train.epochs}", unit="it", leave=False,
-               disable=not (show and sys.stderr.isatty()))
+    bar = tqdm(
+        total=iterations,
+        desc=f"epoch {epoch}/{config.train.epochs}",
+        unit="it",
+        leave=False,
+        disable=not (show and sys.stderr.isatty()),
+    )
     for lq, hr in sampler.batches(epoch, config.seed, info.rank, info.world):
         if networks.channels_last:
-            lq, hr = lq.contiguous(memory_format=torch.channels_last), hr.contiguous(memory_format=torch.channels_last)
+            lq, hr = (
+                lq.contiguous(memory_format=torch.channels_last),
+                hr.contiguous(memory_format=torch.channels_last),
+            )
         for name, value in step(lq, hr).items():
             sums[name] += value
         if networks.ema is not None:
             networks.ema.update(networks.generator)
         bar.update()
     bar.close()
-    means = distributed.all_reduce_mean(torch.stack([sums[n] for n in step.names]) / iterations, info.world).tolist()
+    means = distributed.all_reduce_mean(
+        torch.stack([sums[n] for n in step.names]) / iterations, info.world
+    ).tolist()
     return means, iterations, time.perf_counter() - began
 
 
-def _epoch_row(epoch: int, step, means: list[float], scores: dict[str, dict], lr: float, iterations: int, seconds: float) -> dict:
+def _epoch_row(
+    epoch: int, step, means: list[float], scores: dict[str, dict], lr: float, iterations: int, seconds: float
+) -> dict:
     """The log row of one epoch: the step's loss terms (and their shares), train and validation scores."""
     named = dict(zip(step.names, means))
-    return {"epoch": epoch, **named, "train_psnr": scores["train"]["psnr"], "train_ssim": scores["train"]["ssim"],
-            "val_psnr": scores["val"]["psnr"], "val_ssim": scores["val"]["ssim"], "lr": lr,
-            "seconds": round(seconds, 3), "iterations": iterations, "best": 0, **step.summarize(named)}
+    return {
+        "epoch": epoch,
+        **named,
+        "train_psnr": scores["train"]["psnr"],
+        "train_ssim": scores["train"]["ssim"],
+        "val_psnr": scores["val"]["psnr"],
+        "val_ssim": scores["val"]["ssim"],
+        "lr": lr,
+        "seconds": round(seconds, 3),
+        "iterations": iterations,
+        "best": 0,
+        **step.summarize(named),
+    }
 
 
-def _payload(config: ExperimentConfig, networks: Networks, epoch: int, history: list[dict], best: dict,
-             intensity: dict, record: dict) -> dict:
+def _payload(
+    config: ExperimentConfig,
+    networks: Networks,
+    epoch: int,
+    history: list[dict],
+    best: dict,
+    intensity: dict,
+    record: dict,
+) -> dict:
     """Everything a checkpoint holds (see ``models.checkpoint``)."""
     discriminator = networks.discriminator
     return {
         "model": model_entry(config.model.name, generator_kwargs(config), networks.generator),
         "ema": unwrap(networks.ema.module).state_dict() if networks.ema is not None else None,
-        "discriminator": {"variant": config.adversarial.discriminator, "state_dict": unwrap(discriminator).state_dict()}
-        if discriminator is not None else None,
-        "optimizers": {"generator": networks.opt_g.state_dict(),
-                       **({"discriminator": networks.opt_d.state_dict()} if networks.opt_d else {})},
-        "config": config.to_dict(), "epoch": epoch, "history": history, "best": best,
-        "intensity": intensity, "trained_on": record, "rng": {"torch": torch.get_rng_state()},
+        "discriminator": {
+            "variant": config.adversarial.discriminator,
+            "state_dict": unwrap(discriminator).state_dict(),
+        }
+        if discriminator is not None
+        else None,
+        "optimizers": {
+            "generator": networks.opt_g.state_dict(),
+            **({"discriminator": networks.opt_d.state_dict()} if networks.opt_d else {}),
+        },
+        "config": config.to_dict(),
+        "epoch": epoch,
+        "history": history,
+        "best": best,
+        "intensity": intensity,
+        "trained_on": record,
+        "rng": {"torch": torch.get_rng_state()},
     }
 
 
 def _say_epoch(config: ExperimentConfig, row: dict, iterations: int, seconds: float) -> None:
     shares = "".join(f", {k[:-6]} {100 * v:.1f}%" for k, v in row.items() if k.endswith("_share") and v == v)
     loss = row.get("loss", float("nan"))
-    print(f"epoch {row['epoch']}/{config.train.epochs}: loss {loss:.5f}{shares}, val PSNR {row['val_psnr']:.2f} dB, "
-          f"SSIM {row['val_ssim']:.4f}{' (best)' if row['best'] else ''}, {iterations / seconds:.1f} it/s", file=sys.stderr)
+    print(
+        f"epoch {row['epoch']}/{config.train.epochs}: loss {loss:.5f}{shares}, val PSNR {row['val_psnr']:.2f} dB, "
+        f"SSIM {row['val_ssim']:.4f}{' (best)' if row['best'] else ''}, {iterations / seconds:.1f} it/s",
+        file=sys.stderr,
+    )
 
 
 def fit(
@@ -346,8 +478,9 @@ def fit(
         torch.set_num_threads(config.train.threads)
     torch.manual_seed(config.seed)
     degradation = degradation_of(config)
-    start, record, resume_from = _records(config, run_dir, resume=resume, overwrite=overwrite, is_main=info.is_main,
-                                          device=info.device)
+    start, record, resume_from = _records(
+        config, run_dir, resume=resume, overwrite=overwrite, is_main=info.is_main, device=info.device
+    )
     networks = _networks(config, info.device, info.world, None if resume else start)
     history, best, first_epoch = [], {}, 1
     if resume_from is not None:
@@ -355,12 +488,22 @@ def fit(
             repair_pair(run_dir, *resume_from)
         history, best, first_epoch = _restore(networks, resume_from[1])
     step = _step(config, networks, info.device, info.world)
-    sampler = PatchSampler(config.data.dataset, patch_size=config.data.patch_size, batch_size=config.data.batch_size,
-                           patches_per_image=config.data.patches_per_image, augment=config.data.augment,
-                           degradation=degradation, device=info.device)
+    sampler = PatchSampler(
+        config.data.dataset,
+        patch_size=config.data.patch_size,
+        batch_size=config.data.batch_size,
+        patches_per_image=config.data.patches_per_image,
+        augment=config.data.augment,
+        degradation=degradation,
+        device=info.device,
+    )
     if info.is_main:
-        scoring = {"val": scoring_set(config.data.dataset, "val", degradation, config.seed, config.data.val_limit),
-                   "train": scoring_set(config.data.dataset, "train", degradation, config.seed, config.data.train_metric_images)}
+        scoring = {
+            "val": scoring_set(config.data.dataset, "val", degradation, config.seed, config.data.val_limit),
+            "train": scoring_set(
+                config.data.dataset, "train", degradation, config.seed, config.data.train_metric_images
+            ),
+        }
         if not scoring["val"].ids:
             raise MedsrError(f"{config.data.dataset}: no validation image to select the best epoch with")
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -368,11 +511,15 @@ def fit(
         run_log = RunLog(run_dir)
         intensity = dataset_intensity(config.data.dataset)
     for epoch in range(first_epoch, config.train.epochs + 1):
-        means, iterations, seconds = _train_epoch(step, sampler, networks, epoch, config, info, progress and info.is_main)
+        means, iterations, seconds = _train_epoch(
+            step, sampler, networks, epoch, config, info, progress and info.is_main
+        )
         if info.is_main:
             scored = networks.ema.module if networks.ema is not None else networks.generator
             scores = {name: score(scored, images, info.device) for name, images in scoring.items()}
-            row = _epoch_row(epoch, step, means, scores, networks.opt_g.param_groups[0]["lr"], iterations, seconds)
+            row = _epoch_row(
+                epoch, step, means, scores, networks.opt_g.param_groups[0]["lr"], iterations, seconds
+            )
             if _is_better(row, best):
                 row["best"] = 1
                 best = {k: row[k] for k in ("epoch", "val_psnr", "val_ssim")}

@@ -24,10 +24,19 @@ from medsr.fsutil import atomic_write_bytes
 from medsr.models.checkpoint import read_checkpoint
 
 #: Config keys that may differ between a run and its resumption (they do not change what is learnt).
-HARMLESS = frozenset({
-    "name", "run_dir", "data.dataset", "train.epochs", "train.device", "train.threads", "train.compile",
-    "train.cuda_graph", "train.channels_last",
-})
+HARMLESS = frozenset(
+    {
+        "name",
+        "run_dir",
+        "data.dataset",
+        "train.epochs",
+        "train.device",
+        "train.threads",
+        "train.compile",
+        "train.cuda_graph",
+        "train.channels_last",
+    }
+)
 BEST, LAST = layout.BEST_CHECKPOINT, layout.LAST_CHECKPOINT
 
 
@@ -46,7 +55,11 @@ def config_changes(saved: Mapping, wanted: Mapping) -> list[str]:
     """The non-harmless settings that differ, as ``key: <saved> in the run, <wanted> now``."""
     old, new = flatten(saved), flatten(wanted)
     keys = sorted((set(old) | set(new)) - HARMLESS)
-    return [f"{key}: {old.get(key)!r} in the run, {new.get(key)!r} now" for key in keys if old.get(key) != new.get(key)]
+    return [
+        f"{key}: {old.get(key)!r} in the run, {new.get(key)!r} now"
+        for key in keys
+        if old.get(key) != new.get(key)
+    ]
 
 
 def weights_digest(state_dict: Mapping[str, torch.Tensor]) -> str:
@@ -85,7 +98,11 @@ def resume_problem(checkpoint: Mapping, config: Mapping, record: Mapping) -> str
 def latest_checkpoint(run_dir: Path, map_location: str | torch.device = "cpu") -> tuple[Path, dict] | None:
     """The later (by epoch) of ``best.pt`` and ``last.pt`` in ``run_dir`` and its contents; None when
     neither exists."""
-    found = [(run_dir / name, read_checkpoint(run_dir / name, map_location)) for name in (LAST, BEST) if (run_dir / name).is_file()]
+    found = [
+        (run_dir / name, read_checkpoint(run_dir / name, map_location))
+        for name in (LAST, BEST)
+        if (run_dir / name).is_file()
+    ]
     return max(found, key=lambda item: item[1]["epoch"]) if found else None
 
 
@@ -94,8 +111,10 @@ def missing_best(run_dir: Path, checkpoint: Mapping) -> str | None:
     two files), or None: a missing ``best.pt`` is restorable only when the best epoch is the last."""
     if (run_dir / BEST).is_file() or checkpoint["best"].get("epoch") == checkpoint["epoch"]:
         return None
-    return (f"{run_dir / BEST} is missing and its weights (epoch {checkpoint['best'].get('epoch')}) "
-            "are in no other file")
+    return (
+        f"{run_dir / BEST} is missing and its weights (epoch {checkpoint['best'].get('epoch')}) "
+        "are in no other file"
+    )
 
 
 def repair_pair(run_dir: Path, source: Path, checkpoint: Mapping) -> None:
@@ -107,7 +126,9 @@ def repair_pair(run_dir: Path, source: Path, checkpoint: Mapping) -> None:
         atomic_write_bytes(run_dir / BEST, source.read_bytes())
 
 
-def check_resumable(run_dir: Path, config: Mapping, record: Mapping, map_location: str | torch.device = "cpu") -> tuple[Path, dict]:
+def check_resumable(
+    run_dir: Path, config: Mapping, record: Mapping, map_location: str | torch.device = "cpu"
+) -> tuple[Path, dict]:
     """The checkpoint to resume ``run_dir`` from, and its contents.
 
     Raises:

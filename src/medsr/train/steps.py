@@ -29,7 +29,9 @@ class SupervisedStep:
 
     names = ("loss",)
 
-    def __init__(self, generator: nn.Module, optimizer: torch.optim.Optimizer, loss: str, amp: torch.dtype | None) -> None:
+    def __init__(
+        self, generator: nn.Module, optimizer: torch.optim.Optimizer, loss: str, amp: torch.dtype | None
+    ) -> None:
         self.generator, self.optimizer, self.loss, self.amp = generator, optimizer, pixel_loss(loss), amp
 
     def __call__(self, lq: torch.Tensor, hr: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -57,15 +59,38 @@ class AdversarialStep:
     discriminator's ``d_loss``, ``d_real`` = mean D(hr), ``d_fake`` = mean D(G(lq)) (in (0, 1)).
     """
 
-    names = ("loss", "content", "adversarial", "pixel", "content_term", "adversarial_term", "pixel_term",
-             "d_loss", "d_real", "d_fake")
+    names = (
+        "loss",
+        "content",
+        "adversarial",
+        "pixel",
+        "content_term",
+        "adversarial_term",
+        "pixel_term",
+        "d_loss",
+        "d_real",
+        "d_fake",
+    )
     #: the weighted terms of ``loss``, in the order of ``summarize``'s shares
     terms = ("content", "adversarial", "pixel")
 
-    def __init__(self, generator: nn.Module, discriminator: nn.Module, discriminator_plain: nn.Module,
-                 opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer, perceptual: PerceptualLoss,
-                 adversarial_weight: float, pixel_weight: float, amp: torch.dtype | None) -> None:
-        self.generator, self.discriminator, self.discriminator_plain = generator, discriminator, discriminator_plain
+    def __init__(
+        self,
+        generator: nn.Module,
+        discriminator: nn.Module,
+        discriminator_plain: nn.Module,
+        opt_g: torch.optim.Optimizer,
+        opt_d: torch.optim.Optimizer,
+        perceptual: PerceptualLoss,
+        adversarial_weight: float,
+        pixel_weight: float,
+        amp: torch.dtype | None,
+    ) -> None:
+        self.generator, self.discriminator, self.discriminator_plain = (
+            generator,
+            discriminator,
+            discriminator_plain,
+        )
         self.opt_g, self.opt_d, self.perceptual = opt_g, opt_d, perceptual
         self.adversarial_weight, self.pixel_weight, self.amp = adversarial_weight, pixel_weight, amp
 
@@ -102,9 +127,16 @@ class AdversarialStep:
         loss.backward()
         self.opt_g.step()
         return {
-            "loss": loss.detach(), "content": content.detach(), "adversarial": adversarial.detach(), "pixel": pixel.detach(),
-            "content_term": content_term.detach(), "adversarial_term": adversarial_term.detach(), "pixel_term": pixel_term.detach(),
-            "d_loss": d_loss.detach(), "d_real": torch.sigmoid(real).mean().detach(), "d_fake": torch.sigmoid(fake).mean().detach(),
+            "loss": loss.detach(),
+            "content": content.detach(),
+            "adversarial": adversarial.detach(),
+            "pixel": pixel.detach(),
+            "content_term": content_term.detach(),
+            "adversarial_term": adversarial_term.detach(),
+            "pixel_term": pixel_term.detach(),
+            "d_loss": d_loss.detach(),
+            "d_real": torch.sigmoid(real).mean().detach(),
+            "d_fake": torch.sigmoid(fake).mean().detach(),
         }
 
     def summarize(self, means: dict[str, float]) -> dict[str, float]:
