@@ -203,17 +203,21 @@ def _check_values(config: ExperimentConfig) -> None:
         raise ConfigError("train.betas: expected two numbers")
     if len(config.adversarial.content_layer) != 2:
         raise ConfigError("adversarial.content_layer: expected [i, j]")
-    _check_degradation(config)
+    degradation_of(config)
 
 
-def _check_degradation(config: ExperimentConfig) -> None:
-    """Build the training degradation as training will (``Degradation`` validates it), so that a
-    bad value is refused on load rather than when ``fit`` starts."""
-    from medsr.data.degrade import Degradation  # torch: only when a config is checked
+def degradation_of(config: ExperimentConfig):
+    """The training degradation of ``config`` (a ``medsr.data.degrade.Degradation``; torch is
+    imported only here). Called on load too, so that a bad value is refused before ``fit`` starts.
+
+    Raises:
+        ConfigError: naming ``data.degradation``.
+    """
+    from medsr.data.degrade import Degradation
 
     d = config.data.degradation
     try:
-        Degradation(
+        return Degradation(
             kind=d.kind,
             scale=config.model.scale,
             taper=d.taper,

@@ -26,7 +26,6 @@ from torch import nn
 
 from medsr import layout
 from medsr.batching import batches_by_shape
-from medsr.data.degrade import Degradation
 from medsr.data.provenance import training_record
 from medsr.errors import ConfigError, MedsrError
 from medsr.fsutil import atomic_write_text
@@ -35,7 +34,7 @@ from medsr.models.checkpoint import model_entry, read_checkpoint, save_checkpoin
 from medsr.models.discriminator import Discriminator
 from medsr.models.srresnet import SRResNet
 from medsr.train import distributed
-from medsr.train.config import ExperimentConfig, dump_config
+from medsr.train.config import ExperimentConfig, degradation_of, dump_config
 from medsr.train.data import PatchSampler, ScoringSet, scoring_set
 from medsr.train.logs import RunLog
 from medsr.train.resume import (
@@ -57,21 +56,6 @@ class FitResult:
     run_dir: Path
     history: list[dict]
     best: dict
-
-
-def degradation_of(config: ExperimentConfig) -> Degradation:
-    d = config.data.degradation
-    try:
-        return Degradation(
-            kind=d.kind,
-            scale=config.model.scale,
-            taper=d.taper,
-            blur_sigma=d.blur_sigma,
-            noise=d.noise,
-            noise_level=d.noise_level,
-        )
-    except ValueError as exc:
-        raise ConfigError(f"data.degradation: {exc}") from None
 
 
 def generator_kwargs(config: ExperimentConfig) -> dict:
