@@ -92,14 +92,40 @@ def create_study(eval_dir: str | Path, out: str | Path, options: StudyOptions) -
         MedsrError: no saved outputs, a method missing, too few images, or ``out`` already exists.
     """
     eval_dir, out = Path(eval_dir), Path(out)
+    if out.exists():
+        raise MedsrError(f"{out}: already exists; choose a new study folder")
+    files, info = _saved_outputs(eval_dir, options)
+    chosen = _spread_over_patients(sorted(files), info, options.n_images + 1, options.seed)
+    rng = np.random.default_rng(options.seed)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    (tmp / IMAGES).mkdir(parents=True)
+    try:
+        renderer = _Renderer(tmp / IMAGES, options)
+        trials, provenance = _render_trials(chosen[1:], files, info, renderer, options, rng)
+        calibration, calibration_original, row = _render_calibration(chosen[0], files, info, renderer, rng)
+        document = _document(options, eval_dir, trials, calibration, calibration_original)
+        _seal(tmp, provenance + [row], document, renderer)
+        os.replace(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return load_study(out)
+
+
+def _saved_outputs(
+    eval_dir: Path, options: StudyOptions
+) -> tuple[dict[str, dict[str, Path]], dict[str, dict]]:
+    """{image id: {method or hr: file}} of the images saved with every wanted method, and each image's
+    index row (patient, modality).
+
+    Raises:
+        MedsrError: no saved outputs, a method missing, or fewer than ``n_images + 1`` images."""
     rows = read_index(eval_dir)
     if rows is None:
         raise MedsrError(
             f"{eval_dir}: no saved reconstructions ({eval_dir / INDEX} missing); "
             "run medsr evaluate with --save-outputs (medsr run keeps them for the test split)"
         )
-    if out.exists():
-        raise MedsrError(f"{out}: already exists; choose a new study folder")
     files: dict[str, dict[str, Path]] = defaultdict(dict)
     info: dict[str, dict[str, str]] = {}
     for row in rows:
@@ -109,100 +135,121 @@ def create_study(eval_dir: str | Path, out: str | Path, options: StudyOptions) -
     for method in options.methods:
         if method not in available:
             raise MedsrError(f"--methods: {method} is not in {eval_dir} (it has {', '.join(available)})")
-    complete = [
-        i for i in sorted(files) if REFERENCE in files[i] and all(m in files[i] for m in options.methods)
-    ]
+    complete = {i: f for i, f in files.items() if REFERENCE in f and all(m in f for m in options.methods)}
     if len(complete) < options.n_images + 1:
         raise MedsrError(
             f"--images {options.n_images}: {eval_dir} has {len(complete)} images with every method; "
             f"a study needs --images + 1 (one for the calibration trial)"
         )
-    chosen = _spread_over_patients(complete, info, options.n_images + 1, options.seed)
-    rng = np.random.default_rng(options.seed)
+    return complete, info
 
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    (tmp / IMAGES).mkdir(parents=True)
-    try:
-        renderer = _Renderer(tmp / IMAGES, options)
-        trials, provenance = [], []
-        checks_of_trial = _plan_checks(options.n_images, options.check_fraction, rng)
-        for number, image_id in enumerate(chosen[1:]):
-            image_key = f"image-{number + 1:02d}"
-            reference, region, window = renderer.prepare(files[image_id][REFERENCE])
-            items = [
-                Item(_new_id("i"), renderer.render(files[image_id][m], region, window), METHOD, m)
-                for m in options.methods
-            ]
-            for kind in checks_of_trial[number]:
-                items.append(_hidden_item(kind, reference, items, renderer, rng))
-            trials.append(Trial(f"t{number + 1:02d}", image_key, renderer.write(reference), tuple(items)))
-            provenance.append(_provenance_row(image_key, info[image_id], region, window))
-        reference, region, window = renderer.prepare(files[chosen[0]][REFERENCE])
-        calibration = [
-            CalibrationItem(
-                _new_id("c"),
-                renderer.write(_blatantly_degraded(reference, rng)),
-                1,
-                "This image is blocky and noisy: fine structures are lost. That is a poor reconstruction: 1.",
-            ),
-            CalibrationItem(
-                _new_id("c"),
-                renderer.write(_hidden_copy(reference)),
-                5,
-                "This image was the original itself: identical in every detail, so 5. "
-                "The better a reconstruction, the higher its score.",
-            ),
+
+def _render_trials(
+    image_ids: list[str],
+    files: dict,
+    info: dict,
+    renderer: "_Renderer",
+    options: StudyOptions,
+    rng: np.random.Generator,
+) -> tuple[list[Trial], list[dict[str, str]]]:
+    """One trial per image: its original, one item per method and the hidden item; provenance rows."""
+    trials, provenance = [], []
+    checks_of_trial = _plan_checks(options.n_images, options.check_fraction, rng)
+    for number, image_id in enumerate(image_ids):
+        image_key = f"image-{number + 1:02d}"
+        reference, region, window = renderer.prepare(files[image_id][REFERENCE])
+        items = [
+            Item(_new_id("i"), renderer.render(files[image_id][m], region, window), METHOD, m)
+            for m in options.methods
         ]
-        order = rng.permutation(len(calibration))
-        calibration = [calibration[i] for i in order]
-        provenance.append(_provenance_row("calibration", info[chosen[0]], region, window))
-        document = {
-            "format": FORMAT,
-            "version": 1,
-            "study_id": uuid.uuid4().hex,
-            "title": options.title,
-            "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
-            "methods": list(options.methods),
-            "baseline": options.baseline or options.methods[0],
-            "scale": {str(k): v for k, v in SCALE_LABELS.items()},
-            "attention_checks": {
-                "original_fails_at_most": ORIGINAL_CHECK_FAIL_AT_MOST,
-                "degraded_fails_at_least": DEGRADED_CHECK_FAIL_AT_LEAST,
-                "count": sum(i.kind in (CHECK_ORIGINAL, CHECK_DEGRADED) for t in trials for i in t.items),
-                "repeats": sum(i.kind == REPEAT for t in trials for i in t.items),
-            },
-            "render": {
-                "crop": options.crop,
-                "window_percentiles": list(options.window_percentiles),
-                "format": "8-bit grayscale PNG, no metadata",
-                "seed": options.seed,
-            },
-            "source": {"evaluation": str(eval_dir.resolve()), "protocol": _protocol(eval_dir)},
-            "trials": [
-                {
-                    "trial_id": t.trial_id,
-                    "image_key": t.image_key,
-                    "original": t.original,
-                    "items": [item.__dict__ for item in t.items],
-                }
-                for t in trials
-            ],
-            "calibration": {
-                "original": renderer.write(reference),
-                "items": [c.__dict__ for c in calibration],
-            },
-        }
-        atomic_write_csv(tmp / PROVENANCE, list(provenance[0]), provenance)
-        atomic_write_json(tmp / STUDY_FILE, document)
-        renderer.flush()
-        _restrict(tmp / PROVENANCE)
-        (tmp / STUDY_FILE).chmod(0o600)  # it says which image is which method
-        tmp.chmod(0o700)
-        os.replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return load_study(out)
+        for kind in checks_of_trial[number]:
+            items.append(_hidden_item(kind, reference, items, renderer, rng))
+        trials.append(Trial(f"t{number + 1:02d}", image_key, renderer.write(reference), tuple(items)))
+        provenance.append(_provenance_row(image_key, info[image_id], region, window))
+    return trials, provenance
+
+
+def _render_calibration(
+    image_id: str, files: dict, info: dict, renderer: "_Renderer", rng: np.random.Generator
+) -> tuple[list[CalibrationItem], str, dict[str, str]]:
+    """The calibration trial (a degraded image to score 1, the original to score 5, in random order),
+    its original's file name and its provenance row."""
+    reference, region, window = renderer.prepare(files[image_id][REFERENCE])
+    calibration = [
+        CalibrationItem(
+            _new_id("c"),
+            renderer.write(_blatantly_degraded(reference, rng)),
+            1,
+            "This image is blocky and noisy: fine structures are lost. That is a poor reconstruction: 1.",
+        ),
+        CalibrationItem(
+            _new_id("c"),
+            renderer.write(_hidden_copy(reference)),
+            5,
+            "This image was the original itself: identical in every detail, so 5. "
+            "The better a reconstruction, the higher its score.",
+        ),
+    ]
+    calibration = [calibration[i] for i in rng.permutation(len(calibration))]
+    return (
+        calibration,
+        renderer.write(reference),
+        _provenance_row("calibration", info[image_id], region, window),
+    )
+
+
+def _document(
+    options: StudyOptions,
+    eval_dir: Path,
+    trials: list[Trial],
+    calibration: list[CalibrationItem],
+    calibration_original: str,
+) -> dict:
+    """The contents of ``study.json``."""
+    kinds = [i.kind for t in trials for i in t.items]
+    return {
+        "format": FORMAT,
+        "version": 1,
+        "study_id": uuid.uuid4().hex,
+        "title": options.title,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "methods": list(options.methods),
+        "baseline": options.baseline or options.methods[0],
+        "scale": {str(k): v for k, v in SCALE_LABELS.items()},
+        "attention_checks": {
+            "original_fails_at_most": ORIGINAL_CHECK_FAIL_AT_MOST,
+            "degraded_fails_at_least": DEGRADED_CHECK_FAIL_AT_LEAST,
+            "count": sum(k in (CHECK_ORIGINAL, CHECK_DEGRADED) for k in kinds),
+            "repeats": kinds.count(REPEAT),
+        },
+        "render": {
+            "crop": options.crop,
+            "window_percentiles": list(options.window_percentiles),
+            "format": "8-bit grayscale PNG, uncompressed, no metadata",
+            "seed": options.seed,
+        },
+        "source": {"evaluation": str(eval_dir.resolve()), "protocol": _protocol(eval_dir)},
+        "trials": [
+            {
+                "trial_id": t.trial_id,
+                "image_key": t.image_key,
+                "original": t.original,
+                "items": [item.__dict__ for item in t.items],
+            }
+            for t in trials
+        ],
+        "calibration": {"original": calibration_original, "items": [c.__dict__ for c in calibration]},
+    }
+
+
+def _seal(folder: Path, provenance: list[dict[str, str]], document: dict, renderer: "_Renderer") -> None:
+    """Write the study's key files and images; make what names methods and patients owner-only."""
+    atomic_write_csv(folder / PROVENANCE, list(provenance[0]), provenance)
+    atomic_write_json(folder / STUDY_FILE, document)
+    renderer.flush()
+    _restrict(folder / PROVENANCE)
+    (folder / STUDY_FILE).chmod(0o600)  # it says which image is which method
+    folder.chmod(0o700)
 
 
 def _protocol(eval_dir: Path) -> dict:
