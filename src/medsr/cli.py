@@ -133,6 +133,42 @@ def _percentiles(text: str) -> tuple[float, ...]:
 # ------------------------------------------------------------------ medsr prepare
 
 
+def _add_split_flags(p) -> None:
+    """``medsr prepare``'s flags of the patient split and the detail score."""
+    p.add_argument(
+        "--split",
+        default="0.7,0.15,0.15",
+        type=_checked(_split, "--split"),
+        help="train,val,test as counts (e.g. the paper's 1000,200,200) or fractions (default %(default)s), by patient",
+    )
+    p.add_argument(
+        "--stratify",
+        choices=STRATIFY,
+        default="auto",
+        help="deal the patients of each modality separately: auto (when the data hold several "
+        "modalities and the split is fractions), modality, or none (default %(default)s)",
+    )
+    p.add_argument(
+        "--patient-id",
+        dest="patients",
+        default="auto",
+        type=_checked(_patient_rule, "--patient-id"),
+        metavar="RULE",
+        help="how patients are told apart: auto (the id in the file or a sidecar, "
+        "else a BIDS sub-XX folder, else the folder holding the file, else the file), dicom, folder, file, "
+        "or regex:PATTERN (first group, searched in the path relative to the source folder) (default %(default)s)",
+    )
+    p.add_argument(
+        "--score",
+        choices=DETAIL_SCORES,
+        default="equation-1",
+        help="detail score: equation-1 (the paper's Equation 1) or original-code (what the "
+        "authors' code computed: horizontal differences twice, no vertical ones), to replicate its "
+        "selection (default %(default)s)",
+    )
+    p.add_argument("--seed", default=0, type=int, help="seed of the patient split (default %(default)s)")
+
+
 def _add_prepare(sub) -> None:
     p = sub.add_parser(
         "prepare",
@@ -169,38 +205,7 @@ def _add_prepare(sub) -> None:
         type=_checked(_keep_rule, "--keep"),
         help="above-mean, top:N, min:X or all (default %(default)s)",
     )
-    p.add_argument(
-        "--split",
-        default="0.7,0.15,0.15",
-        type=_checked(_split, "--split"),
-        help="train,val,test as counts (e.g. the paper's 1000,200,200) or fractions (default %(default)s), by patient",
-    )
-    p.add_argument(
-        "--stratify",
-        choices=STRATIFY,
-        default="auto",
-        help="deal the patients of each modality separately: auto (when the data hold several "
-        "modalities and the split is fractions), modality, or none (default %(default)s)",
-    )
-    p.add_argument(
-        "--patient-id",
-        dest="patients",
-        default="auto",
-        type=_checked(_patient_rule, "--patient-id"),
-        metavar="RULE",
-        help="how patients are told apart: auto (the id in the file or a sidecar, "
-        "else a BIDS sub-XX folder, else the folder holding the file, else the file), dicom, folder, file, "
-        "or regex:PATTERN (first group, searched in the path relative to the source folder) (default %(default)s)",
-    )
-    p.add_argument(
-        "--score",
-        choices=DETAIL_SCORES,
-        default="equation-1",
-        help="detail score: equation-1 (the paper's Equation 1) or original-code (what the "
-        "authors' code computed: horizontal differences twice, no vertical ones), to replicate its "
-        "selection (default %(default)s)",
-    )
-    p.add_argument("--seed", default=0, type=int, help="seed of the patient split (default %(default)s)")
+    _add_split_flags(p)
     p.add_argument(
         "--axes",
         default="axial",
@@ -374,29 +379,8 @@ def _run_fetch_tcia(args: argparse.Namespace) -> int:
 # ------------------------------------------------------------------ medsr evaluate
 
 
-def _add_evaluate(sub) -> None:
-    p = sub.add_parser(
-        "evaluate",
-        help="score methods on the same LR images of a split (PSNR, SSIM, CIs, tables, figures)",
-        description="Degrade every HR slice of a split once and give the same LR image to every method; write "
-        f"{layout.EVAL_METRICS}, {layout.EVAL_SUMMARY} (means with 95%% CIs, paired differences to the baseline), "
-        f"{layout.EVAL_TABLE} (the paper's Table 2 and Table 1 layouts) and comparison figures to OUT.",
-    )
-    p.add_argument("dataset", type=Path, metavar="DATASET", help="a data set made by medsr prepare")
-    p.add_argument(
-        "--split", default="test", choices=SPLIT_NAMES, help="split to score (default %(default)s)"
-    )
-    p.add_argument(
-        "--model",
-        action="append",
-        dest="models",
-        metavar="NAME",
-        help=f"method to score: a baseline name or a checkpoint path, repeatable (default: {', '.join(INTERPOLATIONS)})",
-    )
-    p.add_argument("--out", required=True, type=Path, help="output folder")
-    p.add_argument(
-        "--baseline", default="bicubic", help="method the others are compared with (default %(default)s)"
-    )
+def _add_degradation_flags(p) -> None:
+    """``medsr evaluate``'s HR -> LR protocol flags (``medsr.data.degrade.Degradation``)."""
     p.add_argument(
         "--degradation",
         default="bicubic",
@@ -435,6 +419,32 @@ def _add_evaluate(sub) -> None:
         type=float,
         help="Gaussian sigma in HR pixels (blur-noise; default scale/2)",
     )
+
+
+def _add_evaluate(sub) -> None:
+    p = sub.add_parser(
+        "evaluate",
+        help="score methods on the same LR images of a split (PSNR, SSIM, CIs, tables, figures)",
+        description="Degrade every HR slice of a split once and give the same LR image to every method; write "
+        f"{layout.EVAL_METRICS}, {layout.EVAL_SUMMARY} (means with 95%% CIs, paired differences to the baseline), "
+        f"{layout.EVAL_TABLE} (the paper's Table 2 and Table 1 layouts) and comparison figures to OUT.",
+    )
+    p.add_argument("dataset", type=Path, metavar="DATASET", help="a data set made by medsr prepare")
+    p.add_argument(
+        "--split", default="test", choices=SPLIT_NAMES, help="split to score (default %(default)s)"
+    )
+    p.add_argument(
+        "--model",
+        action="append",
+        dest="models",
+        metavar="NAME",
+        help=f"method to score: a baseline name or a checkpoint path, repeatable (default: {', '.join(INTERPOLATIONS)})",
+    )
+    p.add_argument("--out", required=True, type=Path, help="output folder")
+    p.add_argument(
+        "--baseline", default="bicubic", help="method the others are compared with (default %(default)s)"
+    )
+    _add_degradation_flags(p)
     p.add_argument(
         "--seed",
         default=0,
@@ -670,13 +680,17 @@ def _add_mos(sub) -> None:
         description="Build a reader study from an evaluation, serve it to raters in the browser, report the MOS.",
     )
     mos = p.add_subparsers(dest="mos_command", required=True, metavar="ACTION")
+    for add in (_add_mos_create, _add_mos_serve, _add_mos_report, _add_mos_backup):
+        add(mos)
 
+
+def _add_mos_create(mos) -> None:
     c = mos.add_parser(
         "create",
         help="build a study folder from an evaluation's saved reconstructions",
         description="Render the original and each method's reconstruction of N test images as de-identified "
-        "8-bit PNGs (same region and window for all, random names), add a calibration trial and hidden "
-        "attention checks, and write STUDY/study.json.",
+        "uncompressed 8-bit PNGs (same region and window for all, random names), add a calibration trial, "
+        "one hidden item per trial (an attention check or a repeat) and write STUDY/study.json.",
     )
     c.add_argument(
         "eval_dir",
@@ -712,6 +726,8 @@ def _add_mos(sub) -> None:
     c.add_argument("--seed", type=int, default=0, help="seed of the image choice and the checks (default 0)")
     c.set_defaults(handler=_run_mos_create)
 
+
+def _add_mos_serve(mos) -> None:
     s = mos.add_parser(
         "serve",
         help="serve a study to raters (FastAPI + uvicorn)",
@@ -747,6 +763,8 @@ def _add_mos(sub) -> None:
     )
     s.set_defaults(handler=_run_mos_serve)
 
+
+def _add_mos_report(mos) -> None:
     r = mos.add_parser(
         "report",
         help="MOS with CIs, agreement and flagged raters (Markdown, CSV, JSON)",
@@ -759,6 +777,8 @@ def _add_mos(sub) -> None:
     r.add_argument("--seed", type=int, default=0, help="bootstrap seed (default 0)")
     r.set_defaults(handler=_run_mos_report)
 
+
+def _add_mos_backup(mos) -> None:
     b = mos.add_parser(
         "backup",
         help="a consistent copy of the study's ratings (safe while serving)",
