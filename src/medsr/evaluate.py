@@ -107,9 +107,29 @@ def evaluate(
     Raises:
         MedsrError: empty split, a model of another scale, or a model output of the wrong size.
     """
-    from tqdm import tqdm
-
     dataset, out = Path(dataset), Path(out)
+    rows = _rows(dataset, options)
+    models = _methods(models, options)
+    names = [m.name for m in models]
+    overlaps = held_out_check(models, rows, options)
+    records, saved = _score_all(dataset, rows, models, out, options, progress)
+    out.mkdir(parents=True, exist_ok=True)
+    if options.save_outputs:
+        write_index(out, saved)
+    atomic_write_csv(
+        out / layout.EVAL_METRICS,
+        METRIC_COLUMNS,
+        ({**r, **{m: repr(r[m]) for m in METRICS}} for r in records),
+    )
+    summary = _summarize(records, names, dataset, rows, models, options, overlaps)
+    atomic_write_json(out / layout.EVAL_SUMMARY, summary)
+    atomic_write_text(out / layout.EVAL_TABLE, _tables_markdown(summary, names, options.baseline))
+    _write_figures(dataset, rows, records, models, out / layout.EVAL_FIGURES, options)
+    return EvalResult(out, summary, records)
+
+
+def _rows(dataset: Path, options: EvalOptions) -> list[dict[str, str]]:
+    """The manifest rows scored (the split, up to ``limit``), with ``figure_ids`` checked against them."""
     rows = read_manifest(dataset, split=options.split)
     if options.limit is not None:
         rows = rows[: options.limit]
@@ -118,6 +138,11 @@ def evaluate(
     unknown = [i for i in options.figure_ids if i not in {row["id"] for row in rows}]
     if unknown:
         raise MedsrError(f"--figure: {unknown[0]} is not an image of the {options.split} split scored here")
+    return rows
+
+
+def _methods(models: Sequence[SRModel], options: EvalOptions) -> list[SRModel]:
+    """``models`` with the baseline first if it was missing; each once, all at the protocol's scale."""
     models = list(models)
     if options.baseline not in [m.name for m in models]:
         models.insert(0, load_model(options.baseline, scale=options.degradation.scale))
@@ -129,7 +154,19 @@ def evaluate(
     names = [m.name for m in models]
     if len(set(names)) != len(names):
         raise MedsrError(f"each method must appear once, got {', '.join(names)}")
-    overlaps = held_out_check(models, rows, options)
+    return models
+
+
+def _score_all(
+    dataset: Path,
+    rows: Sequence[dict[str, str]],
+    models: Sequence[SRModel],
+    out: Path,
+    options: EvalOptions,
+    progress: bool,
+) -> tuple[list[dict], list[dict]]:
+    """Every method on the same LR image of every row: (score records, saved-output index rows)."""
+    from tqdm import tqdm
 
     records: list[dict] = []
     saved: list[dict] = []
@@ -165,20 +202,7 @@ def evaluate(
             ]
         bar.update(len(chunk))
     bar.close()
-
-    out.mkdir(parents=True, exist_ok=True)
-    if options.save_outputs:
-        write_index(out, saved)
-    atomic_write_csv(
-        out / layout.EVAL_METRICS,
-        METRIC_COLUMNS,
-        ({**r, **{m: repr(r[m]) for m in METRICS}} for r in records),
-    )
-    summary = _summarize(records, names, dataset, rows, models, options, overlaps)
-    atomic_write_json(out / layout.EVAL_SUMMARY, summary)
-    atomic_write_text(out / layout.EVAL_TABLE, _tables_markdown(summary, names, options.baseline))
-    _write_figures(dataset, rows, records, models, out / layout.EVAL_FIGURES, options)
-    return EvalResult(out, summary, records)
+    return records, saved
 
 
 def held_out_check(

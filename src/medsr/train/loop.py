@@ -433,6 +433,65 @@ def _say_epoch(config: ExperimentConfig, row: dict, iterations: int, seconds: fl
     )
 
 
+@dataclass
+class _Book:
+    """Rank 0's bookkeeping of a run: the scoring sets, the log, the history and best epoch, and what
+    every checkpoint records (the data set's intensity settings and ``trained_on``)."""
+
+    run_dir: Path
+    scoring: dict[str, ScoringSet]
+    log: RunLog
+    intensity: dict
+    record: dict
+    history: list[dict]
+    best: dict
+
+    @classmethod
+    def open(
+        cls, config: ExperimentConfig, degradation, record: dict, history: list[dict], best: dict
+    ) -> "_Book":
+        """Build the scoring sets, write ``config.yaml`` and open the log (rank 0 only)."""
+        dataset, seed = config.data.dataset, config.seed
+        scoring = {
+            "val": scoring_set(dataset, "val", degradation, seed, config.data.val_limit),
+            "train": scoring_set(dataset, "train", degradation, seed, config.data.train_metric_images),
+        }
+        if not scoring["val"].ids:
+            raise MedsrError(f"{dataset}: no validation image to select the best epoch with")
+        run_dir = Path(config.run_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(run_dir / layout.TRAIN_CONFIG, dump_config(config))
+        return cls(run_dir, scoring, RunLog(run_dir), dataset_intensity(dataset), record, history, best)
+
+    def close_epoch(
+        self,
+        config: ExperimentConfig,
+        networks: Networks,
+        step,
+        epoch: int,
+        means: list[float],
+        iterations: int,
+        seconds: float,
+        device: torch.device,
+    ) -> dict:
+        """Score the epoch, keep its row, write ``best.pt`` (when best, first) and ``last.pt`` and the log."""
+        scored = networks.ema.module if networks.ema is not None else networks.generator
+        scores = {name: score(scored, images, device) for name, images in self.scoring.items()}
+        row = _epoch_row(
+            epoch, step, means, scores, networks.opt_g.param_groups[0]["lr"], iterations, seconds
+        )
+        if _is_better(row, self.best):
+            row["best"] = 1
+            self.best = {k: row[k] for k in ("epoch", "val_psnr", "val_ssim")}
+        self.history.append(row)
+        payload = _payload(config, networks, epoch, self.history, self.best, self.intensity, self.record)
+        if row["best"]:  # best first: see train.resume
+            save_checkpoint(self.run_dir / BEST, payload)
+        save_checkpoint(self.run_dir / LAST, payload)
+        self.log.write(self.history)
+        return row
+
+
 def fit(
     config: ExperimentConfig,
     *,
@@ -481,44 +540,20 @@ def fit(
         degradation=degradation,
         device=info.device,
     )
-    if info.is_main:
-        scoring = {
-            "val": scoring_set(config.data.dataset, "val", degradation, config.seed, config.data.val_limit),
-            "train": scoring_set(
-                config.data.dataset, "train", degradation, config.seed, config.data.train_metric_images
-            ),
-        }
-        if not scoring["val"].ids:
-            raise MedsrError(f"{config.data.dataset}: no validation image to select the best epoch with")
-        run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(run_dir / layout.TRAIN_CONFIG, dump_config(config))
-        run_log = RunLog(run_dir)
-        intensity = dataset_intensity(config.data.dataset)
+    book = _Book.open(config, degradation, record, history, best) if info.is_main else None
     for epoch in range(first_epoch, config.train.epochs + 1):
         means, iterations, seconds = _train_epoch(
             step, sampler, networks, epoch, config, info, progress and info.is_main
         )
-        if info.is_main:
-            scored = networks.ema.module if networks.ema is not None else networks.generator
-            scores = {name: score(scored, images, info.device) for name, images in scoring.items()}
-            row = _epoch_row(
-                epoch, step, means, scores, networks.opt_g.param_groups[0]["lr"], iterations, seconds
-            )
-            if _is_better(row, best):
-                row["best"] = 1
-                best = {k: row[k] for k in ("epoch", "val_psnr", "val_ssim")}
-            history.append(row)
-            payload = _payload(config, networks, epoch, history, best, intensity, record)
-            if row["best"]:  # best first: see train.resume
-                save_checkpoint(run_dir / BEST, payload)
-            save_checkpoint(run_dir / LAST, payload)
-            run_log.write(history)
+        if book is not None:
+            row = book.close_epoch(config, networks, step, epoch, means, iterations, seconds, info.device)
             if progress:
                 _say_epoch(config, row, iterations, seconds)
             if after_epoch is not None:
                 after_epoch(epoch, row)
         distributed.barrier(info.world)
-    if info.is_main:
-        run_log.close()
+    if book is not None:
+        book.log.close()
+        history, best = book.history, book.best
     distributed.cleanup()
     return FitResult(run_dir, history, best)
