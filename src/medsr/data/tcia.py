@@ -209,6 +209,32 @@ def series_folder(out: Path, collection: str, row: dict) -> Path:
     )
 
 
+def _fetch_series(client: "NbiaClient", row: dict, work: Path, final: Path) -> None:
+    """Download one series' zip into the hidden ``work`` folder, verify and unzip it (one fresh
+    download when the zip is corrupt), then rename it to ``final``; ``work`` is always removed.
+
+    Raises:
+        DownloadError: the series cannot be fetched or verified."""
+    uid = str(row["SeriesInstanceUID"])
+    count = row.get("ImageCount")
+    expected = int(count) if count not in (None, "") else None
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    try:
+        zip_path = work / "series.zip"
+        client.download_series(uid, zip_path)
+        try:
+            verify_and_unzip(zip_path, work / "files", uid, expected)
+        except DownloadError:  # a corrupt zip may be a transient fault: one fresh download before giving up
+            client.download_series(uid, zip_path)
+            shutil.rmtree(work / "files", ignore_errors=True)
+            verify_and_unzip(zip_path, work / "files", uid, expected)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(work / "files", final)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+
+
 def fetch_collection(
     client: NbiaClient,
     collection: str,
@@ -246,32 +272,12 @@ def fetch_collection(
         if final.is_dir():
             report.skipped.append(uid)
         else:
-            work = partial_root / _safe_name(uid)
-            shutil.rmtree(work, ignore_errors=True)
-            work.mkdir(parents=True)
             try:
-                zip_path = work / "series.zip"
-                count = row.get("ImageCount")
-                client.download_series(uid, zip_path)
-                try:
-                    verify_and_unzip(
-                        zip_path, work / "files", uid, int(count) if count not in (None, "") else None
-                    )
-                except DownloadError:
-                    # a corrupt zip may be a transient fault: one fresh download before giving up
-                    client.download_series(uid, zip_path)
-                    shutil.rmtree(work / "files", ignore_errors=True)
-                    verify_and_unzip(
-                        zip_path, work / "files", uid, int(count) if count not in (None, "") else None
-                    )
-                final.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(work / "files", final)
+                _fetch_series(client, row, partial_root / _safe_name(uid), final)
                 report.downloaded.append(uid)
             except DownloadError as exc:
                 report.failed.append((uid, str(exc)))
                 status = f"failed: {exc}"
-            finally:
-                shutil.rmtree(work, ignore_errors=True)
         table.append(
             {
                 **{k: row.get(k, "") for k in SERIES_COLUMNS},
