@@ -90,38 +90,46 @@ def markdown(results: dict) -> str:
         "",
     ]
     for population, heading in (("all_raters", "All raters"), ("without_flagged", "Without flagged raters")):
-        block = results[population]
-        lines += [
-            f"## {heading} ({block['n_raters']} raters, {block['n_images']} images)",
-            "",
-            "| Method | MOS | 95% CI | vs " + study["baseline"] + " | 95% CI | ratings |",
-            "|---|---|---|---|---|---|",
-        ]
-        for method, m in block["methods"].items():
-            vs = block["vs_baseline"].get(method)
-            versus = (
-                ("(baseline)", "")
-                if method == study["baseline"]
-                else (
-                    (f"{vs['improvement_pct']:+.1f}%", f"[{_f(vs['ci_low'], 1)}, {_f(vs['ci_high'], 1)}]%")
-                    if vs
-                    else ("-", "")
-                )
-            )
-            lines.append(
-                f"| {method} | {_f(m['mos'])} | [{_f(m['ci_low'])}, {_f(m['ci_high'])}] | {versus[0]} | {versus[1]} | {m['n_ratings']} |"
-            )
-        checks = block["checks"]
-        agreement = block["agreement"]
-        lines += [
-            "",
-            f"Hidden original: mean {_f(checks[CHECK_ORIGINAL]['mean'])} (n {checks[CHECK_ORIGINAL]['n']}); "
-            f"hidden degraded image: mean {_f(checks[CHECK_DEGRADED]['mean'])} (n {checks[CHECK_DEGRADED]['n']}). "
-            f"Inter-rater agreement, Krippendorff's alpha (ordinal): {_f(agreement['krippendorff_alpha_ordinal'], 3)} "
-            f"over {agreement['n_units']} items.",
-            "",
-        ]
-    lines += [
+        lines += _population_section(results[population], heading, study["baseline"])
+    return "\n".join(lines + _raters_section(results))
+
+
+def _versus(method: str, baseline: str, vs: dict | None) -> tuple[str, str]:
+    if method == baseline:
+        return "(baseline)", ""
+    if not vs:
+        return "-", ""
+    return f"{vs['improvement_pct']:+.1f}%", f"[{_f(vs['ci_low'], 1)}, {_f(vs['ci_high'], 1)}]%"
+
+
+def _population_section(block: dict, heading: str, baseline: str) -> list[str]:
+    """The MOS table of one population of raters, its hidden checks and agreement."""
+    lines = [
+        f"## {heading} ({block['n_raters']} raters, {block['n_images']} images)",
+        "",
+        "| Method | MOS | 95% CI | vs " + baseline + " | 95% CI | ratings |",
+        "|---|---|---|---|---|---|",
+    ]
+    for method, m in block["methods"].items():
+        versus = _versus(method, baseline, block["vs_baseline"].get(method))
+        lines.append(
+            f"| {method} | {_f(m['mos'])} | [{_f(m['ci_low'])}, {_f(m['ci_high'])}] | {versus[0]} | "
+            f"{versus[1]} | {m['n_ratings']} |"
+        )
+    checks, agreement = block["checks"], block["agreement"]
+    return lines + [
+        "",
+        f"Hidden original: mean {_f(checks[CHECK_ORIGINAL]['mean'])} (n {checks[CHECK_ORIGINAL]['n']}); "
+        f"hidden degraded image: mean {_f(checks[CHECK_DEGRADED]['mean'])} (n {checks[CHECK_DEGRADED]['n']}). "
+        f"Inter-rater agreement, Krippendorff's alpha (ordinal): {_f(agreement['krippendorff_alpha_ordinal'], 3)} "
+        f"over {agreement['n_units']} items.",
+        "",
+    ]
+
+
+def _raters_section(results: dict) -> list[str]:
+    """One row per rater (checks, agreement, screen, time, consistency, flags) and the flag rules."""
+    lines = [
         "## Raters",
         "",
         "| Rater | Ratings | Checks failed | rho vs consensus | Narrow-screen ratings | "
@@ -138,14 +146,14 @@ def markdown(results: dict) -> str:
     fast = rules.get("flag_fast_server_seconds")
     speed = (
         (
-            f", or when their median time per trial on the server's clock (from the later of the trial's first display "
-            f"and their previous submit, to its submit) is under {fast:g} s (implausibly fast)"
+            f", or when their median time per trial on the server's clock (from the later of the trial's first "
+            f"display and their previous submit, to its submit) is under {fast:g} s (implausibly fast)"
         )
         if fast is not None
         else ""
     )
     speed += ", or when they gave every image the same score" if rules.get("flag_constant_scores") else ""
-    lines += [
+    return lines + [
         "",
         f"Flags: attention checks fail when {rules['attention_check_fails']}; a rater is flagged at "
         f"{rules['flag_failed_checks_share']:.0%} failed checks, or when {rules['flag_anti_consensus']}{speed}. "
@@ -153,4 +161,3 @@ def markdown(results: dict) -> str:
         "a hidden second showing of an image - score of its first showing| (0: perfectly consistent).",
         "",
     ]
-    return "\n".join(lines)
