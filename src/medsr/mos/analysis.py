@@ -106,6 +106,33 @@ def analyse(study: Study, ratings: Sequence[dict], *, n_resamples: int = 2000, s
     return result
 
 
+def _score_cube(
+    rows: list[dict], rater_ids: list, image_keys: list[str], methods: list[str]
+) -> tuple[np.ndarray, np.ndarray]:
+    """(sum, count) of scores per [rater, image, method] (one rating per cell in a complete study)."""
+    r_index = {r: k for k, r in enumerate(rater_ids)}
+    i_index = {i: k for k, i in enumerate(image_keys)}
+    total = np.zeros((len(rater_ids), len(image_keys), len(methods)))
+    count = np.zeros_like(total)
+    for row in rows:
+        cell = (r_index[row["rater_id"]], i_index[row["image_key"]], methods.index(row["method"]))
+        total[cell] += row["score"]
+        count[cell] += 1
+    return total, count
+
+
+def _crossed_bootstrap(total: np.ndarray, count: np.ndarray, n_resamples: int, seed: int) -> np.ndarray:
+    """(n_resamples, methods) MOS with raters and images resampled independently (crossed)."""
+    rng = np.random.default_rng(seed)
+    n_raters, n_images = total.shape[:2]
+    boot = np.empty((n_resamples, total.shape[2]))
+    for b in range(n_resamples):
+        rs, im = rng.integers(0, n_raters, n_raters), rng.integers(0, n_images, n_images)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            boot[b] = total[rs][:, im].sum(axis=(0, 1)) / count[rs][:, im].sum(axis=(0, 1))
+    return boot
+
+
 def _population(study: Study, rows: list[dict], n_resamples: int, seed: int) -> dict:
     """MOS, CIs, improvement over the baseline, agreement and check means for one set of raters."""
     method_rows = [r for r in rows if r["kind"] == METHOD]
@@ -125,37 +152,19 @@ def _population(study: Study, rows: list[dict], n_resamples: int, seed: int) -> 
     if not method_rows:
         out["agreement"] = {"krippendorff_alpha_ordinal": None, "n_units": 0}
         return out
-    # cube[rater, image, method]: the mean score (one rating per cell in a complete study), NaN if unrated
     methods = list(study.methods)
-    r_index = {r: k for k, r in enumerate(rater_ids)}
-    i_index = {i: k for k, i in enumerate(image_keys)}
-    total = np.zeros((len(rater_ids), len(image_keys), len(methods)))
-    count = np.zeros_like(total)
-    for row in method_rows:
-        cell = (r_index[row["rater_id"]], i_index[row["image_key"]], methods.index(row["method"]))
-        total[cell] += row["score"]
-        count[cell] += 1
-    rng = np.random.default_rng(seed)
-    boot = np.empty((n_resamples, len(methods)))
-    for b in range(n_resamples):
-        rs = rng.integers(0, len(rater_ids), len(rater_ids))
-        im = rng.integers(0, len(image_keys), len(image_keys))
-        t = total[rs][:, im].sum(axis=(0, 1))
-        c = count[rs][:, im].sum(axis=(0, 1))
-        with np.errstate(invalid="ignore", divide="ignore"):
-            boot[b] = t / c
+    total, count = _score_cube(method_rows, rater_ids, image_keys, methods)
+    boot = _crossed_bootstrap(total, count, n_resamples, seed)
     for k, method in enumerate(methods):
         n = int(count[..., k].sum())
-        mos = float(total[..., k].sum() / n) if n else None
         low, high = _percentiles(boot[:, k])
+        scores = [r["score"] for r in method_rows if r["method"] == method]
         out["methods"][method] = {
-            "mos": mos,
+            "mos": float(total[..., k].sum() / n) if n else None,
             "ci_low": low,
             "ci_high": high,
             "n_ratings": n,
-            "sd": float(np.std([r["score"] for r in method_rows if r["method"] == method], ddof=1))
-            if n > 1
-            else None,
+            "sd": float(np.std(scores, ddof=1)) if n > 1 else None,
         }
     base = methods.index(study.baseline)
     for k, method in enumerate(methods):
