@@ -17,6 +17,7 @@ logging.getLogger("pydicom").setLevel(logging.ERROR)
 warnings.filterwarnings("ignore", module="pydicom")
 
 NIBABEL_DATA = Path(__import__("nibabel").__file__).parent / "tests" / "data"
+ROOT = Path(__file__).resolve().parent.parent  # the repository (configs/, benchmarks/)
 
 
 def pydicom_file(name: str) -> Path:

@@ -1,13 +1,12 @@
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
+from conftest import ROOT
 from medsr.errors import ConfigError
 from medsr.train.config import load_config
 
-CONFIGS = sorted((Path(__file__).parent.parent / "configs").glob("*.yaml"))
+CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
@@ -22,11 +21,11 @@ def test_shipped_configs_load(path):
 
 
 def test_paper_configs_say_what_the_paper_did():
-    srresnet = load_config(Path(__file__).parent.parent / "configs" / "paper_srresnet.yaml")
+    srresnet = load_config(ROOT / "configs" / "paper_srresnet.yaml")
     assert (srresnet.train.epochs, srresnet.train.lr, srresnet.train.pixel_loss) == (100, 1e-4, "mse")
     assert (srresnet.model.blocks, srresnet.model.channels, srresnet.model.scale) == (16, 64, 4)
     assert (srresnet.data.patch_size, srresnet.data.batch_size) == (96, 16)
-    srgan = load_config(Path(__file__).parent.parent / "configs" / "paper_srgan.yaml")
+    srgan = load_config(ROOT / "configs" / "paper_srgan.yaml")
     assert srgan.train.stage == "adversarial" and srgan.train.epochs == 50
     assert srgan.train.init_from == f"{srresnet.run_dir}/best.pt"
     assert srgan.adversarial.adversarial_weight == 1e-3

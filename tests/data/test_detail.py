@@ -17,8 +17,10 @@ from conftest import NIBABEL_DATA, pydicom_file
 from medsr.data.detail import (
     SCORES,
     detail_score,
+    normalised_score,
     original_code_score,
     pixel_difference_score,
+    pixel_difference_score_loop,
     smooth,
 )
 from medsr.io import read_slices
@@ -176,3 +178,43 @@ def test_unknown_method_is_rejected_naming_the_valid_ones(real_crops, method):
     with pytest.raises(ValueError, match="valid methods: 'equation-1', 'original-code'") as error:
         detail_score(real_crops["MR_small"], sigma=5.0, method=method)
     assert repr(method) in str(error.value)
+
+
+def test_equation_1_by_hand():
+    image = np.array([[0.0, 1.0], [2.0, 3.0]])
+    # |0-1| + |2-3| + |0-2| + |1-3|
+    assert pixel_difference_score(image, sigma=0) == 6.0
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 7), (6, 1), (9, 13), (31, 24), (48, 48)])
+@pytest.mark.parametrize("sigma", [0.0, 1.0, 5.0])
+def test_vectorised_score_equals_the_double_loop_bit_for_bit(shape, sigma, ct_small):
+    rng = np.random.default_rng(sum(shape))
+    noise = rng.random(shape)
+    crop = read_slices(ct_small)[0].pixels[: shape[0], : shape[1]] / 4096.0
+    for image in (noise, crop, noise.astype(np.float32)):
+        assert pixel_difference_score(image, sigma=sigma) == pixel_difference_score_loop(image, sigma=sigma)
+
+
+def test_smoothing_suppresses_noise_but_keeps_structure(ct_small):
+    ct = read_slices(ct_small)[0].pixels / 4096.0
+    noise = np.random.default_rng(0).normal(0, 0.05, ct.shape)
+    flat = np.full(ct.shape, 0.5)
+    assert pixel_difference_score(flat + noise, sigma=0) > pixel_difference_score(ct, sigma=0)
+    assert pixel_difference_score(flat + noise, sigma=5) < pixel_difference_score(ct, sigma=5)
+    assert pixel_difference_score(flat, sigma=5) == pytest.approx(0.0, abs=1e-9)
+
+
+def test_normalised_score_does_not_depend_on_resolution(ct_small):
+    import cv2
+
+    ct = read_slices(ct_small)[0].pixels / 4096.0
+    double = cv2.resize(ct, (256, 256), interpolation=cv2.INTER_CUBIC)
+    low = normalised_score(pixel_difference_score(ct, sigma=1), ct.shape)
+    high = normalised_score(pixel_difference_score(double, sigma=2), double.shape)
+    assert high == pytest.approx(low, rel=0.05)
+    assert pixel_difference_score(double, sigma=2) == pytest.approx(
+        2 * pixel_difference_score(ct, sigma=1), rel=0.05
+    )
+    with pytest.raises(ValueError, match="2-D"):
+        pixel_difference_score(np.zeros((2, 2, 2)))

@@ -11,14 +11,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import make_ct_dataset
+from conftest import ROOT, make_ct_dataset
 from medsr.cli import main
 from medsr.models import load_model
 from medsr.models.checkpoint import read_checkpoint
 from medsr.train.config import load_config
 from medsr.train.loop import fit
 
-TINY = Path(__file__).parent.parent / "configs" / "tiny.yaml"
+TINY = ROOT / "configs" / "tiny.yaml"
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import write_ct_series
+from conftest import ROOT, write_ct_series
 from medsr.cli import main
 from medsr.data.manifest import patient_of, read_manifest
 from medsr.data.patients import PatientRule
@@ -24,7 +24,7 @@ from medsr.train import loop
 from medsr.train.config import load_config
 from medsr.train.loop import fit
 
-TINY = Path(__file__).parent.parent / "configs" / "tiny.yaml"
+TINY = ROOT / "configs" / "tiny.yaml"
 
 
 @pytest.fixture(scope="module")
