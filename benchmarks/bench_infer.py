@@ -26,7 +26,7 @@ from pathlib import Path
 
 import torch
 
-from bench_train import ROOT, load_yardstick, sync
+from bench_train import add_yardstick_argument, load_yardstick, sync
 from medsr.models.srresnet import SRResNet, fold_batchnorm
 
 
@@ -137,13 +137,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument(
-        "--yardstick",
-        type=Path,
-        default=Path(
-            os.environ.get("MEDSR_YARDSTICK", ROOT / "benchmarks" / "yardstick" / "textbook_srresnet.py")
-        ),
-    )
+    add_yardstick_argument(parser)
     parser.add_argument(
         "--seconds", type=float, default=None, help="time per variant and round (default 6 on CPU, 2 on GPU)"
     )

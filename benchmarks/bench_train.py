@@ -50,6 +50,13 @@ def build_dataset(folder: Path) -> Path:
     return folder / "ds"
 
 
+def add_yardstick_argument(parser: argparse.ArgumentParser) -> None:
+    """``--yardstick PATH``: the textbook SRResNet measured beside medsr (default: the copy in
+    benchmarks/yardstick, or ``MEDSR_YARDSTICK``)."""
+    default = os.environ.get("MEDSR_YARDSTICK", ROOT / "benchmarks" / "yardstick" / "textbook_srresnet.py")
+    parser.add_argument("--yardstick", type=Path, default=Path(default))
+
+
 def load_yardstick(path: Path):
     spec = importlib.util.spec_from_file_location("textbook_srresnet", path)
     module = importlib.util.module_from_spec(spec)
@@ -137,13 +144,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument(
-        "--yardstick",
-        type=Path,
-        default=Path(
-            os.environ.get("MEDSR_YARDSTICK", ROOT / "benchmarks" / "yardstick" / "textbook_srresnet.py")
-        ),
-    )
+    add_yardstick_argument(parser)
     parser.add_argument(
         "--iters", type=int, default=None, help="timed iterations per repeat (default 4 on CPU, 200 on GPU)"
     )

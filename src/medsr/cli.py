@@ -495,19 +495,11 @@ def evaluate_options_from(args: argparse.Namespace) -> EvalOptions:
     Raises:
         MedsrError: a degradation ``Degradation`` refuses.
     """
-    from medsr.data.degrade import Degradation
+    from medsr.data.degrade import degradation_from
     from medsr.evaluate import EvalOptions
 
     try:
-        degradation = Degradation(
-            kind=args.degradation,
-            scale=args.scale,
-            taper=args.taper,
-            tukey_alpha=args.tukey_alpha,
-            noise=args.noise,
-            noise_level=args.noise_level,
-            blur_sigma=args.blur_sigma,
-        )
+        degradation = degradation_from(args)
     except ValueError as exc:
         raise MedsrError(str(exc)) from None
     return EvalOptions(

@@ -191,7 +191,7 @@ def evaluate_options(section: EvaluateSection) -> EvalOptions:
     Raises:
         ConfigError: naming the key and the problem.
     """
-    from medsr.data.degrade import Degradation
+    from medsr.data.degrade import degradation_from
     from medsr.evaluate import EvalOptions
 
     if section.baseline not in INTERPOLATIONS:
@@ -202,15 +202,7 @@ def evaluate_options(section: EvaluateSection) -> EvalOptions:
         if getattr(section, key) < 0:
             raise ConfigError(f"evaluate.{key}: must be at least 0, got {getattr(section, key)}")
     try:
-        degradation = Degradation(
-            kind=section.degradation,
-            scale=section.scale,
-            taper=section.taper,
-            tukey_alpha=section.tukey_alpha,
-            blur_sigma=section.blur_sigma,
-            noise=section.noise,
-            noise_level=section.noise_level,
-        )
+        degradation = degradation_from(section)
     except ValueError as exc:
         raise ConfigError(f"evaluate: {exc}") from None
     return EvalOptions(

@@ -80,6 +80,24 @@ class Degradation:
         return data
 
 
+def degradation_from(
+    settings: object, *, kind_field: str = "degradation", scale: int | None = None
+) -> Degradation:
+    """A ``Degradation`` from any object that names its fields as ``Degradation`` does (parsed CLI
+    flags, a run config's ``evaluate:`` section, a training config's ``data.degradation``), the kind
+    in ``kind_field``; absent fields keep ``Degradation``'s defaults.
+
+    Raises:
+        ValueError: a value ``Degradation`` refuses (the caller names the flag or key).
+    """
+    fields = ("taper", "tukey_alpha", "blur_sigma", "noise", "noise_level")
+    return Degradation(
+        kind=getattr(settings, kind_field),
+        scale=scale if scale is not None else settings.scale,
+        **{name: getattr(settings, name) for name in fields if hasattr(settings, name)},
+    )
+
+
 def image_seed(seed: int, key: str) -> int:
     """A 63-bit seed derived from a run seed and an image id (stable across runs and machines)."""
     return int.from_bytes(hashlib.sha256(f"{seed}:{key}".encode()).digest()[:8], "big") >> 1

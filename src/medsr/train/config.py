@@ -213,18 +213,10 @@ def degradation_of(config: ExperimentConfig):
     Raises:
         ConfigError: naming ``data.degradation``.
     """
-    from medsr.data.degrade import Degradation
+    from medsr.data.degrade import degradation_from
 
-    d = config.data.degradation
     try:
-        return Degradation(
-            kind=d.kind,
-            scale=config.model.scale,
-            taper=d.taper,
-            blur_sigma=d.blur_sigma,
-            noise=d.noise,
-            noise_level=d.noise_level,
-        )
+        return degradation_from(config.data.degradation, kind_field="kind", scale=config.model.scale)
     except ValueError as exc:
         raise ConfigError(f"data.degradation: {exc}") from None
 
