@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Services the test suite uses when they are present: Debian's Chromium + ChromeDriver (the reader
 # study's browser test) and a PostgreSQL server on loopback (the reader study's PostgreSQL tests).
-# Prints `export MEDSR_TEST_POSTGRES_URL=...` on success; tests that need a missing service skip
-# with the reason. Needs root and Debian's package registry; safe to run twice.
+# Prints `export MEDSR_TEST_POSTGRES_URL=...` on success. As root on Debian it also prints
+# `export MEDSR_REQUIRE_SERVICES=1`: there a service that fails to come up fails its tests instead of
+# skipping them; elsewhere they skip with the reason. Safe to run twice.
 set -uo pipefail
 
 log() { echo "ci_services: $*" >&2; }
@@ -11,6 +12,7 @@ if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
     log "not root on Debian: PostgreSQL and Chromium tests will skip"
     exit 0
 fi
+echo "export MEDSR_REQUIRE_SERVICES=1"  # here they can be installed: their tests must run, not skip
 
 need=()
 command -v chromium >/dev/null || need+=(chromium)

@@ -448,17 +448,14 @@ class Pipeline:
     def _resumable(self, name: str, run_dir: Path, config: ExperimentConfig) -> bool:
         """Whether the stage's earlier, unfinished training is the same run (then it resumes);
         otherwise say why it starts afresh (``fit`` removes the old checkpoints first)."""
-        from medsr.train.loop import run_record, starting_checkpoint
-        from medsr.train.resume import latest_checkpoint, missing_best, resume_problem
+        from medsr.train.loop import resumption
 
-        found = latest_checkpoint(run_dir)
+        found, _, _, problem = resumption(config, run_dir)
         if found is None:
             return False
         if name in self.forced:
             self._say(f"[{name}] --from {name}: starting afresh (the earlier checkpoints are removed)")
             return False
-        record = run_record(config, starting_checkpoint(config, resume=True), found[1].get("trained_on"))
-        problem = resume_problem(found[1], config.to_dict(), record) or missing_best(run_dir, found[1])
         if problem is not None:
             self._say(
                 f"[{name}] inputs changed ({problem}): starting afresh (the earlier checkpoints are removed)"

@@ -17,13 +17,17 @@ import requests
 
 from medsr.cli import main
 from medsr.mos.study import CHECK_DEGRADED, CHECK_ORIGINAL
-from mos_support import ADMIN_TOKEN, make_evaluation, make_study, running_server
+from mos_support import ADMIN_TOKEN, make_evaluation, make_study, missing_service, running_server
 
 CHROMIUM, CHROMEDRIVER = shutil.which("chromium"), shutil.which("chromedriver")
-pytestmark = pytest.mark.skipif(
-    not (CHROMIUM and CHROMEDRIVER),
-    reason="needs Debian's chromium and chromium-driver (scripts/ci_services.sh installs them)",
-)
+
+
+@pytest.fixture(autouse=True)
+def _chromium():
+    if not (CHROMIUM and CHROMEDRIVER):
+        missing_service("needs Debian's chromium and chromium-driver (scripts/ci_services.sh installs them)")
+
+
 INTENDED = {"nearest": 2, "bilinear": 3, "bicubic": 4}
 NOTICE = re.compile(r"^Images are shown at (\d+)% of their size: enlarge the window\.$")
 # What the viewing area shows: the visible image, its natural and on-screen size in device pixels, the notice.

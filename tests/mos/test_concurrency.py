@@ -18,7 +18,6 @@ import requests
 from medsr.mos.db import Database, database_url
 from mos_support import (
     ADMIN_TOKEN,
-    POSTGRES_URL,
     make_evaluation,
     make_study,
     postgres_schema,
@@ -113,8 +112,6 @@ def test_enrolment_cap_holds_under_a_rush_on_sqlite(evaluation, tmp_path):
 @pytest.fixture
 def postgres_schema_url():
     """A fresh schema on the test server for this test (dropped afterwards); yields its URL."""
-    if not POSTGRES_URL:
-        pytest.skip("MEDSR_TEST_POSTGRES_URL is not set (.ci/run starts PostgreSQL and sets it)")
     with postgres_schema() as url:
         yield url
 

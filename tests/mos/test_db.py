@@ -38,7 +38,6 @@ from medsr.cli import main
 from medsr.errors import MedsrError
 from medsr.mos.db import Database, Viewport, database_url
 from mos_support import (
-    POSTGRES_URL,
     make_evaluation,
     make_study,
     postgres_schema,
@@ -66,8 +65,6 @@ def db_url(request, tmp_path):
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'ratings.sqlite'}"
         return
-    if not POSTGRES_URL:
-        pytest.skip("MEDSR_TEST_POSTGRES_URL is not set (.ci/run starts PostgreSQL and sets it)")
     with postgres_schema() as url:
         yield url
 
@@ -192,8 +189,6 @@ def test_backup_of_a_study_without_a_database_is_one_line(study, tmp_path, capsy
 
 
 def test_postgresql_backup_is_a_json_export_of_the_study(study, tmp_path, capsys):
-    if not POSTGRES_URL:
-        pytest.skip("MEDSR_TEST_POSTGRES_URL is not set (.ci/run starts PostgreSQL and sets it)")
     with postgres_schema() as url:
         db = Database(database_url(study, url), study)
         try:

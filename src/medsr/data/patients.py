@@ -24,9 +24,10 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from medsr.choices import PATIENT_RULE_KINDS
 from medsr.io.types import SliceMeta
 
-KINDS = ("auto", "dicom", "folder", "file", "regex")
+KINDS = PATIENT_RULE_KINDS
 _BIDS_SUBJECT = re.compile(r"sub-[A-Za-z0-9]+")
 
 

@@ -7,12 +7,13 @@ from pathlib import Path
 
 import numpy as np
 
+from medsr.choices import SLICE_AXES
 from medsr.errors import UnreadableImage
 from medsr.io.sidecar import read_sidecar
 from medsr.io.types import Slice, SliceMeta
 
 #: Slice orientations, named after the RAS axis they are normal to.
-AXES = {"sagittal": 0, "coronal": 1, "axial": 2}
+AXES = {name: index for index, name in enumerate(SLICE_AXES)}  # the RAS axis each is normal to
 
 
 def parse_axes(axes: str | Iterable[str]) -> tuple[str, ...]:

@@ -8,11 +8,10 @@ import numpy as np
 import torch
 from torch import nn
 
+from medsr.choices import PRECISIONS
 from medsr.errors import MedsrError
 from medsr.models.base import SRModel
 from medsr.models.srresnet import fold_batchnorm
-
-PRECISIONS = ("fp32", "bf16")
 
 
 def pick_device(device: str = "auto") -> torch.device:

@@ -40,9 +40,10 @@ from medsr.train.logs import RunLog
 from medsr.train.resume import (
     BEST,
     LAST,
-    check_resumable,
     latest_checkpoint,
+    missing_best,
     repair_pair,
+    resume_problem,
     starting_weights,
     weights_digest,
 )
@@ -209,6 +210,25 @@ class Networks:
     perceptual: nn.Module | None = None
 
 
+def resumption(
+    config: ExperimentConfig, run_dir: Path, device: str | torch.device = "cpu"
+) -> tuple[tuple[Path, dict] | None, dict | None, dict | None, str | None]:
+    """Whether ``run_dir`` holds a run of ``config`` that can be resumed: (the later of its
+    checkpoints, the starting checkpoint, the run's ``trained_on`` record, why it cannot be resumed
+    or None); all None when there is nothing to resume."""
+    found = latest_checkpoint(run_dir, device)
+    if found is None:
+        return None, None, None, None
+    start = starting_checkpoint(config, resume=True)
+    record = run_record(config, start, found[1].get("trained_on"))
+    return (
+        found,
+        start,
+        record,
+        resume_problem(found[1], config.to_dict(), record) or missing_best(run_dir, found[1]),
+    )
+
+
 def _records(
     config: ExperimentConfig,
     run_dir: Path,
@@ -219,13 +239,16 @@ def _records(
     device: torch.device,
 ) -> tuple[dict | None, dict, tuple[Path, dict] | None]:
     """(the starting checkpoint, the run's ``trained_on`` record, the checkpoint to resume from)."""
-    if resume and not any((run_dir / name).is_file() for name in (BEST, LAST)):
-        raise MedsrError(f"--resume: {run_dir / LAST} does not exist (nothing to resume)")
-    start = starting_checkpoint(config, resume=resume)
     if resume:
-        saved = latest_checkpoint(run_dir)
-        record = run_record(config, start, saved[1].get("trained_on") if saved else None)
-        return start, record, check_resumable(run_dir, config.to_dict(), record, map_location=device)
+        found, start, record, problem = resumption(config, run_dir, device)
+        if found is None:
+            raise MedsrError(f"--resume: {run_dir / LAST} does not exist (nothing to resume)")
+        if problem is not None:
+            raise MedsrError(
+                f"--resume: {found[0]} is another run: {problem}; train into a new run_dir instead"
+            )
+        return start, record, found
+    start = starting_checkpoint(config)
     record = run_record(config, start)
     if is_main:
         clear_run(run_dir, overwrite=overwrite, keep=config.train.init_from)

@@ -19,7 +19,6 @@ from pathlib import Path
 import torch
 
 from medsr import layout
-from medsr.errors import MedsrError
 from medsr.fsutil import atomic_write_bytes
 from medsr.models.checkpoint import read_checkpoint
 
@@ -124,20 +123,3 @@ def repair_pair(run_dir: Path, source: Path, checkpoint: Mapping) -> None:
         atomic_write_bytes(run_dir / LAST, source.read_bytes())
     if not (run_dir / BEST).is_file() and checkpoint["best"].get("epoch") == checkpoint["epoch"]:
         atomic_write_bytes(run_dir / BEST, source.read_bytes())
-
-
-def check_resumable(
-    run_dir: Path, config: Mapping, record: Mapping, map_location: str | torch.device = "cpu"
-) -> tuple[Path, dict]:
-    """The checkpoint to resume ``run_dir`` from, and its contents.
-
-    Raises:
-        MedsrError: nothing to resume, or the run differs (one line naming what differs).
-    """
-    found = latest_checkpoint(run_dir, map_location)
-    if found is None:
-        raise MedsrError(f"--resume: {run_dir / LAST} does not exist (nothing to resume)")
-    problem = resume_problem(found[1], config, record) or missing_best(run_dir, found[1])
-    if problem is not None:
-        raise MedsrError(f"--resume: {found[0]} is another run: {problem}; train into a new run_dir instead")
-    return found
