@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 
 from bench_train import add_yardstick_argument, load_yardstick, sync
-from medsr.models.srresnet import SRResNet, fold_batchnorm
+from medsr.models.arch.srresnet import SRResNet, fold_batchnorm
 
 
 def _with_statistics(model: torch.nn.Module) -> torch.nn.Module:

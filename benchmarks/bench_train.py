@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from medsr.data.degrade import Degradation
 from medsr.data.prepare import KeepRule, PrepareOptions, prepare
 from medsr.data.split import SplitSpec
-from medsr.models.srresnet import SRResNet
+from medsr.models.arch.srresnet import SRResNet
 from medsr.train.data import PatchSampler
 from medsr.train.steps import CudaGraphStep, SupervisedStep
 

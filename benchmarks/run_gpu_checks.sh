@@ -3,7 +3,9 @@
 # (all ignored by git): .benchdata/ds (a prepared
 # data set: benchmarks/bench_train.py --dataset) and .whl/ (pure-Python wheels the GPU image lacks:
 # pydicom, nibabel, pynrrd, platformdirs). Writes JSON and logs to ${OUT:-out}. INFER_ONLY=1 stops
-# after the inference benchmarks; TRAIN_BENCH=1 adds the training benchmark.
+# after the inference benchmarks; TRAIN_BENCH=1 adds the training benchmark; QUALITY_BENCH=1 adds
+# the quality-at-equal-compute benchmark (QUALITY_BUDGET per recipe, default 150s: three recipes
+# must fit one 10-minute command).
 set -uo pipefail
 OUT=${OUT:-out}
 mkdir -p "$OUT"
@@ -21,6 +23,11 @@ timeout 80 python3 -m pytest -q -p no:cacheprovider tests/test_gpu.py 2>&1 | tai
 if [ "${TRAIN_BENCH:-0}" = 1 ]; then
     timeout 420 python3 benchmarks/bench_train.py --dataset .benchdata/ds \
         --json "$OUT/bench_train_gpu.json" 2>&1 | tail -40 | tee "$OUT/bench_train_gpu.log"
+fi
+if [ "${QUALITY_BENCH:-0}" = 1 ]; then
+    timeout 590 python3 benchmarks/bench_quality.py --budget "${QUALITY_BUDGET:-150s}" --device cuda --amp bf16 \
+        --dataset .benchdata/ds --out /tmp/bench_quality 2>&1 | tail -60 | tee "$OUT/bench_quality_gpu.log"
+    cp /tmp/bench_quality/results.* "$OUT/" 2>/dev/null
 fi
 # the paper's networks (16 x 64) for one short epoch each: SRResNet with the CUDA graph, then SRGAN
 timeout 150 python3 -m medsr train configs/paper_srresnet.yaml --set data.dataset=.benchdata/ds --set run_dir=/tmp/p_sr \

@@ -19,8 +19,8 @@ from medsr.errors import MedsrError
 from medsr.infer import enhance_tiled, tile_count
 from medsr.io import read_slices
 from medsr.models import load_model
+from medsr.models.arch.srresnet import SRResNet
 from medsr.models.checkpoint import model_entry, save_checkpoint
-from medsr.models.srresnet import SRResNet
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from medsr.models.srresnet import SRResNet
+from medsr.models.arch.srresnet import SRResNet
 from medsr.train.steps import CudaGraphStep, SupervisedStep
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
@@ -112,3 +112,20 @@ def test_enhance_cli_on_cuda_gives_the_cpu_values(tmp_path):
     assert hu["cpu"].shape == (512, 512) and hu["cpu"].std() > 50  # a real image, not a constant
     assert np.abs(hu["cuda"] - hu["cpu"]).max() <= 0.001 * 4095 + 1
     assert np.abs(hu["cuda_bf16"] - hu["cpu"]).max() <= 0.004 * 4095
+
+
+def test_a_captured_step_follows_the_schedule():
+    """The CUDA graph reads the learning rate from a tensor, so a schedule changes it after capture."""
+    from medsr.train.schedule import set_lr
+
+    torch.manual_seed(0)
+    model = SRResNet(blocks=1, channels=8).cuda()
+    optimizer = torch.optim.Adam(model.parameters(), torch.tensor(1e-3, device="cuda"), capturable=True)
+    step = CudaGraphStep(SupervisedStep(model, optimizer, "l1", None, grad_clip=1.0))
+    lq, hr = torch.rand(4, 1, 8, 8, device="cuda"), torch.rand(4, 1, 32, 32, device="cuda")
+    for _ in range(5):
+        step(lq, hr)
+    set_lr(optimizer, 0.0)
+    before = [p.detach().clone() for p in model.parameters()]
+    step(lq, hr)
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))  # rate 0: no change

@@ -12,8 +12,8 @@ import torch.nn.functional as F
 from medsr.data.degrade import Degradation, degrade
 from medsr.errors import ConfigError
 from medsr.losses import PerceptualLoss
+from medsr.models.arch.srresnet import SRResNet
 from medsr.models.discriminator import Discriminator
-from medsr.models.srresnet import SRResNet
 from medsr.train.config import AdversarialConfig, load_config
 from medsr.train.steps import AdversarialStep, CudaGraphStep, SupervisedStep
 
@@ -140,8 +140,8 @@ def test_paper_defaults_give_the_adversarial_term_a_real_share_on_ct_patches():
             perceptual,
             adversarial_weight=adv.adversarial_weight,
             pixel_weight=adv.pixel_weight,
-            blocks=config.model.blocks,
-            channels=config.model.channels,
+            blocks=config.model.options["blocks"],
+            channels=config.model.options["channels"],
         )
         out = step(lq, hr)
         results[scale] = (out, step.summarize({name: value.item() for name, value in out.items()}))

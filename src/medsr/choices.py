@@ -17,8 +17,12 @@ TAPERS = ("none", "hann", "tukey")
 NOISES = ("gaussian", "rician")
 #: Scale factors a degradation (and so an evaluation) accepts.
 SCALES = (2, 3, 4, 8)
-#: Scale factors the networks (SRResNet's pixel-shuffle stages) accept (``model.scale``).
-NETWORK_SCALES = (2, 4, 8)
+
+# ------------------------------------------------------------------ training (train.config)
+#: Pixel losses of the supervised stage (``train.pixel_loss``).
+PIXEL_LOSSES = ("mse", "l1", "charbonnier")
+#: Learning-rate schedules (``train.schedule``).
+LR_SCHEDULES = ("constant", "cosine")
 
 # ------------------------------------------------------------------ methods (models)
 #: Interpolation baselines, in the order of the paper's Table 1 (``models.interpolation``).

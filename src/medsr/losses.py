@@ -8,14 +8,21 @@ from torch import nn
 
 from medsr.models.vgg import CAFFE_MEAN_BGR, IMAGENET_MEAN, IMAGENET_STD, feature_index, load_vgg_features
 
+#: Charbonnier's epsilon on the [0, 1] range (sqrt(d^2 + eps^2): L1 away from 0, smooth at 0).
+CHARBONNIER_EPS = 1e-3
+
+
+def charbonnier_loss(sr: torch.Tensor, hr: torch.Tensor, eps: float = CHARBONNIER_EPS) -> torch.Tensor:
+    """mean(sqrt((sr - hr)^2 + eps^2)) - eps: a differentiable L1 (0 for equal images)."""
+    return torch.sqrt((sr - hr).square() + eps * eps).mean() - eps
+
 
 def pixel_loss(kind: str):
-    """``mse`` (the paper) or ``l1``: a function (sr, hr) -> scalar."""
-    if kind == "mse":
-        return F.mse_loss
-    if kind == "l1":
-        return F.l1_loss
-    raise ValueError(f"pixel loss must be mse or l1, got {kind!r}")
+    """``mse`` (the paper), ``l1`` (BasicSR) or ``charbonnier``: a function (sr, hr) -> scalar."""
+    losses = {"mse": F.mse_loss, "l1": F.l1_loss, "charbonnier": charbonnier_loss}
+    if kind not in losses:
+        raise ValueError(f"pixel loss must be one of {', '.join(losses)}, got {kind!r}")
+    return losses[kind]
 
 
 class PerceptualLoss(nn.Module):

@@ -442,7 +442,7 @@ class Pipeline:
         return [run_dir / layout.BEST_CHECKPOINT, run_dir / layout.TRAIN_LOG], {
             "best": result.best,
             "epochs": config.train.epochs,
-            "model": config.model.__dict__,
+            "model": config.to_dict()["model"],
         }
 
     def _resumable(self, name: str, run_dir: Path, config: ExperimentConfig) -> bool:

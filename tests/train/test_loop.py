@@ -48,7 +48,7 @@ def test_tiny_training_writes_checkpoints_logs_and_curves(dataset, tmp_path):
     assert result.best["epoch"] == int(best["epoch"])
     checkpoint = read_checkpoint(run / "best.pt")
     assert checkpoint["epoch"] == result.best["epoch"]
-    assert checkpoint["model"]["kwargs"] == {"scale": 4, "blocks": 2, "channels": 16}
+    assert checkpoint["model"]["kwargs"] == {"scale": 4, "blocks": 2, "channels": 16, "upsample_skip": False}
     assert checkpoint["config"]["train"]["epochs"] == 3
     model = load_model(run / "best.pt", device="cpu")
     assert model.name == "tiny_srresnet" and model.enhance(torch.rand(20, 24).numpy()).shape == (80, 96)

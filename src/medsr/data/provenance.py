@@ -4,13 +4,15 @@ Every checkpoint carries a ``trained_on`` record::
 
     {"version": 1, "dataset": "runs/demo/dataset", "fingerprint": "<sha256 of the manifest's
      ids, splits, patients and intensity mappings>", "patients": {"train": [...], "val": [...]},
-     "counts": {"train": 3, "val": 1}, "init_from": {..., "weights": "<sha256>"} | None}
+     "counts": {"train": 3, "val": 1}, "init_from": {..., "weights": "<sha256>"} | None,
+     "teacher": {..., "weights": "<sha256>"} | None}
 
 Patients are stored as salted SHA-256 hashes of their split keys (``patient:P1``), the salt being
 the data set's fingerprint: enough to test membership against another data set's patients, without
 patient ids in plain text inside a model file. (A short id can still be found by trying every
 candidate; the hashes are not an anonymisation.) ``init_from`` holds the record of the checkpoint a
-run started from (the SRGAN's SRResNet), so the patients it saw count too.
+run started from (the SRGAN's SRResNet), ``teacher`` that of the checkpoint it distilled from, so
+the patients they saw count too.
 
 Torch-free.
 """
@@ -65,12 +67,15 @@ def _salted(values: Iterable[str], salt: str) -> list[str]:
     return sorted({hash_patient(v, salt) for v in values if v})
 
 
-def training_record(dataset: str | Path, *, init_from: Mapping | None = None) -> dict:
+def training_record(
+    dataset: str | Path, *, init_from: Mapping | None = None, teacher: Mapping | None = None
+) -> dict:
     """The ``trained_on`` record of a run on ``dataset`` (see the module docstring).
 
     Args:
         dataset: a prepared data set folder.
         init_from: the record of the checkpoint the run starts from (with its ``weights`` digest), or None.
+        teacher: the record of the checkpoint the run distils from (``train.teacher``), or None.
     """
     rows = read_manifest(dataset)
     fingerprint = dataset_fingerprint(rows)
@@ -85,6 +90,7 @@ def training_record(dataset: str | Path, *, init_from: Mapping | None = None) ->
         },
         "counts": {split: len({patient_of(r) for r in m}) for split, m in members.items()},
         "init_from": dict(init_from) if init_from is not None else None,
+        "teacher": dict(teacher) if teacher is not None else None,
     }
 
 
@@ -147,14 +153,16 @@ class Overlap:
 
 
 def _records(record: Mapping) -> Iterable[Mapping]:
-    while record:
+    """The record and, recursively, those of the checkpoints it started from or distilled from."""
+    if record:
         yield record
-        record = record.get("init_from") or {}
+        for parent in ("init_from", "teacher"):
+            yield from _records(record.get(parent) or {})
 
 
 def _seen(record: Mapping, values: Sequence[str], table: str) -> dict[str, str] | None:
     """Which of ``values`` (patient keys or source ids) the record's ``table`` holds, and in which
-    split, over the ``init_from`` chain; None when a level of the chain has no usable record."""
+    split, over the ``init_from`` and ``teacher`` records; None when a level of the chain has no usable record."""
     seen: dict[str, str] = {}
     for level in _records(record):
         if not valid_record(level):  # started from a checkpoint without a record

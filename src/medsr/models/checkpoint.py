@@ -61,3 +61,22 @@ def unwrap(module: nn.Module) -> nn.Module:
             module = module._orig_mod
         else:
             return module
+
+
+def network_from(checkpoint: dict, source: str | Path = "checkpoint") -> nn.Module:
+    """The trained generator of a checkpoint (its EMA weights when it has them), built through the
+    architecture registry, in training form on the CPU.
+
+    Raises:
+        MedsrError: unknown architecture or options, or weights that do not fit them.
+    """
+    from medsr.models.registry import build_network
+
+    entry = checkpoint["model"]
+    try:
+        network = build_network(entry["name"], dict(entry["kwargs"]))
+        network.load_state_dict(checkpoint.get("ema") or entry["state_dict"])
+    except (MedsrError, RuntimeError, KeyError, TypeError) as exc:
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise MedsrError(f"{source}: cannot rebuild its network ({reason})") from None
+    return network

@@ -6,12 +6,11 @@ import copy
 
 import numpy as np
 import torch
-from torch import nn
 
 from medsr.choices import PRECISIONS
 from medsr.errors import MedsrError
 from medsr.models.base import SRModel
-from medsr.models.srresnet import fold_batchnorm
+from medsr.models.registry import SRNetwork
 
 
 def pick_device(device: str = "auto") -> torch.device:
@@ -21,29 +20,16 @@ def pick_device(device: str = "auto") -> torch.device:
     return torch.device(device)
 
 
-def receptive_radius(module: nn.Module) -> int:
-    """Receptive radius in LR pixels of a conv network with pixel-shuffle upsampling (an upper
-    bound: each convolution adds (k - 1) / 2 pixels at the resolution it runs at)."""
-    radius, resolution = 0.0, 1
-    for layer in module.modules():
-        if isinstance(layer, nn.Conv2d):
-            radius += (layer.kernel_size[0] - 1) / 2 * layer.dilation[0] / resolution
-        elif isinstance(layer, nn.PixelShuffle):
-            resolution *= layer.upscale_factor
-    if getattr(module, "upsample_skip", False):
-        radius = max(radius, 2.0)  # the bicubic skip reads 2 LR pixels each way
-    return int(np.ceil(radius))
-
-
 class NetworkModel(SRModel):
     """Runs a trained network on numpy images.
 
     Args:
-        module: the network ((N, 1, h, w) -> (N, 1, s*h, s*w)).
+        module: a registered network (``models.registry.SRNetwork``: (N, 1, h, w) -> (N, 1, s*h, s*w)).
         name: registry name; scale: its upscaling factor.
         device: ``auto``, ``cpu`` or ``cuda``.
-        fold_bn: fold BatchNorm into the convolutions (faster inference, same outputs). (An SRResNet's
-            9 x 9 tail picks its fastest computation per device by itself: ``models.tap_sum_conv``.)
+        inference_form: run the network's inference form (BatchNorm folded, re-parameterised
+            branches merged: faster, same outputs within float rounding). (An SRResNet's 9 x 9 tail
+            picks its fastest computation per device by itself: ``models.tap_sum_conv``.)
         source: where the weights came from (checkpoint path), for reports.
         intensity: the ``ct_window``/``percentiles`` its training data were prepared with.
         batch_size: images per forward pass in ``enhance_batch``.
@@ -55,12 +41,12 @@ class NetworkModel(SRModel):
 
     def __init__(
         self,
-        module: nn.Module,
+        module: SRNetwork,
         name: str,
         scale: int,
         *,
         device: str = "auto",
-        fold_bn: bool = True,
+        inference_form: bool = True,
         source: str = "",
         batch_size: int = 8,
         kwargs: dict | None = None,
@@ -77,10 +63,9 @@ class NetworkModel(SRModel):
         self.kwargs = dict(kwargs or {})
         self.device = pick_device(device)
         self.precision = precision
-        self.receptive_radius = receptive_radius(module)
-        module = copy.deepcopy(module).eval()  # folding works in place; the caller's module stays as it was
-        if fold_bn:
-            module = fold_batchnorm(module)
+        self.receptive_radius = module.receptive_radius()
+        # both forms are copies: the caller's module stays as it was
+        module = module.inference_form() if inference_form else copy.deepcopy(module).eval()
         self.module = module.to(self.device).to(memory_format=torch.channels_last)  # faster on GPUs and CPUs
         self.network = torch.compile(self.module) if compile else self.module
 

@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 import yaml
 
-from medsr.choices import DEGRADATION_KINDS, NETWORK_SCALES, NOISES, TAPERS
+from medsr.choices import DEGRADATION_KINDS, LR_SCHEDULES, NOISES, PIXEL_LOSSES, TAPERS
 from medsr.errors import ConfigError
 
 
@@ -46,20 +46,84 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    name: Literal["srresnet"] = "srresnet"
+    """A registered architecture (``models.registry``), its scale and its own options, written flat
+    in YAML (``model: {name: span, scale: 4, channels: 48}``). ``options`` holds every option of the
+    architecture other than ``scale``, defaults filled in (``model_config`` checks and fills them)."""
+
+    name: str = "srresnet"
     scale: int = 4
-    blocks: int = 16  # residual blocks
-    channels: int = 64  # feature width
-    upsample_skip: bool = False  # add bicubic(input) to the output (not in the paper; faster to train)
+    options: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        from medsr.models.registry import default_options
+
+        defaults = default_options(self.name)
+        unknown = sorted(set(self.options) - set(defaults) | {"scale"} & set(self.options))
+        if unknown:
+            raise ConfigError(f"model.{unknown[0]}: unknown key for {self.name}")
+        self.options = {**{k: v for k, v in defaults.items() if k != "scale"}, **self.options}
+
+    def kwargs(self) -> dict[str, Any]:
+        """The network's constructor arguments (``scale`` and the options)."""
+        return {"scale": self.scale, **self.options}
+
+    def as_dict(self) -> dict[str, Any]:
+        """The flat YAML form: name, scale, then the options."""
+        return {"name": self.name, **self.kwargs()}
+
+
+def model_config(data: dict, key: str = "model") -> ModelConfig:
+    """Check a ``model:`` mapping against its architecture's options and fill in their defaults.
+
+    Raises:
+        ConfigError: unknown architecture, unknown option, wrong type, unsupported scale or a
+            non-positive count; the message names the key (``model.channels: ...``).
+    """
+    from medsr.models.registry import architectures
+
+    known = architectures()
+    name = data.get("name", ModelConfig.name)
+    if name not in known:
+        raise ConfigError(f"{key}.name: unknown architecture {name!r} (known: {', '.join(sorted(known))})")
+    spec = known[name]
+    values = {}
+    for option, value in data.items():
+        if option == "name":
+            continue
+        if option not in spec.options:
+            raise ConfigError(
+                f"{key}.{option}: unknown key for {name} (known: name, {', '.join(spec.options)})"
+            )
+        values[option] = _coerce(value, spec.options[option][0], f"{key}.{option}")
+        if spec.options[option][0] is int and values[option] <= 0:
+            raise ConfigError(f"{key}.{option}: must be positive, got {values[option]}")
+    scale = values.pop("scale", spec.options["scale"][1])
+    if scale not in spec.scales:
+        raise ConfigError(f"{key}.scale: {name} supports {', '.join(map(str, spec.scales))}, got {scale}")
+    return ModelConfig(name, scale, values)
 
 
 @dataclass
 class TrainConfig:
     stage: Literal["supervised", "adversarial"] = "supervised"
     epochs: int = 100
+    time_budget: str | None = (
+        None  # e.g. 20m, 180s, 1h30m: training seconds (validation not counted); ends the run
+    )
+    iterations: int | None = None  # optimiser steps (as BasicSR counts); ends the run
     lr: float = 1e-4  # Adam, generator
+    schedule: Literal[LR_SCHEDULES] = (
+        "constant"  # constant | cosine (over the run: epochs, iterations or time_budget)
+    )
+    warmup: float = 0.0  # fraction of the run over which the rate rises linearly from 0
+    min_lr: float = 1e-7  # cosine: the rate at the end of the run
     betas: list[float] = field(default_factory=lambda: [0.9, 0.999])
-    pixel_loss: Literal["mse", "l1"] = "mse"
+    pixel_loss: Literal[PIXEL_LOSSES] = "mse"
+    grad_clip: float | None = None  # clip the generator's gradient norm to this (None: no clipping)
+    teacher: str | None = (
+        None  # checkpoint to distil from: loss += distill_weight * pixel_loss(sr, teacher(lq))
+    )
+    distill_weight: float = 1.0
     init_from: str | None = (
         None  # checkpoint whose generator weights start this run (SRGAN: the SRResNet's best.pt)
     )
@@ -68,7 +132,7 @@ class TrainConfig:
     channels_last: Literal["auto", "on", "off"] = "auto"  # auto: on for GPU
     compile: bool = False  # torch.compile the networks
     cuda_graph: bool = False  # capture the supervised step in a CUDA graph (one GPU, fixed batch shape)
-    ema: float = 0.0  # exponential moving average decay of the generator weights (0 = off)
+    ema: float = 0.0  # exponential moving average decay of the generator weights (0 = off; BasicSR: 0.999)
     threads: int | None = None  # CPU threads (None: torch's default)
 
 
@@ -96,7 +160,8 @@ class ExperimentConfig:
     adversarial: AdversarialConfig = field(default_factory=AdversarialConfig)
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """The config as plain data (the ``model`` section flat, as written in YAML)."""
+        return {**dataclasses.asdict(self), "model": self.model.as_dict()}
 
 
 def _describe(kind: Any) -> str:
@@ -116,6 +181,10 @@ def _describe(kind: Any) -> str:
 
 def _coerce(value: Any, kind: Any, key: str) -> Any:
     origin = typing.get_origin(kind)
+    if kind is ModelConfig:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {value!r}")
+        return model_config(value, key)
     if dataclasses.is_dataclass(kind):
         if not isinstance(value, dict):
             raise ConfigError(f"{key}: expected a mapping, got {value!r}")
@@ -180,17 +249,11 @@ def _check_values(config: ExperimentConfig) -> None:
         "data.batch_size": config.data.batch_size,
         "data.patches_per_image": config.data.patches_per_image,
         "train.epochs": config.train.epochs,
-        "model.blocks": config.model.blocks,
-        "model.channels": config.model.channels,
         "adversarial.vgg_feature_scale": config.adversarial.vgg_feature_scale,
     }
     for key, value in positive.items():
         if value <= 0:
             raise ConfigError(f"{key}: must be positive, got {value}")
-    if config.model.scale not in NETWORK_SCALES:
-        raise ConfigError(
-            f"model.scale: must be one of {', '.join(map(str, NETWORK_SCALES))}, got {config.model.scale}"
-        )
     if config.data.patch_size % config.model.scale:
         raise ConfigError(
             f"data.patch_size: {config.data.patch_size} is not a multiple of model.scale {config.model.scale}"
@@ -199,11 +262,35 @@ def _check_values(config: ExperimentConfig) -> None:
         raise ConfigError("train.lr: learning rates must be positive")
     if not 0.0 <= config.train.ema < 1.0:
         raise ConfigError(f"train.ema: must be in [0, 1), got {config.train.ema}")
+    _check_schedule(config.train)
     if len(config.train.betas) != 2:
         raise ConfigError("train.betas: expected two numbers")
     if len(config.adversarial.content_layer) != 2:
         raise ConfigError("adversarial.content_layer: expected [i, j]")
     degradation_of(config)
+
+
+def _check_schedule(train: TrainConfig) -> None:
+    """The run-length, schedule, clipping and distillation settings."""
+    from medsr.train.schedule import parse_duration
+
+    if train.time_budget is not None:
+        try:
+            parse_duration(train.time_budget)
+        except ValueError as exc:
+            raise ConfigError(f"train.time_budget: {exc}") from None
+    if train.iterations is not None and train.iterations <= 0:
+        raise ConfigError(f"train.iterations: must be positive, got {train.iterations}")
+    if not 0.0 <= train.warmup < 1.0:
+        raise ConfigError(f"train.warmup: must be in [0, 1) (a fraction of the run), got {train.warmup}")
+    if not 0.0 <= train.min_lr <= train.lr:
+        raise ConfigError(f"train.min_lr: must be in [0, train.lr], got {train.min_lr}")
+    if train.grad_clip is not None and train.grad_clip <= 0:
+        raise ConfigError(f"train.grad_clip: must be positive, got {train.grad_clip}")
+    if train.distill_weight < 0:
+        raise ConfigError(f"train.distill_weight: must be non-negative, got {train.distill_weight}")
+    if train.teacher is not None and train.stage != "supervised":
+        raise ConfigError("train.teacher: distillation is for the supervised stage")
 
 
 def degradation_of(config: ExperimentConfig):

@@ -54,3 +54,12 @@ def all_reduce_mean(values: torch.Tensor, world: int) -> torch.Tensor:
 def barrier(world: int) -> None:
     if world > 1:
         dist.barrier()
+
+
+def all_reduce_max(value: float, world: int, device: torch.device) -> float:
+    """The largest of each process's ``value`` (the value itself for one process)."""
+    if world == 1:
+        return value
+    tensor = torch.tensor([value], dtype=torch.float64, device=device)
+    dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return float(tensor.item())

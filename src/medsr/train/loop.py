@@ -30,9 +30,9 @@ from medsr.data.provenance import training_record
 from medsr.errors import ConfigError, MedsrError
 from medsr.fsutil import atomic_write_text
 from medsr.metrics import psnr, ssim
-from medsr.models.checkpoint import model_entry, read_checkpoint, save_checkpoint, unwrap
+from medsr.models.checkpoint import model_entry, network_from, read_checkpoint, save_checkpoint, unwrap
 from medsr.models.discriminator import Discriminator
-from medsr.models.srresnet import SRResNet
+from medsr.models.registry import build_network, default_options
 from medsr.train import distributed
 from medsr.train.config import ExperimentConfig, degradation_of, dump_config
 from medsr.train.data import PatchSampler, ScoringSet, scoring_set
@@ -47,6 +47,7 @@ from medsr.train.resume import (
     starting_weights,
     weights_digest,
 )
+from medsr.train.schedule import Clock, lr_factor, parse_duration, set_lr
 from medsr.train.steps import AdversarialStep, CudaGraphStep, SupervisedStep
 
 log = logging.getLogger(__name__)
@@ -57,13 +58,6 @@ class FitResult:
     run_dir: Path
     history: list[dict]
     best: dict
-
-
-def generator_kwargs(config: ExperimentConfig) -> dict:
-    kwargs = {"scale": config.model.scale, "blocks": config.model.blocks, "channels": config.model.channels}
-    if config.model.upsample_skip:
-        kwargs["upsample_skip"] = True
-    return kwargs
 
 
 @torch.inference_mode()
@@ -137,43 +131,66 @@ RUN_ARTEFACTS = (
 )
 
 
-def starting_checkpoint(config: ExperimentConfig, *, resume: bool = False) -> dict | None:
-    """The checkpoint ``train.init_from`` names, or None. A resumed run whose starting file is gone
-    gets None (its own checkpoints record what it started from); a fresh one gets an error."""
-    if not config.train.init_from or (resume and not Path(config.train.init_from).is_file()):
-        return None
-    return read_checkpoint(config.train.init_from)
+@dataclass
+class Sources:
+    """The checkpoints a run learns from besides its data: ``init_from`` (start weights) and
+    ``teacher`` (distillation); None when not given, or gone on a resume (its record is in the run's)."""
+
+    start: dict | None = None
+    teacher: dict | None = None
 
 
-def run_record(config: ExperimentConfig, start: dict | None, saved: dict | None = None) -> dict:
-    """The ``trained_on`` record a run of ``config`` gets: its data set, and ``start``, the checkpoint
-    it starts from (``saved``: the run's own record, used when the starting file is gone)."""
-    init = None
-    if start is not None:
-        init = {
-            **(start.get("trained_on") or {"unknown": True}),
-            "path": str(config.train.init_from),
-            "weights": weights_digest(starting_weights(start)),
+def source_checkpoints(config: ExperimentConfig, *, resume: bool = False) -> Sources:
+    """The checkpoints ``train.init_from`` and ``train.teacher`` name. A resumed run whose file is
+    gone gets None (its own checkpoints record what it learnt from); a fresh one gets an error."""
+
+    def read(path: str | None) -> dict | None:
+        if not path or (resume and not Path(path).is_file()):
+            return None
+        return read_checkpoint(path)
+
+    return Sources(read(config.train.init_from), read(config.train.teacher))
+
+
+def _source_record(checkpoint: dict | None, path: str | None, saved: dict | None) -> dict | None:
+    """The ``trained_on`` entry of a source checkpoint: its own record (or ``unknown``), its path and
+    weights digest; ``saved`` (the run's earlier entry) when the file is gone."""
+    if checkpoint is not None:
+        return {
+            **(checkpoint.get("trained_on") or {"unknown": True}),
+            "path": str(path),
+            "weights": weights_digest(starting_weights(checkpoint)),
         }
-    elif config.train.init_from and saved is not None:
-        init = saved.get("init_from")
-    return training_record(config.data.dataset, init_from=init)
+    return saved if path else None
 
 
-def clear_run(run_dir: Path, *, overwrite: bool, keep: str | None = None) -> None:
+def run_record(config: ExperimentConfig, sources: Sources, saved: dict | None = None) -> dict:
+    """The ``trained_on`` record a run of ``config`` gets: its data set and the records of the
+    checkpoints it starts from and distils from (``saved``: the run's own record, used for a
+    source whose file is gone)."""
+    saved = saved or {}
+    return training_record(
+        config.data.dataset,
+        init_from=_source_record(sources.start, config.train.init_from, saved.get("init_from")),
+        teacher=_source_record(sources.teacher, config.train.teacher, saved.get("teacher")),
+    )
+
+
+def clear_run(run_dir: Path, *, overwrite: bool, keep: tuple[str | None, ...] = ()) -> None:
     """Refuse to train afresh over an earlier run's checkpoints, or (``overwrite``) remove them first,
     so that nothing of the earlier run survives a kill of the new one. ``keep`` (the run's
-    ``init_from``) may not be among them."""
+    ``init_from`` and ``teacher``) may not be among them."""
     import shutil
 
     existing = [run_dir / name for name in RUN_ARTEFACTS if (run_dir / name).exists()]
     if not existing:
         return
-    if keep is not None and any(Path(keep).resolve() == p.resolve() for p in existing):
-        raise MedsrError(
-            f"train.init_from: {keep} is a checkpoint of the run in {run_dir}, which a fresh run would remove; "
-            "copy it elsewhere or train into another run_dir"
-        )
+    for key, path in zip(("train.init_from", "train.teacher"), keep):
+        if path is not None and any(Path(path).resolve() == p.resolve() for p in existing):
+            raise MedsrError(
+                f"{key}: {path} is a checkpoint of the run in {run_dir}, which a fresh run would remove; "
+                "copy it elsewhere or train into another run_dir"
+            )
     if not overwrite and any(p.name in (BEST, LAST) for p in existing):
         raise MedsrError(
             f"{run_dir} already holds a run ({', '.join(p.name for p in existing if p.suffix == '.pt')}); "
@@ -208,22 +225,23 @@ class Networks:
     discriminator: nn.Module | None = None  # unwrapped (no DDP, no compile)
     opt_d: torch.optim.Optimizer | None = None
     perceptual: nn.Module | None = None
+    teacher: nn.Module | None = None  # inference form, frozen
 
 
 def resumption(
     config: ExperimentConfig, run_dir: Path, device: str | torch.device = "cpu"
-) -> tuple[tuple[Path, dict] | None, dict | None, dict | None, str | None]:
+) -> tuple[tuple[Path, dict] | None, Sources | None, dict | None, str | None]:
     """Whether ``run_dir`` holds a run of ``config`` that can be resumed: (the later of its
-    checkpoints, the starting checkpoint, the run's ``trained_on`` record, why it cannot be resumed
+    checkpoints, its source checkpoints, the run's ``trained_on`` record, why it cannot be resumed
     or None); all None when there is nothing to resume."""
     found = latest_checkpoint(run_dir, device)
     if found is None:
         return None, None, None, None
-    start = starting_checkpoint(config, resume=True)
-    record = run_record(config, start, found[1].get("trained_on"))
+    sources = source_checkpoints(config, resume=True)
+    record = run_record(config, sources, found[1].get("trained_on"))
     return (
         found,
-        start,
+        sources,
         record,
         resume_problem(found[1], config.to_dict(), record) or missing_best(run_dir, found[1]),
     )
@@ -237,35 +255,59 @@ def _records(
     overwrite: bool,
     is_main: bool,
     device: torch.device,
-) -> tuple[dict | None, dict, tuple[Path, dict] | None]:
-    """(the starting checkpoint, the run's ``trained_on`` record, the checkpoint to resume from)."""
+) -> tuple[Sources, dict, tuple[Path, dict] | None]:
+    """(the source checkpoints, the run's ``trained_on`` record, the checkpoint to resume from)."""
     if resume:
-        found, start, record, problem = resumption(config, run_dir, device)
+        found, sources, record, problem = resumption(config, run_dir, device)
         if found is None:
             raise MedsrError(f"--resume: {run_dir / LAST} does not exist (nothing to resume)")
         if problem is not None:
             raise MedsrError(
                 f"--resume: {found[0]} is another run: {problem}; train into a new run_dir instead"
             )
-        return start, record, found
-    start = starting_checkpoint(config)
-    record = run_record(config, start)
+        return sources, record, found
+    sources = source_checkpoints(config)
+    record = run_record(config, sources)
     if is_main:
-        clear_run(run_dir, overwrite=overwrite, keep=config.train.init_from)
-    return start, record, None
+        clear_run(run_dir, overwrite=overwrite, keep=(config.train.init_from, config.train.teacher))
+    return sources, record, None
 
 
-def _networks(config: ExperimentConfig, device: torch.device, world: int, start: dict | None) -> Networks:
-    """Build the networks and optimisers of ``config`` on ``device``; a fresh run with ``start``
-    begins from its generator weights."""
-    generator: nn.Module = SRResNet(**generator_kwargs(config)).to(device)
-    if start is not None:
-        if start["model"]["kwargs"] != generator_kwargs(config):
+def _same_network(config: ExperimentConfig, checkpoint: dict) -> bool:
+    """Whether ``checkpoint``'s generator is the architecture and options ``config`` asks for."""
+    entry = checkpoint["model"]
+    if entry["name"] != config.model.name:
+        return False
+    return {**default_options(entry["name"]), **entry["kwargs"]} == config.model.kwargs()
+
+
+def _teacher(config: ExperimentConfig, checkpoint: dict, device: torch.device) -> nn.Module:
+    """The frozen inference form of the ``train.teacher`` checkpoint's network, on ``device``."""
+    teacher = network_from(checkpoint, config.train.teacher)
+    if teacher.scale != config.model.scale:
+        raise ConfigError(
+            f"train.teacher: {config.train.teacher} is a x{teacher.scale} network, model.scale is {config.model.scale}"
+        )
+    teacher = teacher.inference_form().to(device)
+    for parameter in teacher.parameters():
+        parameter.requires_grad_(False)
+    return teacher
+
+
+def _networks(
+    config: ExperimentConfig, device: torch.device, world: int, sources: Sources, fresh: bool
+) -> Networks:
+    """Build the networks and optimisers of ``config`` on ``device``; a ``fresh`` run with a
+    starting checkpoint begins from its generator weights."""
+    generator: nn.Module = build_network(config.model.name, config.model.kwargs()).to(device)
+    if fresh and sources.start is not None:
+        if not _same_network(config, sources.start):
+            entry = sources.start["model"]
             raise ConfigError(
-                f"train.init_from: {config.train.init_from} is {start['model']['kwargs']}, "
-                f"the config asks for {generator_kwargs(config)}"
+                f"train.init_from: {config.train.init_from} is {entry['name']} {entry['kwargs']}, "
+                f"the config asks for {config.model.name} {config.model.kwargs()}"
             )
-        generator.load_state_dict(starting_weights(start))
+        generator.load_state_dict(starting_weights(sources.start))
     channels_last = config.train.channels_last == "on" or (
         config.train.channels_last == "auto" and device.type == "cuda"
     )
@@ -279,7 +321,8 @@ def _networks(config: ExperimentConfig, device: torch.device, world: int, start:
     )
     opt_g = torch.optim.Adam(
         generator.parameters(),
-        lr=config.train.lr,
+        # a captured step reads the rate from a tensor (``schedule.set_lr`` updates it in place)
+        lr=torch.tensor(config.train.lr, device=device) if use_graph else config.train.lr,
         betas=tuple(config.train.betas),
         **({"capturable": True} if use_graph else {"fused": device.type == "cuda"}),
     )
@@ -290,6 +333,12 @@ def _networks(config: ExperimentConfig, device: torch.device, world: int, start:
         use_graph,
         ema=EMA(generator, config.train.ema) if config.train.ema > 0 else None,
     )
+    if config.train.teacher is not None and sources.teacher is not None:
+        networks.teacher = _teacher(config, sources.teacher, device)
+    elif config.train.teacher is not None:
+        raise MedsrError(
+            f"train.teacher: {config.train.teacher}: no such checkpoint (needed to go on distilling)"
+        )
     if config.train.stage == "adversarial":
         from medsr.losses import PerceptualLoss
 
@@ -312,7 +361,8 @@ def _networks(config: ExperimentConfig, device: torch.device, world: int, start:
 
 
 def _restore(networks: Networks, checkpoint: dict) -> tuple[list[dict], dict, int]:
-    """Load a checkpoint into ``networks`` and the RNG; returns (history, best, first epoch to run)."""
+    """Load a checkpoint into ``networks`` and the RNG; returns (history, best, first epoch to run)
+    (the clock: ``clock_state``)."""
     networks.generator.load_state_dict(checkpoint["model"]["state_dict"])
     networks.opt_g.load_state_dict(checkpoint["optimizers"]["generator"])
     if networks.ema is not None and checkpoint.get("ema") is not None:
@@ -346,9 +396,61 @@ def _step(config: ExperimentConfig, networks: Networks, device: torch.device, wo
             config.adversarial.adversarial_weight,
             config.adversarial.pixel_weight,
             amp,
+            config.train.grad_clip,
         )
-    step = SupervisedStep(wrap(networks.generator), networks.opt_g, config.train.pixel_loss, amp)
+    step = SupervisedStep(
+        wrap(networks.generator),
+        networks.opt_g,
+        config.train.pixel_loss,
+        amp,
+        grad_clip=config.train.grad_clip,
+        teacher=networks.teacher,
+        distill_weight=config.train.distill_weight,
+    )
     return CudaGraphStep(step) if networks.use_graph else step
+
+
+def make_clock(config: ExperimentConfig, sampler: PatchSampler, info: distributed.DistInfo) -> Clock:
+    """The run's clock (limits from ``train.epochs``, ``train.iterations``, ``train.time_budget``)."""
+    budget = config.train.time_budget
+    return Clock(
+        iterations_per_epoch=sampler.iterations(info.world),
+        epochs=config.train.epochs,
+        iterations=config.train.iterations,
+        seconds=parse_duration(budget) if budget is not None else None,
+        world=info.world,
+        device=info.device,
+    )
+
+
+def clock_state(checkpoint: dict) -> dict:
+    """A checkpoint's clock (iterations and training seconds so far); for checkpoints written before
+    the clock was kept, summed from the history."""
+    if "clock" in checkpoint:
+        return dict(checkpoint["clock"])
+    history = checkpoint.get("history", [])
+    return {
+        "iterations": sum(int(r.get("iterations", 0)) for r in history),
+        "seconds": sum(float(r.get("seconds", 0.0)) for r in history),
+    }
+
+
+def _apply_schedule(config: ExperimentConfig, networks: Networks, clock: Clock) -> float:
+    """Set the optimisers' rates for the clock's progress; returns the generator's rate."""
+    factor = lr_factor(
+        config.train.schedule, clock.progress(), config.train.warmup, config.train.min_lr / config.train.lr
+    )
+    set_lr(networks.opt_g, config.train.lr * factor)
+    if networks.opt_d is not None:
+        set_lr(networks.opt_d, config.adversarial.lr_d * factor)
+    return config.train.lr * factor
+
+
+def _epoch_label(epoch: int, config: ExperimentConfig, clock: Clock) -> str:
+    """``epoch 3/12``, or with an iteration or time limit ``epoch 3 (41% of the run)``."""
+    if clock.seconds is None and clock.iterations is None:
+        return f"epoch {epoch}/{config.train.epochs}"
+    return f"epoch {epoch} ({100 * clock.progress():.0f}% of the run)"
 
 
 def _train_epoch(
@@ -358,23 +460,29 @@ def _train_epoch(
     epoch: int,
     config: ExperimentConfig,
     info: distributed.DistInfo,
+    clock: Clock,
     show: bool,
-) -> tuple[list[float], int, float]:
-    """One pass over the epoch's batches; returns (mean of each of ``step.names``, iterations, seconds)."""
+) -> tuple[list[float], int, float, float]:
+    """The epoch's batches until the epoch or the run (``clock``) ends, each at the scheduled rate;
+    returns (mean of each of ``step.names``, iterations, seconds, the last rate)."""
     from tqdm import tqdm
 
     began = time.perf_counter()
     networks.generator.train()
     sums = {name: torch.zeros((), device=info.device) for name in step.names}
-    iterations = sampler.iterations(info.world)
     bar = tqdm(
-        total=iterations,
-        desc=f"epoch {epoch}/{config.train.epochs}",
+        total=sampler.iterations(info.world),
+        desc=_epoch_label(epoch, config, clock),
         unit="it",
         leave=False,
         disable=not (show and sys.stderr.isatty()),
     )
+    iterations, lr = 0, config.train.lr
+    clock.start()
     for lq, hr in sampler.batches(epoch, config.seed, info.rank, info.world):
+        if clock.finished():
+            break
+        lr = _apply_schedule(config, networks, clock)
         if networks.channels_last:
             lq, hr = (
                 lq.contiguous(memory_format=torch.channels_last),
@@ -384,12 +492,14 @@ def _train_epoch(
             sums[name] += value
         if networks.ema is not None:
             networks.ema.update(networks.generator)
+        clock.tick()
+        iterations += 1
         bar.update()
     bar.close()
     means = distributed.all_reduce_mean(
-        torch.stack([sums[n] for n in step.names]) / iterations, info.world
+        torch.stack([sums[n] for n in step.names]) / max(iterations, 1), info.world
     ).tolist()
-    return means, iterations, time.perf_counter() - began
+    return means, iterations, time.perf_counter() - began, lr
 
 
 def _epoch_row(
@@ -420,11 +530,12 @@ def _payload(
     best: dict,
     intensity: dict,
     record: dict,
+    clock: Clock,
 ) -> dict:
     """Everything a checkpoint holds (see ``models.checkpoint``)."""
     discriminator = networks.discriminator
     return {
-        "model": model_entry(config.model.name, generator_kwargs(config), networks.generator),
+        "model": model_entry(config.model.name, config.model.kwargs(), networks.generator),
         "ema": unwrap(networks.ema.module).state_dict() if networks.ema is not None else None,
         "discriminator": {
             "variant": config.adversarial.discriminator,
@@ -442,16 +553,17 @@ def _payload(
         "best": best,
         "intensity": intensity,
         "trained_on": record,
+        "clock": clock.state(),
         "rng": {"torch": torch.get_rng_state()},
     }
 
 
-def _say_epoch(config: ExperimentConfig, row: dict, iterations: int, seconds: float) -> None:
+def _say_epoch(config: ExperimentConfig, row: dict, iterations: int, seconds: float, clock: Clock) -> None:
     shares = "".join(f", {k[:-6]} {100 * v:.1f}%" for k, v in row.items() if k.endswith("_share") and v == v)
     loss = row.get("loss", float("nan"))
     print(
-        f"epoch {row['epoch']}/{config.train.epochs}: loss {loss:.5f}{shares}, val PSNR {row['val_psnr']:.2f} dB, "
-        f"SSIM {row['val_ssim']:.4f}{' (best)' if row['best'] else ''}, {iterations / seconds:.1f} it/s",
+        f"{_epoch_label(row['epoch'], config, clock)}: loss {loss:.5f}{shares}, val PSNR {row['val_psnr']:.2f} dB, "
+        f"SSIM {row['val_ssim']:.4f}{' (best)' if row['best'] else ''}, {iterations / max(seconds, 1e-9):.1f} it/s",
         file=sys.stderr,
     )
 
@@ -495,19 +607,21 @@ class _Book:
         means: list[float],
         iterations: int,
         seconds: float,
+        lr: float,
+        clock: Clock,
         device: torch.device,
     ) -> dict:
         """Score the epoch, keep its row, write ``best.pt`` (when best, first) and ``last.pt`` and the log."""
         scored = networks.ema.module if networks.ema is not None else networks.generator
         scores = {name: score(scored, images, device) for name, images in self.scoring.items()}
-        row = _epoch_row(
-            epoch, step, means, scores, networks.opt_g.param_groups[0]["lr"], iterations, seconds
-        )
+        row = _epoch_row(epoch, step, means, scores, lr, iterations, seconds)
         if _is_better(row, self.best):
             row["best"] = 1
             self.best = {k: row[k] for k in ("epoch", "val_psnr", "val_ssim")}
         self.history.append(row)
-        payload = _payload(config, networks, epoch, self.history, self.best, self.intensity, self.record)
+        payload = _payload(
+            config, networks, epoch, self.history, self.best, self.intensity, self.record, clock
+        )
         if row["best"]:  # best first: see train.resume
             save_checkpoint(self.run_dir / BEST, payload)
         save_checkpoint(self.run_dir / LAST, payload)
@@ -544,10 +658,10 @@ def fit(
         torch.set_num_threads(config.train.threads)
     torch.manual_seed(config.seed)
     degradation = degradation_of(config)
-    start, record, resume_from = _records(
+    sources, record, resume_from = _records(
         config, run_dir, resume=resume, overwrite=overwrite, is_main=info.is_main, device=info.device
     )
-    networks = _networks(config, info.device, info.world, None if resume else start)
+    networks = _networks(config, info.device, info.world, sources, fresh=resume_from is None)
     history, best, first_epoch = [], {}, 1
     if resume_from is not None:
         if info.is_main:
@@ -563,18 +677,26 @@ def fit(
         degradation=degradation,
         device=info.device,
     )
+    clock = make_clock(config, sampler, info)
+    if resume_from is not None:
+        saved = clock_state(resume_from[1])
+        clock.done, clock.spent = saved["iterations"], saved["seconds"]
     book = _Book.open(config, degradation, record, history, best) if info.is_main else None
-    for epoch in range(first_epoch, config.train.epochs + 1):
-        means, iterations, seconds = _train_epoch(
-            step, sampler, networks, epoch, config, info, progress and info.is_main
+    epoch = first_epoch
+    while not clock.finished():
+        means, iterations, seconds, lr = _train_epoch(
+            step, sampler, networks, epoch, config, info, clock, progress and info.is_main
         )
         if book is not None:
-            row = book.close_epoch(config, networks, step, epoch, means, iterations, seconds, info.device)
+            row = book.close_epoch(
+                config, networks, step, epoch, means, iterations, seconds, lr, clock, info.device
+            )
             if progress:
-                _say_epoch(config, row, iterations, seconds)
+                _say_epoch(config, row, iterations, seconds, clock)
             if after_epoch is not None:
                 after_epoch(epoch, row)
         distributed.barrier(info.world)
+        epoch += 1
     if book is not None:
         book.log.close()
         history, best = book.history, book.best

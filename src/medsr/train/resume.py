@@ -50,10 +50,18 @@ def flatten(data: Mapping, prefix: str = "") -> dict[str, object]:
     return flat
 
 
-def config_changes(saved: Mapping, wanted: Mapping) -> list[str]:
-    """The non-harmless settings that differ, as ``key: <saved> in the run, <wanted> now``."""
-    old, new = flatten(saved), flatten(wanted)
-    keys = sorted((set(old) | set(new)) - HARMLESS)
+def config_changes(saved: Mapping, wanted: Mapping, defaults: Mapping | None = None) -> list[str]:
+    """The non-harmless settings that differ, as ``key: <saved> in the run, <wanted> now``.
+
+    ``defaults``: a setting the run's config lacks (written before the setting existed) counts as
+    its default there. ``train.epochs`` may change only under a constant learning rate (a schedule
+    spans the run's length, so a longer run is another run).
+    """
+    old, new = {**flatten(defaults or {}), **flatten(saved)}, flatten(wanted)
+    harmless = (
+        HARMLESS if new.get("train.schedule", "constant") == "constant" else HARMLESS - {"train.epochs"}
+    )
+    keys = sorted((set(old) | set(new)) - harmless)
     return [
         f"{key}: {old.get(key)!r} in the run, {new.get(key)!r} now"
         for key in keys
@@ -80,7 +88,12 @@ def starting_weights(checkpoint: Mapping) -> dict[str, torch.Tensor]:
 def resume_problem(checkpoint: Mapping, config: Mapping, record: Mapping) -> str | None:
     """Why ``checkpoint`` cannot be continued as the run of ``config`` on the data of ``record``
     (the ``trained_on`` record the run would have now), or None when it can."""
-    changes = config_changes(checkpoint.get("config", {}), config)
+    from medsr.train.config import ExperimentConfig
+
+    defaults = {
+        k: v for k, v in ExperimentConfig().to_dict().items() if k != "model"
+    }  # model: per architecture
+    changes = config_changes(checkpoint.get("config", {}), config, defaults)
     if changes:
         return changes[0] + (f" (and {len(changes) - 1} more)" if len(changes) > 1 else "")
     saved = checkpoint.get("trained_on")
@@ -88,9 +101,10 @@ def resume_problem(checkpoint: Mapping, config: Mapping, record: Mapping) -> str
         return "the checkpoint does not record which data set it was trained on"
     if saved["fingerprint"] != record["fingerprint"]:
         return f"data.dataset: {record['dataset']} is not the data set the run was trained on (other slices, splits or intensities)"
-    old_init, new_init = saved.get("init_from") or {}, record.get("init_from") or {}
-    if old_init.get("weights") != new_init.get("weights"):
-        return "train.init_from: the starting checkpoint changed since the run began"
+    for key in ("init_from", "teacher"):
+        old, new = saved.get(key) or {}, record.get(key) or {}
+        if old.get("weights") != new.get("weights"):
+            return f"train.{key}: the checkpoint changed since the run began"
     return None
 
 

@@ -25,23 +25,45 @@ def autocast(device: torch.device, dtype: torch.dtype | None):
 
 
 class SupervisedStep:
-    """SRResNet: minimise the pixel loss (MSE as the paper, or L1) between G(lq) and hr."""
+    """Minimise the pixel loss (MSE as the paper, L1 or Charbonnier) between G(lq) and hr, plus,
+    with a teacher, ``distill_weight`` times the same loss between G(lq) and the teacher's output.
 
-    names = ("loss",)
+    Returned per iteration: ``loss``; with a teacher also ``pixel`` and ``distill`` (unweighted).
+    ``grad_clip``: the generator's gradient norm is clipped to it (None: no clipping).
+    """
 
     def __init__(
-        self, generator: nn.Module, optimizer: torch.optim.Optimizer, loss: str, amp: torch.dtype | None
+        self,
+        generator: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        loss: str,
+        amp: torch.dtype | None,
+        *,
+        grad_clip: float | None = None,
+        teacher: nn.Module | None = None,
+        distill_weight: float = 0.0,
     ) -> None:
         self.generator, self.optimizer, self.loss, self.amp = generator, optimizer, pixel_loss(loss), amp
+        self.grad_clip, self.teacher, self.distill_weight = grad_clip, teacher, distill_weight
+        self.names = ("loss", "pixel", "distill") if teacher is not None else ("loss",)
 
     def __call__(self, lq: torch.Tensor, hr: torch.Tensor) -> dict[str, torch.Tensor]:
         with autocast(lq.device, self.amp):
             sr = self.generator(lq)
-        loss = self.loss(sr.float(), hr)
+        pixel = self.loss(sr.float(), hr)
+        loss, out = pixel, {}
+        if self.teacher is not None:
+            with torch.no_grad(), autocast(lq.device, self.amp):
+                target = self.teacher(lq).float()
+            distill = self.loss(sr.float(), target)
+            loss = pixel + self.distill_weight * distill
+            out = {"pixel": pixel.detach(), "distill": distill.detach()}
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if self.grad_clip is not None:
+            nn.utils.clip_grad_norm_(self.generator.parameters(), self.grad_clip)
         self.optimizer.step()
-        return {"loss": loss.detach()}
+        return {"loss": loss.detach(), **out}
 
     def summarize(self, means: dict[str, float]) -> dict[str, float]:
         """Extra log columns from the epoch means of ``names``: none for the supervised step."""
@@ -85,7 +107,9 @@ class AdversarialStep:
         adversarial_weight: float,
         pixel_weight: float,
         amp: torch.dtype | None,
+        grad_clip: float | None = None,
     ) -> None:
+        self.grad_clip = grad_clip
         self.generator, self.discriminator, self.discriminator_plain = (
             generator,
             discriminator,
@@ -125,6 +149,8 @@ class AdversarialStep:
             pixel = pixel_term = torch.zeros((), device=loss.device)
         self.opt_g.zero_grad(set_to_none=True)
         loss.backward()
+        if self.grad_clip is not None:
+            nn.utils.clip_grad_norm_(self.generator.parameters(), self.grad_clip)
         self.opt_g.step()
         return {
             "loss": loss.detach(),

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import copy
 import math
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from medsr.models.registry import SRNetwork, architecture
 from medsr.models.tap_sum_conv import TapSumConv2d
 
 
@@ -28,14 +30,14 @@ class ResidualBlock(nn.Module):
         return x + self.body(x)
 
 
-class SRResNet(nn.Module):
-    """The SRResNet generator (also SRGAN's generator).
+@architecture("srresnet", scales=(2, 4, 8))
+class SRResNet(SRNetwork):
+    """The paper's SRResNet generator (Ledig et al. 2017; also SRGAN's generator), with BatchNorm.
 
     Args:
         scale: 2, 4 or 8 (one conv + pixel shuffle x2 + PReLU stage per factor of 2).
         blocks: residual blocks (16 in the paper).
         channels: feature width (64 in the paper).
-        in_channels: image channels (1: medical images are grayscale).
         upsample_skip: add the bicubic upsampling of the input to the output, so the network learns
             only the residual detail (not in the paper; converges much faster, used by the demo).
 
@@ -47,13 +49,14 @@ class SRResNet(nn.Module):
         scale: int = 4,
         blocks: int = 16,
         channels: int = 64,
-        in_channels: int = 1,
         upsample_skip: bool = False,
     ) -> None:
         super().__init__()
         self.scale, self.upsample_skip = scale, upsample_skip
+        self.skip_radius = 2 if upsample_skip else 0  # the bicubic skip reads 2 LR pixels each way
         if scale not in (2, 4, 8):
             raise ValueError(f"SRResNet scale must be 2, 4 or 8, got {scale}")
+        in_channels = 1  # medical images are grayscale
         self.head = nn.Sequential(nn.Conv2d(in_channels, channels, 9, padding=4), nn.PReLU(channels))
         self.body = nn.Sequential(*[ResidualBlock(channels) for _ in range(blocks)])
         self.body_tail = nn.Sequential(nn.Conv2d(channels, channels, 3, padding=1), nn.BatchNorm2d(channels))
@@ -74,6 +77,10 @@ class SRResNet(nn.Module):
         if self.upsample_skip:
             out = out + F.interpolate(x, scale_factor=self.scale, mode="bicubic", align_corners=False)
         return out
+
+    def inference_form(self) -> nn.Module:
+        """An eval-mode copy with every BatchNorm folded into the convolution before it."""
+        return fold_batchnorm(copy.deepcopy(self).eval())
 
 
 def fold_batchnorm(model: nn.Module) -> nn.Module:
