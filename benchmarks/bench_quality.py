@@ -6,7 +6,8 @@ inference throughput (128x128 -> 512x512) measured side by side.
 Data: the built-in sample data prepared as ``make demo`` prepares it (patient-level split,
 stratified by modality): ``--dataset`` (default ``runs/demo/dataset``; made with the demo's
 settings when missing). Every recipe gets the same ``train.time_budget`` (training seconds;
-validation and checkpoints not counted), the same device, threads and arithmetic (``--amp``).
+validation and checkpoints not counted), the same device, threads and arithmetic (``--amp``), and the same validation (24 images after
+every 24 patches per training image, so ``best.pt`` is chosen alike).
 The evaluation's baseline is the BasicSR recipe, so ``vs_baseline`` of medsr's recipe is the paired
 difference medsr - BasicSR with patient-level intervals and the sign-flip test over patients.
 
@@ -88,6 +89,10 @@ def train(name: str, config_path: Path, args: argparse.Namespace) -> dict:
         f"train.amp={args.amp}",
         f"train.threads={args.threads}",
         "train.iterations=null",
+        # the same validation for every recipe: best.pt is chosen on the same images, as often
+        "data.val_limit=24",
+        "data.patches_per_image=24",
+        "data.train_metric_images=16",
         *args.set,
     ]
     config = load_config(config_path, overrides)
@@ -131,39 +136,57 @@ def throughput(names: list[str], args: argparse.Namespace) -> dict[str, float]:
     return {name: 1.0 / statistics.median(t) for name, t in times.items()}
 
 
-def table(results: dict, summary: dict, args: argparse.Namespace) -> str:
-    """The Markdown table of benchmarks/README.md."""
+def parameters(model: dict) -> dict[str, int]:
+    """Parameters of a network (the flat ``model:`` section) in training and inference form."""
+    options = {k: v for k, v in model.items() if k != "name"}
+    network = build_network(model["name"], options)
+    count = lambda module: sum(p.numel() for p in module.parameters())  # noqa: E731
+    return {"training": count(network), "inference": count(network.inference_form())}
+
+
+def _interval(value: dict, digits: int, key: str = "mean", sign: str = "") -> str:
+    return f"{value[key]:{sign}.{digits}f} [{value['ci_low']:{sign}.{digits}f}, {value['ci_high']:{sign}.{digits}f}]"
+
+
+def table(results: dict, summary: dict) -> str:
+    """The Markdown tables of benchmarks/README.md: each recipe's test scores (all slices, then per
+    modality), and the paired difference medsr - BasicSR."""
     names = list(results["runs"])
-    lines = [
-        f"Budget {args.budget} of training per recipe, {results['device']}, {results['date']}; "
-        f"test split: {summary['n_patients']} patients, {summary['n_images']} slices.",
-        "",
-        "| recipe | network | params | iterations | test PSNR (dB) | SSIM | PSNR fg | SSIM fg | infer img/s (ratio to paper) |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
     speed = results["throughput"]
+    lines = [
+        f"Budget {results['budget']} of training per recipe ({results['amp']}), {results['device']}, "
+        f"torch {results['torch']}, {results['date']}; test split: {summary['n_patients']} patients, "
+        f"{summary['n_images']} slices; means [95% patient t-interval].",
+        "",
+        "| recipe | network | params (inference) | iterations | infer 128->512 img/s (x paper) |",
+        "|---|---|---|---|---|",
+    ]
     for name in names:
-        run, m = results["runs"][name], summary["methods"][name]
-        cells = [
-            f"{m[k]['mean']:.4f} [{m[k]['ci_low']:.4f}, {m[k]['ci_high']:.4f}]" for k in ("ssim", "ssim_fg")
-        ]
-        psnr = [
-            f"{m[k]['mean']:.2f} [{m[k]['ci_low']:.2f}, {m[k]['ci_high']:.2f}]" for k in ("psnr", "psnr_fg")
-        ]
+        run = results["runs"][name]
+        count = parameters(run["model"])["inference"]
         lines.append(
-            f"| {name} | {run['model']['name']} | {run['parameters'] / 1e6:.2f} M | {run['iterations']} | "
-            f"{psnr[0]} | {cells[0]} | {psnr[1]} | {cells[1]} | {speed[name]:.2f} ({speed[name] / speed['paper']:.2f}x) |"
+            f"| {name} | {run['model']['name']} | {count / 1e6:.2f} M | {run['iterations']} | "
+            f"{speed[name]:.2f} ({speed[name] / speed['paper']:.2f}x) |"
         )
-    lines += ["", "Paired difference medsr - BasicSR (patient t-interval; sign-flip p over patients):", ""]
-    lines += ["| block | patients | PSNR | SSIM | PSNR fg | SSIM fg |", "|---|---|---|---|---|---|"]
+    lines += ["", "| block | recipe | PSNR (dB) | SSIM | PSNR fg | SSIM fg |", "|---|---|---|---|---|---|"]
     blocks = {"all": summary, **summary.get("by_modality", {})}
+    for title, block in blocks.items():
+        for name in ["bicubic", *names]:
+            m = block["methods"][name]
+            cells = [
+                _interval(m[k], 2 if k.startswith("psnr") else 4)
+                for k in ("psnr", "ssim", "psnr_fg", "ssim_fg")
+            ]
+            lines.append(f"| {title} ({block['n_patients']} patients) | {name} | " + " | ".join(cells) + " |")
+    lines += ["", "Paired difference medsr - BasicSR (sign-flip p over patients):", ""]
+    lines += ["| block | PSNR (dB) | SSIM | PSNR fg | SSIM fg |", "|---|---|---|---|---|"]
     for title, block in blocks.items():
         d = block["vs_baseline"]["medsr"]
         cells = [
-            f"{d[k]['mean_diff']:+.3f} [{d[k]['ci_low']:+.3f}, {d[k]['ci_high']:+.3f}] p={d[k]['p_patients']:.3g}"
+            f"{_interval(d[k], 3 if k.startswith('psnr') else 4, 'mean_diff', '+')} p={d[k]['p_patients']:.3g}"
             for k in ("psnr", "ssim", "psnr_fg", "ssim_fg")
         ]
-        lines.append(f"| {title} | {block['n_patients']} | " + " | ".join(cells) + " |")
+        lines.append(f"| {title} ({block['n_patients']} patients) | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -180,7 +203,16 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--set", action="append", default=[], help="override for every recipe (key=value)")
     parser.add_argument("--infer-rounds", type=int, default=20)
+    parser.add_argument(
+        "--table-only", action="store_true", help="rewrite results.md from an earlier run's files"
+    )
     args = parser.parse_args(argv)
+    if args.table_only:
+        results = json.loads((args.out / "results.json").read_text())
+        summary = json.loads((args.out / "eval" / "summary.json").read_text())
+        (args.out / "results.md").write_text(table(results, summary))
+        print(table(results, summary))
+        return
     chosen = recipes(args.recipes)
     names = list(chosen)
     ensure_dataset(args.dataset)
@@ -204,7 +236,7 @@ def main(argv: list[str] | None = None) -> None:
         "throughput": throughput(names, args),
     }
     (args.out / "results.json").write_text(json.dumps(results, indent=2))
-    markdown = table(results, summary, args) if {"paper", "medsr", BASELINE} <= set(names) else ""
+    markdown = table(results, summary) if {"paper", "medsr", BASELINE} <= set(names) else ""
     (args.out / "results.md").write_text(markdown)
     print(markdown or json.dumps(results, indent=2))
     print((args.out / "eval" / "table.md").read_text())

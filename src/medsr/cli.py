@@ -541,8 +541,11 @@ def _run_evaluate(args: argparse.Namespace) -> int:
 def _add_train(sub) -> None:
     p = sub.add_parser(
         "train",
-        help="train SRResNet or SRGAN from a YAML config (resumable, multi-GPU with torchrun)",
-        description="Train as CONFIG says (configs/*.yaml; unknown keys and wrong types are errors naming the key). "
+        help="train a network (srresnet, msrresnet, span, ...) or the SRGAN stage from a YAML config "
+        "(resumable, multi-GPU with torchrun)",
+        description="Train as CONFIG says (configs/*.yaml; unknown keys and wrong types are errors naming the key; "
+        "model.name is any registered architecture, configs/recipe_x4.yaml is medsr's recipe). The run ends at "
+        "train.time_budget (e.g. 20m), train.iterations or, without either, train.epochs. "
         f"Writes RUN/{layout.TRAIN_CONFIG}, {layout.LAST_CHECKPOINT} and {layout.BEST_CHECKPOINT} (self-describing, "
         f"atomic), {layout.TRAIN_LOG}, {layout.TENSORBOARD}/ and the "
         "SSIM/PSNR curves. Several GPUs or nodes: torchrun --nproc-per-node N -m medsr train CONFIG.",
@@ -561,7 +564,7 @@ def _add_train(sub) -> None:
         "--resume",
         action="store_true",
         help="continue the run in RUN (refused when the data set, model, stage or settings differ; "
-        "more epochs, device and threads may change)",
+        "device and threads may change, and more epochs under a constant learning rate)",
     )
     run.add_argument(
         "--overwrite",

@@ -16,7 +16,7 @@ from medsr.data.patients import PatientRule
 from medsr.data.prepare import KeepRule, PrepareOptions, prepare
 from medsr.data.provenance import check_held_out, hash_patient
 from medsr.data.split import SplitSpec
-from medsr.errors import MedsrError
+from medsr.errors import ConfigError, MedsrError
 from medsr.evaluate import EvalOptions, evaluate
 from medsr.models import load_model
 from medsr.models.checkpoint import read_checkpoint, save_checkpoint
@@ -390,3 +390,22 @@ def test_resume_refuses_when_the_teacher_changed(trained, datasets, tmp_path):
             resume=True,
             progress=False,
         )
+
+
+def test_a_teacher_of_another_intensity_mapping_is_refused_before_anything_is_removed(
+    trained, datasets, tmp_path
+):
+    teacher = tmp_path / "teacher.pt"
+    checkpoint = read_checkpoint(trained / "best.pt")
+    checkpoint["intensity"] = {"ct_window": [-160, 240], "percentiles": [0, 100]}
+    save_checkpoint(teacher, checkpoint)
+    run = tmp_path / "student"
+    fit(_config(datasets[0], run, "train.epochs=1", "data.val_limit=1"), progress=False)
+    before = (run / "best.pt").read_bytes()
+    with pytest.raises(ConfigError, match="train.teacher: .* was trained with intensity"):
+        fit(
+            _config(datasets[0], run, "train.epochs=1", f"train.teacher={teacher}"),
+            overwrite=True,
+            progress=False,
+        )
+    assert (run / "best.pt").read_bytes() == before

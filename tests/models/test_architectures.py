@@ -187,3 +187,29 @@ def test_a_new_architecture_is_one_class_and_one_decorator():
 def test_build_network_refuses_bad_options(options, message):
     with pytest.raises(MedsrError, match=message):
         build_network("span", options)
+
+
+def test_a_span_with_a_skip_starts_near_the_interpolation():
+    torch.manual_seed(0)
+    plain = build_network("span", {"skip": "none"})
+    torch.manual_seed(0)
+    skipped = build_network("span", {"skip": "bicubic"})
+    ratio = skipped.upsample[0].weight.std() / plain.upsample[0].weight.std()
+    assert ratio.item() == pytest.approx(0.1) and skipped.upsample[0].bias.abs().max() == 0
+    lq = torch.rand(1, 1, 16, 16)
+    bicubic = torch.nn.functional.interpolate(lq, scale_factor=4, mode="bicubic", align_corners=False)
+    with torch.no_grad():
+        assert (skipped(lq) - bicubic).abs().mean() < 0.2 * (plain(lq) - bicubic).abs().mean()
+
+
+def test_the_radius_follows_the_forward_order_not_the_declaration_order():
+    class Reordered(SRNetwork):
+        def __init__(self) -> None:
+            super().__init__()
+            self.shuffle = torch.nn.PixelShuffle(4)  # declared first, runs last
+            self.body = torch.nn.Conv2d(1, 16, 9, padding=4)
+
+        def forward(self, x):
+            return self.shuffle(self.body(x))
+
+    assert conv_radius(Reordered()) == 4  # the 9x9 conv runs at LR resolution

@@ -54,7 +54,7 @@ def test_paper_configs_say_what_the_paper_did():
         ("train.iterations=0", "train.iterations: must be positive, got 0"),
         ("train.schedule=step", "train.schedule: expected one of 'constant', 'cosine'"),
         ("train.warmup=1", "train.warmup: must be in [0, 1)"),
-        ("train.min_lr=1", "train.min_lr: must be in [0, train.lr]"),
+        ("train.min_lr=-1", "train.min_lr: must be >= 0"),
         ("train.pixel_loss=huber", "train.pixel_loss: expected one of 'mse', 'l1', 'charbonnier'"),
         ("train.grad_clip=-1", "train.grad_clip: must be positive, got -1"),
         ("data.degradation.noise_level=-1", "data.degradation: noise_level must be >= 0"),

@@ -111,31 +111,38 @@ def test_cli_train_errors_are_one_line(dataset, tmp_path, capsys):
     assert "no manifest.csv" in capsys.readouterr().err
 
 
-def test_two_process_gloo_run(dataset, tmp_path):
+def _torchrun(dataset: Path, run_dir: Path, *extra: str) -> subprocess.CompletedProcess:
+    """``medsr train`` of the tiny config in two gloo processes."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc-per-node",
-        "2",
-        "-m",
-        "medsr",
-        "train",
-        str(TINY),
-        "--set",
+    settings = [
         f"data.dataset={dataset}",
-        "--set",
-        f"run_dir={tmp_path / 'ddp'}",
-        "--set",
-        "train.epochs=2",
-        "--set",
+        f"run_dir={run_dir}",
         "data.val_limit=2",
-        "--set",
         "data.batch_size=2",
+        *extra,
     ]
-    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=180)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+    command += ["-m", "medsr", "train", str(TINY), *[a for s in settings for a in ("--set", s)]]
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=180)
+
+
+def test_two_process_gloo_run_with_a_time_budget(dataset, tmp_path):
+    done = _torchrun(
+        dataset,
+        tmp_path / "ddp",
+        "train.time_budget=3s",
+        "train.schedule=cosine",
+        "data.patches_per_image=4000",
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    checkpoint = read_checkpoint(tmp_path / "ddp" / "last.pt")
+    assert checkpoint["clock"]["seconds"] >= 3.0  # both processes stopped at the same step (no hang)
+    assert checkpoint["clock"]["iterations"] == sum(r["iterations"] for r in checkpoint["history"])
+    assert len(checkpoint["history"]) == 1 and checkpoint["clock"]["iterations"] < 6000  # the budget ended it
+
+
+def test_two_process_gloo_run(dataset, tmp_path):
+    done = _torchrun(dataset, tmp_path / "ddp", "train.epochs=2")
     assert done.returncode == 0, done.stderr[-2000:]
     checkpoint = read_checkpoint(tmp_path / "ddp" / "last.pt")
     assert checkpoint["epoch"] == 2 and len(checkpoint["history"]) == 2

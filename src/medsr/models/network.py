@@ -10,7 +10,7 @@ import torch
 from medsr.choices import PRECISIONS
 from medsr.errors import MedsrError
 from medsr.models.base import SRModel
-from medsr.models.registry import SRNetwork
+from medsr.models.registry import SRNetwork, conv_radius
 
 
 def pick_device(device: str = "auto") -> torch.device:
@@ -63,9 +63,9 @@ class NetworkModel(SRModel):
         self.kwargs = dict(kwargs or {})
         self.device = pick_device(device)
         self.precision = precision
-        self.receptive_radius = module.receptive_radius()
         # both forms are copies: the caller's module stays as it was
         module = module.inference_form() if inference_form else copy.deepcopy(module).eval()
+        self.receptive_radius = conv_radius(module, getattr(module, "skip_radius", 0))
         self.module = module.to(self.device).to(memory_format=torch.channels_last)  # faster on GPUs and CPUs
         self.network = torch.compile(self.module) if compile else self.module
 

@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 from torch import nn
 
 from medsr.errors import MedsrError
@@ -53,12 +54,29 @@ class SRNetwork(nn.Module):
 
 
 def conv_radius(module: nn.Module, skip_radius: int = 0) -> int:
-    """Receptive radius in LR pixels of a convolutional network with pixel-shuffle upsampling."""
+    """Receptive radius in LR pixels of a convolutional network with pixel-shuffle upsampling: each
+    convolution adds (k - 1) / 2 * dilation pixels at the resolution it runs at, in the order the
+    forward pass runs them (traced on an 8x8 input, so the order modules were declared in does not
+    matter). An upper bound: parallel branches are counted as if in series."""
+    order: list[nn.Module] = []
+    hooks = [
+        layer.register_forward_hook(lambda layer, inputs, output: order.append(layer))
+        for layer in module.modules()
+        if isinstance(layer, (nn.Conv2d, nn.PixelShuffle))
+    ]
+    try:
+        parameter = next(module.parameters(), None)
+        device = parameter.device if parameter is not None else "cpu"
+        with torch.no_grad():
+            module(torch.zeros(1, 1, 8, 8, device=device))
+    finally:
+        for hook in hooks:
+            hook.remove()
     radius, resolution = 0.0, 1
-    for layer in module.modules():
+    for layer in order:
         if isinstance(layer, nn.Conv2d):
             radius += (layer.kernel_size[0] - 1) / 2 * layer.dilation[0] / resolution
-        elif isinstance(layer, nn.PixelShuffle):
+        else:
             resolution *= layer.upscale_factor
     return int(math.ceil(max(radius, skip_radius)))
 
@@ -71,7 +89,6 @@ class Architecture:
     network: type[SRNetwork]
     scales: tuple[int, ...]
     options: dict[str, tuple[Any, Any]]
-    summary: str
 
 
 _ARCHITECTURES: dict[str, Architecture] = {}
@@ -87,9 +104,7 @@ def architecture(name: str, *, scales: tuple[int, ...]) -> Callable[[type[SRNetw
             raise ValueError(f"architecture {name!r} is registered twice")
         if not issubclass(cls, SRNetwork):
             raise TypeError(f"{cls.__name__} must derive from SRNetwork")
-        _ARCHITECTURES[name] = Architecture(
-            name, cls, tuple(scales), _constructor_options(cls), (cls.__doc__ or "").strip().split("\n")[0]
-        )
+        _ARCHITECTURES[name] = Architecture(name, cls, tuple(scales), _constructor_options(cls))
         return cls
 
     return decorate

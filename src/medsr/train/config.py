@@ -83,7 +83,7 @@ def model_config(data: dict, key: str = "model") -> ModelConfig:
 
     known = architectures()
     name = data.get("name", ModelConfig.name)
-    if name not in known:
+    if not isinstance(name, str) or name not in known:
         raise ConfigError(f"{key}.name: unknown architecture {name!r} (known: {', '.join(sorted(known))})")
     spec = known[name]
     values = {}
@@ -283,8 +283,12 @@ def _check_schedule(train: TrainConfig) -> None:
         raise ConfigError(f"train.iterations: must be positive, got {train.iterations}")
     if not 0.0 <= train.warmup < 1.0:
         raise ConfigError(f"train.warmup: must be in [0, 1) (a fraction of the run), got {train.warmup}")
-    if not 0.0 <= train.min_lr <= train.lr:
-        raise ConfigError(f"train.min_lr: must be in [0, train.lr], got {train.min_lr}")
+    if train.min_lr < 0:
+        raise ConfigError(f"train.min_lr: must be >= 0, got {train.min_lr}")
+    if train.schedule != "constant" and train.min_lr > train.lr:
+        raise ConfigError(
+            f"train.min_lr: must be at most train.lr ({train.lr}) under a schedule, got {train.min_lr}"
+        )
     if train.grad_clip is not None and train.grad_clip <= 0:
         raise ConfigError(f"train.grad_clip: must be positive, got {train.grad_clip}")
     if train.distill_weight < 0:

@@ -79,7 +79,9 @@ def score(
 
 
 class EMA:
-    """Exponential moving average of a module's parameters (buffers are copied)."""
+    """Exponential moving average of a module's parameters (buffers are copied), with a warm-up:
+    update n (from 0) uses the decay min(decay, (1 + n) / (10 + n)), as timm and TensorFlow do, so
+    that the average does not keep 0.999^n of the initial weights through a short run."""
 
     def __init__(self, module: nn.Module, decay: float) -> None:
         self.decay = decay
@@ -87,10 +89,15 @@ class EMA:
         for parameter in self.module.parameters():
             parameter.requires_grad_(False)
 
+    def decay_at(self, n: int) -> float:
+        """The decay of update ``n`` (0.1 for the first, so the average starts near the trained weights)."""
+        return min(self.decay, (1 + n) / (10 + n))
+
     @torch.no_grad()
-    def update(self, module: nn.Module) -> None:
+    def update(self, module: nn.Module, n: int) -> None:
+        """Blend ``module``'s parameters in as update ``n`` of the run (the iterations done before it)."""
         torch._foreach_lerp_(
-            list(self.module.parameters()), [p.detach() for p in module.parameters()], 1.0 - self.decay
+            list(self.module.parameters()), [p.detach() for p in module.parameters()], 1.0 - self.decay_at(n)
         )
         for average, current in zip(self.module.buffers(), module.buffers()):
             average.copy_(current)
@@ -267,6 +274,7 @@ def _records(
             )
         return sources, record, found
     sources = source_checkpoints(config)
+    check_sources(config, sources)
     record = run_record(config, sources)
     if is_main:
         clear_run(run_dir, overwrite=overwrite, keep=(config.train.init_from, config.train.teacher))
@@ -281,14 +289,42 @@ def _same_network(config: ExperimentConfig, checkpoint: dict) -> bool:
     return {**default_options(entry["name"]), **entry["kwargs"]} == config.model.kwargs()
 
 
-def _teacher(config: ExperimentConfig, checkpoint: dict, device: torch.device) -> nn.Module:
-    """The frozen inference form of the ``train.teacher`` checkpoint's network, on ``device``."""
-    teacher = network_from(checkpoint, config.train.teacher)
-    if teacher.scale != config.model.scale:
+def check_sources(config: ExperimentConfig, sources: Sources) -> None:
+    """Refuse a starting checkpoint of another network, and a teacher of another scale, intensity
+    mapping or degradation (its outputs would be wrong targets), before anything is removed.
+
+    Raises:
+        ConfigError: naming ``train.init_from`` or ``train.teacher`` and what differs.
+    """
+    if sources.start is not None and not _same_network(config, sources.start):
+        entry = sources.start["model"]
         raise ConfigError(
-            f"train.teacher: {config.train.teacher} is a x{teacher.scale} network, model.scale is {config.model.scale}"
+            f"train.init_from: {config.train.init_from} is {entry['name']} {entry['kwargs']}, "
+            f"the config asks for {config.model.name} {config.model.kwargs()}"
         )
-    teacher = teacher.inference_form().to(device)
+    teacher = sources.teacher
+    if teacher is None:
+        return
+    entry = teacher["model"]
+    scale = {**default_options(entry["name"]), **entry["kwargs"]}["scale"]
+    wanted = {
+        "scale": (scale, config.model.scale),
+        "intensity": (teacher.get("intensity") or None, dataset_intensity(config.data.dataset)),
+        "degradation": (
+            (teacher.get("config") or {}).get("data", {}).get("degradation"),
+            config.to_dict()["data"]["degradation"],
+        ),
+    }
+    for what, (theirs, ours) in wanted.items():
+        if theirs != ours:
+            raise ConfigError(
+                f"train.teacher: {config.train.teacher} was trained with {what} {theirs}, this run uses {ours}"
+            )
+
+
+def _teacher(checkpoint: dict, path: str, device: torch.device) -> nn.Module:
+    """The frozen inference form of the ``train.teacher`` checkpoint's network, on ``device``."""
+    teacher = network_from(checkpoint, path).inference_form().to(device)
     for parameter in teacher.parameters():
         parameter.requires_grad_(False)
     return teacher
@@ -300,13 +336,7 @@ def _networks(
     """Build the networks and optimisers of ``config`` on ``device``; a ``fresh`` run with a
     starting checkpoint begins from its generator weights."""
     generator: nn.Module = build_network(config.model.name, config.model.kwargs()).to(device)
-    if fresh and sources.start is not None:
-        if not _same_network(config, sources.start):
-            entry = sources.start["model"]
-            raise ConfigError(
-                f"train.init_from: {config.train.init_from} is {entry['name']} {entry['kwargs']}, "
-                f"the config asks for {config.model.name} {config.model.kwargs()}"
-            )
+    if fresh and sources.start is not None:  # checked by check_sources
         generator.load_state_dict(starting_weights(sources.start))
     channels_last = config.train.channels_last == "on" or (
         config.train.channels_last == "auto" and device.type == "cuda"
@@ -334,7 +364,7 @@ def _networks(
         ema=EMA(generator, config.train.ema) if config.train.ema > 0 else None,
     )
     if config.train.teacher is not None and sources.teacher is not None:
-        networks.teacher = _teacher(config, sources.teacher, device)
+        networks.teacher = _teacher(sources.teacher, config.train.teacher, device)
     elif config.train.teacher is not None:
         raise MedsrError(
             f"train.teacher: {config.train.teacher}: no such checkpoint (needed to go on distilling)"
@@ -491,11 +521,12 @@ def _train_epoch(
         for name, value in step(lq, hr).items():
             sums[name] += value
         if networks.ema is not None:
-            networks.ema.update(networks.generator)
+            networks.ema.update(networks.generator, clock.done)
         clock.tick()
         iterations += 1
         bar.update()
     bar.close()
+    clock.sync()  # every process, at the same iteration: the seconds up to the end of the epoch
     means = distributed.all_reduce_mean(
         torch.stack([sums[n] for n in step.names]) / max(iterations, 1), info.world
     ).tolist()

@@ -23,16 +23,16 @@ from medsr.fsutil import atomic_write_bytes
 from medsr.models.checkpoint import read_checkpoint
 
 #: Config keys that may differ between a run and its resumption (they do not change what is learnt).
+#: (Not ``train.cuda_graph``: the captured step's optimiser keeps its rate in a tensor on the GPU.
+#: The run's length: ``config_changes``.)
 HARMLESS = frozenset(
     {
         "name",
         "run_dir",
         "data.dataset",
-        "train.epochs",
         "train.device",
         "train.threads",
         "train.compile",
-        "train.cuda_graph",
         "train.channels_last",
     }
 )
@@ -54,19 +54,29 @@ def config_changes(saved: Mapping, wanted: Mapping, defaults: Mapping | None = N
     """The non-harmless settings that differ, as ``key: <saved> in the run, <wanted> now``.
 
     ``defaults``: a setting the run's config lacks (written before the setting existed) counts as
-    its default there. ``train.epochs`` may change only under a constant learning rate (a schedule
-    spans the run's length, so a longer run is another run).
+    its default there. The run's length (``train.epochs``, ``train.iterations``,
+    ``train.time_budget``) may change under a constant learning rate; under a schedule, which spans
+    the run's length, only ``train.epochs`` of a run that ``train.iterations`` or
+    ``train.time_budget`` ends (where epochs do not count).
     """
     old, new = {**flatten(defaults or {}), **flatten(saved)}, flatten(wanted)
-    harmless = (
-        HARMLESS if new.get("train.schedule", "constant") == "constant" else HARMLESS - {"train.epochs"}
-    )
-    keys = sorted((set(old) | set(new)) - harmless)
+    keys = sorted((set(old) | set(new)) - HARMLESS - _harmless_length(old, new))
     return [
         f"{key}: {old.get(key)!r} in the run, {new.get(key)!r} now"
         for key in keys
         if old.get(key) != new.get(key)
     ]
+
+
+def _harmless_length(old: Mapping, new: Mapping) -> set[str]:
+    """The run-length settings that may change on a resume (see ``config_changes``)."""
+    length = {"train.epochs", "train.iterations", "train.time_budget"}
+    if old.get("train.schedule", "constant") == new.get("train.schedule", "constant") == "constant":
+        return length
+    limited = [
+        any(d.get(k) is not None for k in ("train.iterations", "train.time_budget")) for d in (old, new)
+    ]
+    return {"train.epochs"} if all(limited) else set()
 
 
 def weights_digest(state_dict: Mapping[str, torch.Tensor]) -> str:

@@ -18,19 +18,24 @@ import torch
 
 from medsr.train import distributed
 
-_DURATION = re.compile(r"^\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*(?:(\d+(?:\.\d+)?)s?)?\s*$")
+_NUMBER = r"(\d+(?:\.\d+)?)"
+_DURATION = re.compile(rf"(?:{_NUMBER}h)?(?:{_NUMBER}m)?(?:{_NUMBER}s)?")
 
 
 def parse_duration(text: str | float | int) -> float:
-    """``"20m"``, ``"180s"``, ``"1h30m"``, ``"90"`` or a number (seconds) -> seconds (> 0).
+    """``"20m"``, ``"180s"``, ``"1h30m"``, ``"90"`` or a number (seconds) -> seconds (> 0); every
+    part of a compound duration needs its unit (``1h30`` is refused).
 
     Raises:
         ValueError: not a duration, or not positive.
     """
+    compact = str(text).replace(" ", "")
     if isinstance(text, (int, float)) and not isinstance(text, bool):
         seconds = float(text)
+    elif re.fullmatch(_NUMBER, compact):
+        seconds = float(compact)
     else:
-        match = _DURATION.match(str(text))
+        match = _DURATION.fullmatch(compact)
         if not match or not any(match.groups()):
             raise ValueError(f"expected a duration such as 20m, 180s or 1h30m, got {text!r}")
         hours, minutes, secs = (float(g) if g else 0.0 for g in match.groups())
@@ -72,7 +77,7 @@ class Clock:
     seconds: float | None = None  # limit
     done: int = 0  # iterations run
     spent: float = 0.0  # training seconds spent (as of the last sync)
-    sync_every: int = 16
+    sync_every: int = 16  # iterations between readings of the seconds (when world > 1 or on a GPU)
     world: int = 1
     device: torch.device | None = None
 
@@ -104,12 +109,23 @@ class Clock:
         self._base, self._started = self.spent, self.timer()
 
     def tick(self) -> None:
-        """Count one iteration; refresh the seconds at sync points."""
+        """Count one iteration; refresh the seconds every iteration on one CPU process, else every
+        ``sync_every`` iterations (a reading waits for the GPU's queued work, and with several
+        processes is shared among them)."""
         self.done += 1
-        if self.world == 1 or self.done % self.sync_every == 0:
-            now = self.timer()
-            elapsed = self._base + now - (now if self._started is None else self._started)
-            self.spent = distributed.all_reduce_max(elapsed, self.world, self.device or torch.device("cpu"))
+        device = self.device or torch.device("cpu")
+        if (self.world == 1 and device.type == "cpu") or self.done % self.sync_every == 0:
+            self.sync()
+
+    def sync(self) -> None:
+        """Read the seconds spent now (after the GPU's queued work; the maximum over processes).
+        Every process must call it at the same iteration (the loop calls it at each epoch's end)."""
+        device = self.device or torch.device("cpu")
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        now = self.timer()
+        elapsed = self._base + now - (now if self._started is None else self._started)
+        self.spent = distributed.all_reduce_max(elapsed, self.world, device)
 
     def state(self) -> dict:
         """What a checkpoint keeps to resume the clock."""

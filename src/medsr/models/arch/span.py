@@ -1,5 +1,7 @@
 """SPAN: the swift parameter-free attention network (Wan et al., NTIRE 2024 efficient SR winner),
-one image channel.
+after the official ``span_arch.py`` (hongyuanyu/SPAN), with three differences: one image channel;
+the input is used as it is, in [0, 1] (the official network feeds ``(x - RGB mean) * 255``, so its
+zero padding is mean grey, here black); an optional global interpolation skip (``skip``).
 
 Training uses re-parameterisable ``Conv3XC`` blocks (a 1x1 -> 3x3 -> 1x1 chain plus a 1x1 skip,
 all linear); ``inference_form()`` merges each into one plain 3x3 convolution, which computes the
@@ -72,7 +74,7 @@ class SPAN(SRNetwork):
 
     Args:
         scale: 2, 3 or 4 (one 3x3 conv + pixel shuffle by the factor).
-        channels: feature width (48 in the challenge entry).
+        channels: feature width (48: the official code's default).
         blocks: SPAB blocks (6).
         skip: add the ``bilinear`` or ``bicubic`` upsampling of the input to the output (``none``:
             as published; a skip lets the network learn only the missing detail, and its last
@@ -103,6 +105,10 @@ class SPAN(SRNetwork):
         self.upsample = nn.Sequential(
             nn.Conv2d(channels, scale * scale, 3, padding=1), nn.PixelShuffle(scale)
         )
+        if skip != "none":  # start close to the interpolation, as BasicSR's scaled init does for MSRResNet
+            with torch.no_grad():
+                self.upsample[0].weight.mul_(0.1)
+                self.upsample[0].bias.zero_()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         features = self.head(x)
