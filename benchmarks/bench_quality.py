@@ -145,7 +145,16 @@ def parameters(model: dict) -> dict[str, int]:
 
 
 def _interval(value: dict, digits: int, key: str = "mean", sign: str = "") -> str:
-    return f"{value[key]:{sign}.{digits}f} [{value['ci_low']:{sign}.{digits}f}, {value['ci_high']:{sign}.{digits}f}]"
+    """``mean [low, high]``; the mean alone for one patient (no interval)."""
+    text = f"{value[key]:{sign}.{digits}f}"
+    if value.get("n_patients", 2) < 2:
+        return text
+    return f"{text} [{value['ci_low']:{sign}.{digits}f}, {value['ci_high']:{sign}.{digits}f}]"
+
+
+def _patients(block: dict) -> str:
+    count = block["n_patients"]
+    return f"{count} patient{'s' if count != 1 else ''}"
 
 
 def table(results: dict, summary: dict) -> str:
@@ -177,7 +186,7 @@ def table(results: dict, summary: dict) -> str:
                 _interval(m[k], 2 if k.startswith("psnr") else 4)
                 for k in ("psnr", "ssim", "psnr_fg", "ssim_fg")
             ]
-            lines.append(f"| {title} ({block['n_patients']} patients) | {name} | " + " | ".join(cells) + " |")
+            lines.append(f"| {title} ({_patients(block)}) | {name} | " + " | ".join(cells) + " |")
     lines += ["", "Paired difference medsr - BasicSR (sign-flip p over patients):", ""]
     lines += ["| block | PSNR (dB) | SSIM | PSNR fg | SSIM fg |", "|---|---|---|---|---|"]
     for title, block in blocks.items():
@@ -186,7 +195,7 @@ def table(results: dict, summary: dict) -> str:
             f"{_interval(d[k], 3 if k.startswith('psnr') else 4, 'mean_diff', '+')} p={d[k]['p_patients']:.3g}"
             for k in ("psnr", "ssim", "psnr_fg", "ssim_fg")
         ]
-        lines.append(f"| {title} ({block['n_patients']} patients) | " + " | ".join(cells) + " |")
+        lines.append(f"| {title} ({_patients(block)}) | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 

@@ -32,6 +32,14 @@ def small(name: str, scale: int = 4, **extra) -> SRNetwork:
     return network
 
 
+def saved_and_loaded(name: str, folder) -> tuple[SRNetwork, object]:
+    """A small network of ``name``, and the model ``load_model`` makes of its checkpoint."""
+    network = small(name)
+    kwargs = {"scale": 4, **SMALL.get(name, {"blocks": 2, "channels": 16})}
+    save_checkpoint(folder / "best.pt", {"model": model_entry(name, kwargs, network), "config": {}})
+    return network, load_model(folder / "best.pt", device="cpu")
+
+
 def test_every_architecture_takes_scale_and_declares_its_scales():
     assert {"srresnet", "msrresnet", "span"} <= set(NAMES)
     for spec in architectures().values():
@@ -100,10 +108,7 @@ def test_span_inference_form_is_plain_3x3_convolutions():
 
 @pytest.mark.parametrize("name", NAMES)
 def test_checkpoint_round_trip(name, tmp_path):
-    network = small(name)
-    kwargs = {"scale": 4, **SMALL.get(name, {"blocks": 2, "channels": 16})}
-    save_checkpoint(tmp_path / "best.pt", {"model": model_entry(name, kwargs, network), "config": {}})
-    model = load_model(tmp_path / "best.pt", device="cpu")
+    network, model = saved_and_loaded(name, tmp_path)
     lq = np.random.default_rng(0).random((20, 26), dtype=np.float32)
     with torch.no_grad():
         expected = network.eval()(torch.from_numpy(lq)[None, None]).clamp(0, 1)[0, 0].numpy()
@@ -113,10 +118,7 @@ def test_checkpoint_round_trip(name, tmp_path):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_tiled_output_equals_the_whole_image(name, tmp_path):
-    network = small(name)
-    kwargs = {"scale": 4, **SMALL.get(name, {"blocks": 2, "channels": 16})}
-    save_checkpoint(tmp_path / "best.pt", {"model": model_entry(name, kwargs, network), "config": {}})
-    model = load_model(tmp_path / "best.pt", device="cpu")
+    _, model = saved_and_loaded(name, tmp_path)
     lq = np.random.default_rng(1).random((70, 90)).astype(np.float32)
     tile = 2 * model.receptive_radius + 24
     assert tile_count(lq.shape, tile, model.receptive_radius, 4) > 2
