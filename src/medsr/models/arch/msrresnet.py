@@ -1,5 +1,9 @@
 """MSRResNet: BasicSR's SRResNet without BatchNorm, the field's reference recipe network
-(Wang et al., ESRGAN workshop 2018; ``basicsr/archs/srresnet_arch.py``), one image channel."""
+(Wang et al., ESRGAN workshop 2018; ``basicsr/archs/srresnet_arch.py``), one image channel.
+
+The same layers and initialisation as BasicSR's; the upsampling convolutions are kept in a list
+(``upconvs.0``, ``upconvs.1``), so BasicSR's RGB weight files (``upconv1``, ``upconv2``) do not load
+as they are (they are for three channels anyway)."""
 
 from __future__ import annotations
 
