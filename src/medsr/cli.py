@@ -589,6 +589,32 @@ def _run_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_export(sub) -> None:
+    p = sub.add_parser(
+        "export",
+        help="write a trained network as ONNX (dynamic batch and size, with medsr's metadata)",
+        description="Write MODEL's inference form (BatchNorm folded, re-parameterised branches merged) as ONNX: "
+        "input lr float32 (N, 1, h, w) in [0, 1], output sr (N, 1, s*h, s*w), dynamic batch, height and width, "
+        "opset 18, with the scale, receptive radius, intensity mapping and training record as metadata. "
+        "medsr enhance --model OUT and medsr.load_model(OUT) run it with ONNX Runtime.",
+    )
+    p.add_argument("model", metavar="MODEL", help="a checkpoint written by medsr train")
+    p.add_argument("-o", "--out", type=Path, required=True, help="the .onnx file to write")
+    p.set_defaults(handler=_run_export)
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    from medsr.models import load_model
+    from medsr.models.onnx_format import OnnxModel, export_onnx
+
+    if args.out.suffix.lower() != ".onnx":
+        raise MedsrError(f"{args.out}: the output must end in .onnx")
+    out = export_onnx(load_model(args.model, device="cpu"), args.out)
+    model = OnnxModel(out)
+    print(f"{out}: {model.name}, x{model.scale}, receptive radius {model.receptive_radius} LR pixels")
+    return 0
+
+
 def _add_enhance(sub) -> None:
     p = sub.add_parser(
         "enhance",
@@ -899,6 +925,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_evaluate(sub)
     _add_train(sub)
     _add_enhance(sub)
+    _add_export(sub)
     _add_run(sub)
     _add_mos(sub)
     return parser

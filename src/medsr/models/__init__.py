@@ -47,14 +47,21 @@ def load_model(
     """A ready-to-use model: an interpolation baseline by name, or a network from a checkpoint.
 
     Args:
-        path_or_name: ``nearest``/``bilinear``/``bicubic``/``lanczos``, or a ``.pt`` checkpoint
-            written by ``medsr train`` (its EMA weights when it has them).
+        path_or_name: ``nearest``/``bilinear``/``bicubic``/``lanczos``, a ``.pt`` checkpoint
+            written by ``medsr train`` (its EMA weights when it has them), or a ``.onnx`` file
+            written by ``medsr export`` (run by ONNX Runtime).
         device: for networks: ``auto``, ``cpu`` or ``cuda``.
         scale: for baselines, the factor (default 4); for checkpoints, checked against theirs.
     """
     text = str(path_or_name)
     if text in INTERPOLATIONS:
         return build_model(text, scale=scale or 4)
+    if text.lower().endswith(".onnx") and Path(text).is_file():
+        from medsr.models.onnx_format import OnnxModel
+
+        model = OnnxModel(text)
+        _check_scale(model.scale, scale, text)
+        return model
     from medsr.models.registry import architectures
 
     if text in architectures():
@@ -71,8 +78,7 @@ def load_model(
     entry = checkpoint["model"]
     module = network_from(checkpoint, text)
     model_scale = int(entry["kwargs"].get("scale", 4))
-    if scale is not None and scale != model_scale:
-        raise MedsrError(f"{text} is a x{model_scale} model, x{scale} was asked for")
+    _check_scale(model_scale, scale, text)
     name = str(checkpoint.get("config", {}).get("name") or entry["name"])
     return NetworkModel(
         module,
@@ -83,8 +89,15 @@ def load_model(
         kwargs=entry["kwargs"],
         intensity=checkpoint.get("intensity") or {},
         trained_on=_training_record(checkpoint),
+        architecture=entry["name"],
         **kwargs,
     )
+
+
+def _check_scale(have: int, scale: int | None, source: str) -> None:
+    """An error when a scale was asked for and the model at ``source`` (x``have``) has another."""
+    if scale is not None and scale != have:
+        raise MedsrError(f"{source} is a x{have} model, x{scale} was asked for")
 
 
 def _training_record(checkpoint: dict) -> dict | None:

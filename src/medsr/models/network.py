@@ -37,6 +37,7 @@ class NetworkModel(SRModel):
             outputs move by up to about 3e-3 of the [0, 1] range).
         compile: run the network through ``torch.compile`` (pays off for many images of one size).
         trained_on: the checkpoint's ``trained_on`` record (``data.provenance``); None: unknown.
+        architecture: the registry name of the network (default: ``name``).
     """
 
     def __init__(
@@ -54,10 +55,12 @@ class NetworkModel(SRModel):
         precision: str = "fp32",
         compile: bool = False,
         trained_on: dict | None = None,
+        architecture: str = "",
     ) -> None:
         if precision not in PRECISIONS:
             raise MedsrError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
         self.name, self.scale, self.source, self.batch_size = name, int(scale), source, batch_size
+        self.architecture = architecture or name
         self.intensity = dict(intensity or {})
         self.trained_on = trained_on
         self.kwargs = dict(kwargs or {})
@@ -87,6 +90,7 @@ class NetworkModel(SRModel):
         return {
             **super().describe(),
             "source": self.source,
+            "architecture": self.architecture,
             "kwargs": self.kwargs,
             "device": str(self.device),
             "precision": self.precision,
