@@ -38,6 +38,8 @@ bench: install
 	$(BIN)/python benchmarks/bench_train.py
 	$(BIN)/python benchmarks/bench_infer.py
 	$(BIN)/python benchmarks/bench_enhance_memory.py
+	$(BIN)/python benchmarks/bench_quality.py --budget 10m
+	$(BIN)/python benchmarks/bench_onnx.py
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import warnings
 from pathlib import Path
 
@@ -54,6 +55,9 @@ def export_onnx(model: SRModel, out: str | Path, *, opset: int = OPSET) -> Path:
     example = torch.rand(1, 1, 24, 20)
     height, width = torch.export.Dim("height", min=4), torch.export.Dim("width", min=4)
     out = Path(out)
+    exporter_log = logging.getLogger("torch.onnx")  # it warns about torchvision ops medsr does not use
+    level = exporter_log.level
+    exporter_log.setLevel(logging.ERROR)
     with atomic_path(out) as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         try:
@@ -71,6 +75,8 @@ def export_onnx(model: SRModel, out: str | Path, *, opset: int = OPSET) -> Path:
             raise MedsrError(
                 f"{out}: the export failed ({type(exc).__name__}: {str(exc).splitlines()[0][:160]})"
             ) from None
+        finally:
+            exporter_log.setLevel(level)
         proto = program.model_proto
         _set_metadata(proto, _metadata(model))
         import onnx
