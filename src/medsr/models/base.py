@@ -38,6 +38,21 @@ class SRModel(ABC):
             raise ValueError(f"expected a 2-D image, got shape {lq.shape}")
         return self.enhance_batch(lq[np.newaxis, np.newaxis])[0, 0]
 
+    def chunks(self, lq: np.ndarray, size: int):
+        """Check a batch and yield it in contiguous float32 chunks of ``size`` images.
+
+        Args:
+            lq: (N, 1, h, w) in [0, 1].
+
+        Raises:
+            ValueError: another shape.
+        """
+        lq = np.asarray(lq, dtype=np.float32)
+        if lq.ndim != 4 or lq.shape[1] != 1:
+            raise ValueError(f"expected (N, 1, h, w), got shape {lq.shape}")
+        for start in range(0, lq.shape[0], size):
+            yield np.ascontiguousarray(lq[start : start + size])
+
     def describe(self) -> dict:
         """What the method is, for reports (name, scale and, for networks, the checkpoint)."""
         return {"name": self.name, "scale": self.scale, "kind": type(self).__name__}

@@ -74,13 +74,9 @@ class NetworkModel(SRModel):
 
     @torch.inference_mode()
     def enhance_batch(self, lq: np.ndarray) -> np.ndarray:
-        lq = np.asarray(lq, dtype=np.float32)
-        if lq.ndim != 4 or lq.shape[1] != 1:
-            raise ValueError(f"expected (N, 1, h, w), got shape {lq.shape}")
         outputs = []
-        for start in range(0, lq.shape[0], self.batch_size):
-            batch = torch.from_numpy(lq[start : start + self.batch_size]).to(self.device)
-            batch = batch.to(memory_format=torch.channels_last)
+        for chunk in self.chunks(lq, self.batch_size):
+            batch = torch.from_numpy(chunk).to(self.device).to(memory_format=torch.channels_last)
             with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.precision == "bf16"):
                 sr = self.network(batch)
             outputs.append(sr.float().clamp_(0.0, 1.0).cpu().numpy())

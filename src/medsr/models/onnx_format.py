@@ -149,13 +149,9 @@ class OnnxModel(SRModel):
         self.input_name = self.session.get_inputs()[0].name
 
     def enhance_batch(self, lq: np.ndarray) -> np.ndarray:
-        lq = np.asarray(lq, dtype=np.float32)
-        if lq.ndim != 4 or lq.shape[1] != 1:
-            raise ValueError(f"expected (N, 1, h, w), got shape {lq.shape}")
         outputs = []
-        for start in range(0, lq.shape[0], self.batch_size):
-            batch = np.ascontiguousarray(lq[start : start + self.batch_size])
-            (sr,) = self.session.run(None, {self.input_name: batch})
+        for chunk in self.chunks(lq, self.batch_size):
+            (sr,) = self.session.run(None, {self.input_name: chunk})
             outputs.append(np.clip(sr, 0.0, 1.0))
         return np.concatenate(outputs).astype(np.float32, copy=False)
 
