@@ -438,7 +438,8 @@ def _add_evaluate(sub) -> None:
         action="append",
         dest="models",
         metavar="NAME",
-        help=f"method to score: a baseline name or a checkpoint path, repeatable (default: {', '.join(INTERPOLATIONS)})",
+        help=f"method to score: a baseline name, a checkpoint path or a medsr export (.onnx), repeatable "
+        f"(default: {', '.join(INTERPOLATIONS)})",
     )
     p.add_argument("--out", required=True, type=Path, help="output folder")
     p.add_argument(
@@ -596,10 +597,13 @@ def _add_export(sub) -> None:
         description="Write MODEL's inference form (BatchNorm folded, re-parameterised branches merged) as ONNX: "
         "input lr float32 (N, 1, h, w) in [0, 1], output sr (N, 1, s*h, s*w), dynamic batch, height and width, "
         "opset 18, with the scale, receptive radius, intensity mapping and training record as metadata. "
-        "medsr enhance --model OUT and medsr.load_model(OUT) run it with ONNX Runtime.",
+        "medsr enhance --model OUT and medsr.load_model(OUT) run it with ONNX Runtime. The file is checked "
+        "(onnx.checker, and ONNX Runtime against PyTorch on a probe image) before it replaces OUT.",
     )
     p.add_argument("model", metavar="MODEL", help="a checkpoint written by medsr train")
-    p.add_argument("-o", "--out", type=Path, required=True, help="the .onnx file to write")
+    p.add_argument(
+        "-o", "--out", type=Path, required=True, help="the .onnx file to write (replaced if it exists)"
+    )
     p.set_defaults(handler=_run_export)
 
 
@@ -607,8 +611,10 @@ def _run_export(args: argparse.Namespace) -> int:
     from medsr.models import load_model
     from medsr.models.onnx_format import OnnxModel, export_onnx
 
-    if args.out.suffix.lower() != ".onnx":
-        raise MedsrError(f"{args.out}: the output must end in .onnx")
+    if args.out.suffix.lower() != ".onnx" or args.out.name.lower() == ".onnx":
+        raise MedsrError(f"{args.out}: the output must be a file name ending in .onnx")
+    if args.out.is_dir():
+        raise MedsrError(f"{args.out}: is a folder; give a file name ending in .onnx")
     out = export_onnx(load_model(args.model, device="cpu"), args.out)
     model = OnnxModel(out)
     print(f"{out}: {model.name}, x{model.scale}, receptive radius {model.receptive_radius} LR pixels")
@@ -630,7 +636,8 @@ def _add_enhance(sub) -> None:
     p.add_argument(
         "--model",
         required=True,
-        help=f"checkpoint path (RUN/{layout.BEST_CHECKPOINT}) or a baseline name ({', '.join(INTERPOLATIONS)})",
+        help=f"checkpoint path (RUN/{layout.BEST_CHECKPOINT}), a medsr export (.onnx, run by ONNX Runtime on the "
+        f"CPU) or a baseline name ({', '.join(INTERPOLATIONS)})",
     )
     p.add_argument(
         "-o", "--out", required=True, type=Path, help="output folder (or file, for one input file)"

@@ -15,6 +15,7 @@ from medsr.infer import enhance_tiled
 from medsr.io import read_slices
 from medsr.models import load_model
 from medsr.models.checkpoint import model_entry, save_checkpoint
+from medsr.models.onnx_format import METADATA
 from medsr.models.registry import architectures
 from models.test_architectures import SMALL, small
 
@@ -54,7 +55,8 @@ def test_the_export_runs_as_pytorch_does(name, tmp_path, slices):
     assert (onnx_model.scale, onnx_model.receptive_radius) == (4, torch_model.receptive_radius)
     assert onnx_model.intensity == INTENSITY and onnx_model.trained_on == RECORD
     meta = {p.key: p.value for p in onnx.load(str(tmp_path / "m.onnx")).metadata_props}
-    assert meta["architecture"] == name and json.loads(meta["kwargs"])["scale"] == 4
+    assert set(meta) == set(METADATA) and meta["architecture"] == name
+    assert json.loads(meta["kwargs"])["scale"] == 4
     assert onnx.load(str(tmp_path / "m.onnx")).opset_import[0].version >= 17
 
 
@@ -99,3 +101,33 @@ def test_bad_files_are_one_line_errors(tmp_path, capsys):
     assert main(["export", "bicubic", "-o", str(tmp_path / "b.onnx")]) != 0
     assert "only trained networks can be exported" in capsys.readouterr().err
     assert not (tmp_path / "b.onnx").exists()
+
+
+def test_damaged_exports_and_unusable_options_are_refused(tmp_path):
+    main(["export", _checkpoint("span", tmp_path), "-o", str(tmp_path / "m.onnx")])
+    data = (tmp_path / "m.onnx").read_bytes()
+    (tmp_path / "cut.onnx").write_bytes(data[: len(data) // 2])
+    with pytest.raises(MedsrError, match="cut.onnx: not a readable ONNX model"):
+        load_model(tmp_path / "cut.onnx")
+    model = onnx.load(str(tmp_path / "m.onnx"))
+    next(p for p in model.metadata_props if p.key == "scale").value = "2"  # the graph is x4
+    onnx.save_model(model, tmp_path / "lies.onnx")
+    with pytest.raises(MedsrError, match="does not match its metadata's x2"):
+        load_model(tmp_path / "lies.onnx")
+    (tmp_path / "folder.onnx").mkdir()
+    with pytest.raises(MedsrError, match="is a folder"):
+        load_model(tmp_path / "folder.onnx")
+    for options, message in (({"device": "cuda"}, "run on the CPU"), ({"precision": "bf16"}, "run in fp32")):
+        with pytest.raises(MedsrError, match=message):
+            load_model(tmp_path / "m.onnx", **options)
+
+
+def test_an_export_that_does_not_reproduce_the_network_is_not_written(tmp_path):
+    import torch
+
+    checkpoint = torch.load(_checkpoint("msrresnet", tmp_path), weights_only=True)
+    state = checkpoint["model"]["state_dict"]
+    state["conv_last.weight"] = torch.full_like(state["conv_last.weight"], float("nan"))
+    save_checkpoint(tmp_path / "nan.pt", checkpoint)
+    assert main(["export", str(tmp_path / "nan.pt"), "-o", str(tmp_path / "nan.onnx")]) != 0
+    assert not (tmp_path / "nan.onnx").exists() and not list(tmp_path.glob("*.tmp*"))

@@ -56,10 +56,10 @@ def load_model(
     text = str(path_or_name)
     if text in INTERPOLATIONS:
         return build_model(text, scale=scale or 4)
-    if text.lower().endswith(".onnx") and Path(text).is_file():
-        from medsr.models.onnx_format import OnnxModel
+    if text.lower().endswith(".onnx") and Path(text).exists():
+        from medsr.models.onnx_format import OnnxModel, check_onnx_options
 
-        model = OnnxModel(text)
+        model = OnnxModel(text, **check_onnx_options(text, device, kwargs))
         _check_scale(model.scale, scale, text)
         return model
     from medsr.models.registry import architectures

@@ -28,6 +28,7 @@ OPSET = 18
 #: Metadata keys of an export (values are strings; JSON for the mappings).
 METADATA = (
     "medsr_format",
+    "medsr_version",
     "name",
     "architecture",
     "kwargs",
@@ -51,7 +52,12 @@ def export_onnx(model: SRModel, out: str | Path, *, opset: int = OPSET) -> Path:
 
     if not isinstance(model, NetworkModel):
         raise MedsrError(f"{model.name}: only trained networks can be exported (not {type(model).__name__})")
+    from medsr.models.tap_sum_conv import TapSumConv2d
+
     module = copy.deepcopy(model.module).cpu().float().to(memory_format=torch.contiguous_format).eval()
+    for layer in module.modules():  # one plain convolution in the portable file (the tap sum is a
+        if isinstance(layer, TapSumConv2d):  # PyTorch speed-up)
+            layer.form = "conv"
     example = torch.rand(1, 1, 24, 20)
     height, width = torch.export.Dim("height", min=4), torch.export.Dim("width", min=4)
     out = Path(out)
@@ -82,7 +88,32 @@ def export_onnx(model: SRModel, out: str | Path, *, opset: int = OPSET) -> Path:
         import onnx
 
         onnx.save_model(proto, tmp)
+        _check_export(tmp, module, out)
     return out
+
+
+def _check_export(path: Path, module, out: Path) -> None:
+    """The written file must pass ``onnx.checker`` and compute what ``module`` computes (to 1e-4 on
+    a probe image, all finite); otherwise a ``MedsrError`` and nothing is left at ``out``."""
+    import onnx
+    import onnxruntime
+    import torch
+
+    try:
+        onnx.checker.check_model(str(path))
+    except onnx.checker.ValidationError as exc:
+        raise MedsrError(
+            f"{out}: the exported model is not valid ONNX ({str(exc).splitlines()[0][:120]})"
+        ) from None
+    probe = np.random.default_rng(0).random((2, 1, 19, 23), dtype=np.float32)
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (got,) = session.run(None, {session.get_inputs()[0].name: probe})
+    with torch.no_grad():
+        expected = module(torch.from_numpy(probe)).numpy()
+    if not np.isfinite(got).all() or got.shape != expected.shape or np.abs(got - expected).max() > 1e-4:
+        raise MedsrError(
+            f"{out}: the export does not reproduce the network (non-finite or different outputs)"
+        )
 
 
 def _metadata(model) -> dict[str, str]:
@@ -106,6 +137,19 @@ def _set_metadata(proto, values: dict[str, str]) -> None:
         entry.key, entry.value = key, value
 
 
+def check_onnx_options(path: str, device: str, options: dict) -> dict:
+    """The ``load_model`` options an ONNX model takes (``batch_size``); a one-line error for those
+    it cannot honour (it runs in float32 on the CPU, uncompiled)."""
+    if device not in ("auto", "cpu"):
+        raise MedsrError(f"{path}: ONNX models run on the CPU here (device {device!r} asked for)")
+    if options.get("precision", "fp32") != "fp32" or options.get("compile"):
+        raise MedsrError(f"{path}: ONNX models run in fp32, uncompiled (drop --precision and --compile)")
+    unknown = sorted(set(options) - {"precision", "compile", "batch_size"})
+    if unknown:
+        raise MedsrError(f"{path}: unknown option {unknown[0]!r} for an ONNX model")
+    return {k: v for k, v in options.items() if k == "batch_size"}
+
+
 class OnnxModel(SRModel):
     """A medsr ONNX export run by ONNX Runtime on the CPU (same interface as ``NetworkModel``).
 
@@ -114,7 +158,8 @@ class OnnxModel(SRModel):
         batch_size: images per run in ``enhance_batch``.
 
     Raises:
-        MedsrError: ONNX Runtime is missing, the file is unreadable or not a medsr export.
+        MedsrError: ONNX Runtime is missing; the file is unreadable, not a medsr export, or does not
+            compute what its metadata says (checked on a probe image when loading).
     """
 
     def __init__(self, path: str | Path, *, batch_size: int = 8) -> None:
@@ -122,6 +167,8 @@ class OnnxModel(SRModel):
             import onnxruntime
         except ImportError:
             raise MedsrError(f"{path}: ONNX models need onnxruntime (pip install 'medsr[onnx]')") from None
+        if Path(path).is_dir():
+            raise MedsrError(f"{path}: is a folder, not an ONNX file")
         self.source, self.batch_size = str(path), batch_size
         options = onnxruntime.SessionOptions()
         options.log_severity_level = 3  # errors only
@@ -131,22 +178,54 @@ class OnnxModel(SRModel):
             )
         except Exception as exc:  # onnxruntime raises its own exception types for bad files
             text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            reason = text.split("failed:", 1)[-1].strip()  # ONNX Runtime repeats the path before it
+            reason = text.split("failed:", 1)[-1].split(" : ")[-1].strip()  # not the path nor the C++ source
             raise MedsrError(f"{path}: not a readable ONNX model ({reason[:120]})") from None
-        meta = self.session.get_modelmeta().custom_metadata_map
-        if meta.get("medsr_format") != FORMAT:
+        self._read_metadata(path, self.session.get_modelmeta().custom_metadata_map)
+        self.input_name = self.session.get_inputs()[0].name
+        self._probe(path)
+
+    def _read_metadata(self, path: str | Path, meta: dict[str, str]) -> None:
+        """The scale, radius, intensity mapping and training record from the file's metadata."""
+        if "medsr_format" not in meta:
             raise MedsrError(
                 f"{path}: not a medsr ONNX export (no medsr metadata; write one with medsr export)"
+            )
+        if meta["medsr_format"] != FORMAT:
+            raise MedsrError(
+                f"{path}: export format {meta['medsr_format']!r} is not supported here; export it again"
             )
         try:
             self.name, self.scale = meta["name"], int(meta["scale"])
             self.receptive_radius = int(meta["receptive_radius"])
+            self.architecture, self.exported_by = meta["architecture"], meta["medsr_version"]
             self.kwargs = json.loads(meta["kwargs"])
             self.intensity = json.loads(meta["intensity"])
             self.trained_on = json.loads(meta["trained_on"])
         except (KeyError, ValueError) as exc:
             raise MedsrError(f"{path}: damaged medsr metadata ({type(exc).__name__}: {exc})") from None
-        self.input_name = self.session.get_inputs()[0].name
+        valid = (
+            self.scale in (2, 3, 4, 8)
+            and self.receptive_radius >= 0
+            and isinstance(self.intensity, dict)
+            and isinstance(self.kwargs, dict)
+            and (self.trained_on is None or isinstance(self.trained_on, dict))
+        )
+        if not valid:
+            raise MedsrError(f"{path}: damaged medsr metadata (scale, radius, intensity or training record)")
+
+    def _probe(self, path: str | Path) -> None:
+        """Run one small image: the output must be finite and ``scale`` times the input's size."""
+        probe = np.zeros((1, 1, 8, 8), dtype=np.float32)
+        try:
+            (out,) = self.session.run(None, {self.input_name: probe})
+        except Exception as exc:  # a graph that does not take (N, 1, h, w) float32
+            raise MedsrError(
+                f"{path}: does not run on a (1, 1, 8, 8) float32 image ({type(exc).__name__})"
+            ) from None
+        if out.shape != (1, 1, 8 * self.scale, 8 * self.scale) or not np.isfinite(out).all():
+            raise MedsrError(
+                f"{path}: its output {tuple(out.shape)} does not match its metadata's x{self.scale} (or is not finite)"
+            )
 
     def enhance_batch(self, lq: np.ndarray) -> np.ndarray:
         outputs = []
@@ -156,4 +235,13 @@ class OnnxModel(SRModel):
         return np.concatenate(outputs).astype(np.float32, copy=False)
 
     def describe(self) -> dict:
-        return {**super().describe(), "source": self.source, "kwargs": self.kwargs, "runtime": "onnxruntime"}
+        import onnxruntime
+
+        return {
+            **super().describe(),
+            "source": self.source,
+            "architecture": self.architecture,
+            "kwargs": self.kwargs,
+            "runtime": f"onnxruntime {onnxruntime.__version__} (CPU)",
+            "exported_by": f"medsr {self.exported_by}",
+        }
