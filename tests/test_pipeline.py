@@ -36,6 +36,7 @@ prepare: {{size: any, min_size: 64, keep: all, split: "0.5,0.25,0.25", seed: 1}}
 evaluate: {{figures: 1}}
 srresnet: {{config: {ROOT / "configs" / "tiny.yaml"}, set: {json.dumps(common)}}}
 srgan: {{config: {ROOT / "configs" / "tiny_srgan.yaml"}, set: {json.dumps(common + ["adversarial.vgg_weights=random"])}}}
+pretrained: [medsr-x4]
 """
     )
     report = run_pipeline(config, progress=False)
@@ -57,13 +58,18 @@ def test_every_stage_writes_its_outputs_and_the_report(finished_run):
     ):
         assert (run / path).exists(), path
     summary = json.loads((run / "eval-test" / "summary.json").read_text())
-    assert {"nearest", "bilinear", "bicubic", "srresnet", "srgan"} == set(summary["methods"])
+    assert {"nearest", "bilinear", "bicubic", "srresnet", "srgan", "medsr-x4"} == set(summary["methods"])
+    assert summary["protocol"]["held_out"] and "| medsr-x4 |" in (run / "report.md").read_text()
     page = report.read_text()
     assert "Table 1" in page and "Table 2" in page and "Data provenance" in page and "Environment" in page
     assert "data:image/png;base64," in page
     assert not re.search(r'src="(?!data:)', page)  # self-contained: no external images or scripts
     markdown = (run / "report.md").read_text()
     assert "| srresnet |" in markdown and "wall time: srresnet" in markdown
+    assert (
+        "**medsr-x4** (pretrained, inference only: built-in medsr-x4 version 1" in markdown
+        and f"none of the {summary['n_patients']} test patients or their source files are in it" in markdown
+    )
 
 
 def test_a_second_run_skips_finished_stages_and_from_forces_the_rest(finished_run):
@@ -217,6 +223,9 @@ def _run_config(tmp_path: Path, extra: str) -> Path:
         ),
         ("srgan: {config: missing.yaml}", "srgan: missing.yaml: no such config file"),
         ("srresnet: {enabled: false}", "srgan.enabled: SRGAN starts from the SRResNet"),
+        ("pretrained: [nope]", r"pretrained\[0\]: 'nope' is neither a built-in model \(medsr-x4"),
+        ("pretrained: [srgan]", r"pretrained\[0\]: 'srgan' is already a method of this run"),
+        ("pretrained: [medsr-x4, medsr-x4]", r"pretrained\[1\]: 'medsr-x4' is already a method"),
     ],
 )
 def test_every_section_is_validated_when_the_run_config_is_loaded(tmp_path, extra, message):
@@ -278,3 +287,14 @@ def test_run_folder_names_are_spelled_only_in_layout(module):
         if isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings
     } & names
     assert not spelled
+
+
+def test_until_stops_after_the_named_stage(tmp_path, capsys):
+    for index in range(4):
+        write_ct_series(tmp_path / "tree" / f"P{index}" / "s1", 2, patient=f"P{index}")
+    config = _run_config(tmp_path, "prepare: {size: any, min_size: 64, keep: all, split: '0.5,0.25,0.25'}")
+    assert main(["run", str(config), "--until", "prepare"]) == 0
+    stages = tmp_path / "run" / "stages"
+    assert sorted(p.stem for p in stages.glob("*.json")) == ["data", "prepare"]
+    assert (tmp_path / "run" / "dataset" / "manifest.csv").is_file()
+    assert "done up to prepare" in capsys.readouterr().out

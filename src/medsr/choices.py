@@ -27,6 +27,8 @@ LR_SCHEDULES = ("constant", "cosine")
 # ------------------------------------------------------------------ methods (models)
 #: Interpolation baselines, in the order of the paper's Table 1 (``models.interpolation``).
 INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "lanczos")
+#: The model ``medsr enhance`` uses when no ``--model`` is given (a built-in: ``models.builtin``).
+DEFAULT_MODEL = "medsr-x4"
 #: Network arithmetic of ``medsr enhance --precision`` (``models.network.PRECISIONS``).
 PRECISIONS = ("fp32", "bf16")
 

@@ -12,7 +12,9 @@ The flags of ``prepare`` and ``evaluate`` set the fields of ``PrepareOptions`` a
 from __future__ import annotations
 
 import argparse
+import json
 import logging
+import math
 import os
 import sys
 import warnings
@@ -23,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 from medsr import __version__, layout
 from medsr.choices import (
     CT_WINDOW_NAMES,
+    DEFAULT_MODEL,
     DEGRADATION_KINDS,
     DETAIL_SCORES,
     INTERPOLATIONS,
@@ -593,51 +596,149 @@ def _run_train(args: argparse.Namespace) -> int:
 def _add_export(sub) -> None:
     p = sub.add_parser(
         "export",
-        help="write a trained network as ONNX (dynamic batch and size, with medsr's metadata)",
-        description="Write MODEL's inference form (BatchNorm folded, re-parameterised branches merged) as ONNX: "
-        "input lr float32 (N, 1, h, w) in [0, 1], output sr (N, 1, s*h, s*w), dynamic batch, height and width, "
-        "opset 18, with the scale, receptive radius, intensity mapping and training record as metadata. "
-        "medsr enhance --model OUT and medsr.load_model(OUT) run it with ONNX Runtime. The file is checked "
-        "(onnx.checker, and ONNX Runtime against PyTorch on a probe image) before it replaces OUT.",
+        help="write a trained network as ONNX, or as medsr safetensors weights",
+        description="Write MODEL's inference form (BatchNorm folded, re-parameterised branches merged). OUT.onnx: "
+        "ONNX with input lr float32 (N, 1, h, w) in [0, 1], output sr (N, 1, s*h, s*w), dynamic batch, height and "
+        "width, opset 18, with the scale, receptive radius, intensity mapping and training record as metadata; it "
+        "is checked (onnx.checker, and ONNX Runtime against PyTorch on a probe image) before it replaces OUT. "
+        "OUT.safetensors: float32 weights with the same metadata, loaded without pickle (how built-in models are "
+        "shipped). medsr enhance --model OUT and medsr.load_model(OUT) run either.",
     )
-    p.add_argument("model", metavar="MODEL", help="a checkpoint written by medsr train")
     p.add_argument(
-        "-o", "--out", type=Path, required=True, help="the .onnx file to write (replaced if it exists)"
+        "model", metavar="MODEL", help="a checkpoint written by medsr train, or a built-in model name"
+    )
+    p.add_argument(
+        "-o", "--out", type=Path, required=True, help="the .onnx or .safetensors file to write (replaced)"
+    )
+    p.add_argument("--name", help="safetensors: the model's name (default: the checkpoint's config name)")
+    p.add_argument("--version", default="1", help="safetensors: the weights' version (default %(default)s)")
+    p.add_argument("--description", default="", help="safetensors: one line for medsr models")
+    p.add_argument(
+        "--evaluation",
+        type=Path,
+        metavar="SUMMARY_JSON",
+        help="safetensors: a medsr evaluate summary.json that scored this checkpoint; its held-out scores are "
+        "recorded (medsr models shows the gain)",
     )
     p.set_defaults(handler=_run_export)
 
 
 def _run_export(args: argparse.Namespace) -> int:
     from medsr.models import load_model
+
+    suffix = args.out.suffix.lower()
+    if suffix not in (".onnx", ".safetensors") or args.out.name.lower() == suffix:
+        raise MedsrError(f"{args.out}: the output must be a file name ending in .onnx or .safetensors")
+    if args.out.is_dir():
+        raise MedsrError(f"{args.out}: is a folder; give a file name ending in {suffix}")
+    if suffix == ".safetensors":
+        return _export_safetensors(args)
     from medsr.models.onnx_format import OnnxModel, export_onnx
 
-    if args.out.suffix.lower() != ".onnx" or args.out.name.lower() == ".onnx":
-        raise MedsrError(f"{args.out}: the output must be a file name ending in .onnx")
-    if args.out.is_dir():
-        raise MedsrError(f"{args.out}: is a folder; give a file name ending in .onnx")
     out = export_onnx(load_model(args.model, device="cpu"), args.out)
     model = OnnxModel(out)
     print(f"{out}: {model.name}, x{model.scale}, receptive radius {model.receptive_radius} LR pixels")
     return 0
 
 
+def _export_safetensors(args: argparse.Namespace) -> int:
+    from medsr.models import load_model
+    from medsr.models.builtin import pack_builtin
+    from medsr.models.catalog import held_out_scores
+    from medsr.models.checkpoint import read_checkpoint
+
+    checkpoint = read_checkpoint(args.model)
+    name = args.name or checkpoint.get("config", {}).get("name") or checkpoint["model"]["name"]
+    evaluation = None
+    if args.evaluation is not None:
+        summary = _read_json(args.evaluation)
+        if name not in summary.get("methods", {}):
+            raise MedsrError(f"{args.evaluation}: does not score a method named {name!r}")
+        evaluation = held_out_scores(summary)
+    out = pack_builtin(
+        args.model,
+        args.out,
+        name=name,
+        version=args.version,
+        description=args.description,
+        evaluation=evaluation,
+    )
+    model = load_model(out, device="cpu")
+    print(f"{out}: {model.name} version {model.version}, x{model.scale}, {out.stat().st_size / 1e6:.1f} MB")
+    return 0
+
+
+def _read_json(path: Path) -> dict:
+    """A JSON object from ``path``; a one-line error naming the file otherwise."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise MedsrError(f"{path}: not a readable JSON file ({type(exc).__name__})") from None
+    if not isinstance(data, dict):
+        raise MedsrError(f"{path}: not a JSON object")
+    return data
+
+
+def _add_models(sub) -> None:
+    p = sub.add_parser(
+        "models",
+        help="list the baselines and built-in pretrained models (with held-out gains), or print a model card",
+        description="List every interpolation baseline and built-in pretrained model: a one-line description, "
+        "its size and its PSNR gain over bicubic on held-out test patients (the evaluation it was released with), "
+        "then the architectures medsr train can train. --card NAME prints a built-in model's model card.",
+    )
+    p.add_argument("--card", metavar="NAME", help="print the model card of this built-in model")
+    p.set_defaults(handler=_run_models)
+
+
+def _run_models(args: argparse.Namespace) -> int:
+    from medsr.models.builtin import builtin_names, builtin_path, card_path, read_metadata
+    from medsr.models.catalog import entries, format_entries
+    from medsr.models.registry import architectures
+
+    names = builtin_names()
+    if args.card is not None:
+        if args.card not in names:
+            known = ", ".join(names) or "none installed"
+            raise MedsrError(f"{args.card}: not a built-in model (built-in: {known})")
+        print(card_path(args.card).read_text(encoding="utf-8"))
+        return 0
+    metas = {name: read_metadata(builtin_path(name)) for name in names}
+    sizes = {name: _size_text(builtin_path(name)) for name in names}
+    print(format_entries(entries(metas, sizes), sorted(architectures())))
+    return 0
+
+
+def _size_text(path: Path) -> str:
+    """``1.6 MB, 0.41 M parameters`` for a safetensors weights file."""
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as handle:
+        count = sum(math.prod(handle.get_slice(key).get_shape()) for key in handle.keys())
+    return f"{path.stat().st_size / 1e6:.1f} MB, {count / 1e6:.2f} M parameters"
+
+
 def _add_enhance(sub) -> None:
     p = sub.add_parser(
         "enhance",
         help="super-resolve DICOM/NIfTI/NRRD/PNG/TIFF files into the same format",
-        description="Super-resolve images with a trained checkpoint or a baseline. DICOM becomes a derived DICOM "
+        description="Super-resolve images with the built-in model (medsr-x4, the default), a trained checkpoint, an "
+        "export or a baseline. DICOM becomes a derived DICOM "
         "series (new UIDs, same patient and study, DERIVED\\SECONDARY, spacing / scale, original units and bit "
         "depth); NIfTI/NRRD keep overlaying the original; PNG/TIFF become 16-bit. Large images are processed in "
-        "seamless tiles. Inputs are never modified.",
+        "seamless tiles. Inputs are never modified. A rerun into the same OUT skips what an earlier run finished "
+        "with the same model (interrupted runs continue). Under torchrun (--nproc-per-node N [--nnodes M]) each "
+        "process takes whole series, one GPU each.",
     )
     p.add_argument(
         "inputs", nargs="+", type=Path, metavar="INPUT", help="files or folders (walked recursively)"
     )
     p.add_argument(
         "--model",
-        required=True,
-        help=f"checkpoint path (RUN/{layout.BEST_CHECKPOINT}), a medsr export (.onnx, run by ONNX Runtime on the "
-        f"CPU) or a baseline name ({', '.join(INTERPOLATIONS)})",
+        default=DEFAULT_MODEL,
+        help=f"a built-in model (default %(default)s: medsr models lists them), a checkpoint path "
+        f"(RUN/{layout.BEST_CHECKPOINT}), a medsr export (.onnx, run by ONNX Runtime on the CPU, or .safetensors) "
+        f"or a baseline name ({', '.join(INTERPOLATIONS)})",
     )
     p.add_argument(
         "-o", "--out", required=True, type=Path, help="output folder (or file, for one input file)"
@@ -660,20 +761,35 @@ def _add_enhance(sub) -> None:
 
 def _run_enhance(args: argparse.Namespace) -> int:
     from medsr.enhance import EnhanceOptions, enhance_paths
+    from medsr.enhance_state import Shard
     from medsr.models import load_model
 
-    model = load_model(args.model, device=args.device, precision=args.precision, compile=args.compile)
+    try:
+        shard = Shard.from_environment()  # torchrun: one process per GPU, each on whole series
+    except ValueError as exc:
+        raise MedsrError(f"torchrun environment: {exc}") from None
+    device = args.device
+    if shard.world > 1 and device in ("auto", "cuda") and _cuda_available():
+        device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}"
+    model = load_model(args.model, device=device, precision=args.precision, compile=args.compile)
     report = enhance_paths(
         args.inputs,
         args.out,
         model,
         EnhanceOptions(tile=args.tile, batch=args.batch),
-        progress=sys.stderr.isatty(),
+        progress=sys.stderr.isatty() and shard.rank == 0,
+        shard=shard,
     )
     for source, reason in report.failed:
         print(f"failed {source}: {reason}", file=sys.stderr)
     print(report.summary_line(args.out))
     return 1 if report.failed else 0
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def _add_run(sub) -> None:
@@ -687,14 +803,19 @@ def _add_run(sub) -> None:
     )
     p.add_argument("config", type=Path, metavar="CONFIG", help="run config (YAML)")
     p.add_argument("--from", dest="force_from", choices=STAGES, help="force this stage and every later one")
+    p.add_argument("--until", choices=STAGES, help="stop after this stage (e.g. prepare: the data set only)")
     p.set_defaults(handler=_run_run)
 
 
 def _run_run(args: argparse.Namespace) -> int:
     from medsr.pipeline import run_pipeline
 
-    report = run_pipeline(args.config, force_from=args.force_from)
-    print(f"report: {report}")
+    report = run_pipeline(args.config, force_from=args.force_from, until=args.until)
+    print(
+        f"report: {report}"
+        if report.is_file() and args.until in (None, "report")
+        else f"done up to {args.until}"
+    )
     return 0
 
 
@@ -933,6 +1054,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_enhance(sub)
     _add_export(sub)
+    _add_models(sub)
     _add_run(sub)
     _add_mos(sub)
     return parser

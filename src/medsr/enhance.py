@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from medsr.enhance_state import STATE_DIR, Shard, assign, is_done, mark_done, model_identity
 from medsr.errors import MedsrError, UnreadableImage
 from medsr.fsutil import is_within
 from medsr.infer import enhance_tiled
@@ -43,9 +44,13 @@ class EnhanceOptions:
 class EnhanceReport:
     written: list[Path] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # jobs an earlier run finished with this model
+    shard: Shard = Shard()
 
     def summary_line(self, out: Path) -> str:
-        return f"{len(self.written)} files written to {out}, {len(self.failed)} inputs failed"
+        who = f"process {self.shard.rank + 1} of {self.shard.world}: " if self.shard.world > 1 else ""
+        done = f", {len(self.skipped)} already done (skipped)" if self.skipped else ""
+        return f"{who}{len(self.written)} files written to {out}, {len(self.failed)} inputs failed{done}"
 
 
 class _Runner:
@@ -155,7 +160,7 @@ def _enhance_dicom_series(
             frames,
             targets[path],
             scale=runner.model.scale,
-            model_name=runner.model.name,
+            model_name=runner.model.label,
             series_uid=series_uid,
         )
         report.written.append(targets[path])
@@ -210,19 +215,34 @@ def _group(
     return series, others
 
 
+@dataclass(frozen=True)
+class _Job:
+    name: str  # what to name on failure
+    sources: tuple[Path, ...]  # the files it reads (one DICOM series, or one file)
+    work: Callable[[], None]
+
+    @property
+    def key(self) -> str:
+        return "\n".join(sorted(map(str, self.sources)))
+
+    def weight(self) -> int:
+        """Input bytes (how sharding balances the processes)."""
+        return sum(p.stat().st_size for p in self.sources)
+
+
 def _jobs(
     files: Sequence[Path], targets: dict[Path, Path], runner: _Runner, report: EnhanceReport
-) -> list[tuple[str, Callable[[], None]]]:
-    """(what to name on failure, work) for each DICOM series and each other file."""
+) -> list[_Job]:
+    """One job for each DICOM series and each other file, in a deterministic order."""
     series, others = _group(files, report)
-    jobs: list[tuple[str, Callable[[], None]]] = []
-    for paths in series.values():
-        jobs.append(
-            (
-                str(paths[0].parent if len(paths) > 1 else paths[0]),
-                lambda p=paths: _enhance_dicom_series(runner, p, targets, report),
-            )
+    jobs = [
+        _Job(
+            str(paths[0].parent if len(paths) > 1 else paths[0]),
+            tuple(paths),
+            lambda p=paths: _enhance_dicom_series(runner, p, targets, report),
         )
+        for _, paths in sorted(series.items())
+    ]
     writers = {"nifti": _enhance_volume_file, "nrrd": _enhance_volume_file, "raster": _enhance_raster}
     for path, kind in others:
 
@@ -230,7 +250,7 @@ def _jobs(
             writers[k](runner, p, targets[p])
             report.written.append(targets[p])
 
-        jobs.append((str(path), job))
+        jobs.append(_Job(str(path), (path,), job))
     return jobs
 
 
@@ -241,9 +261,15 @@ def enhance_paths(
     options: EnhanceOptions = EnhanceOptions(),
     *,
     progress: bool = False,
+    shard: Shard | None = None,
 ) -> EnhanceReport:
     """Super-resolve every image under ``inputs`` into ``out`` (see the module docstring and
     ``_output_paths`` for where each result goes).
+
+    Args:
+        shard: this process's rank among ``world`` processes (default: the only one); it does only its own jobs (whole
+            DICOM series or files: ``enhance_state``). Jobs an earlier run finished with the same
+            model are skipped.
 
     Raises:
         MedsrError: a missing input, ``out`` equal to (or holding) an input, or two inputs whose
@@ -256,14 +282,27 @@ def enhance_paths(
     _check_inputs(inputs, out)
     files = [f for f in iter_image_files(inputs) if not is_within(f, out)]
     targets = _output_paths(files, inputs, out)
-    report = EnhanceReport()
+    state = None if set(targets.values()) == {out} else out / STATE_DIR  # a folder of outputs
+    shard = shard or Shard()
+    report = EnhanceReport(shard=shard)
     bar = tqdm(desc="enhance", unit="tile", disable=not progress, leave=False)
     runner = _Runner(model, options, bar.update)
-    for source, job in _jobs(files, targets, runner, report):
+    jobs = _jobs(files, targets, runner, report)
+    if shard.rank != 0:  # unrecognised files are reported once, by the first process
+        report.failed.clear()
+    identity = model_identity(model)
+    for job, rank in zip(jobs, assign([job.weight() for job in jobs], shard.world)):
+        outputs = [targets[p] for p in job.sources]
+        if rank != shard.rank:
+            continue
+        if is_done(state, job.key, outputs, identity):
+            report.skipped.append(job.name)
+            continue
         try:
-            job()
+            job.work()
+            mark_done(state, job.key, outputs, identity)
         except (UnreadableImage, MedsrError, OSError, ValueError) as exc:
-            report.failed.append((source, str(exc) or type(exc).__name__))
-            log.info("enhance failed for %s", source, exc_info=True)
+            report.failed.append((job.name, str(exc) or type(exc).__name__))
+            log.info("enhance failed for %s", job.name, exc_info=True)
     bar.close()
     return report

@@ -17,6 +17,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -128,6 +129,9 @@ class RunConfig:
     evaluate: EvaluateSection = field(default_factory=EvaluateSection)
     srresnet: TrainSection = field(default_factory=TrainSection)
     srgan: TrainSection = field(default_factory=lambda: TrainSection(config="configs/paper_srgan.yaml"))
+    # pretrained models (built-in names such as medsr-x4, or .safetensors / .onnx / .pt files) scored
+    # beside the run's own networks on the test split (inference only; the held-out check applies)
+    pretrained: list[str] = field(default_factory=list)
 
 
 def load_run_config(path: str | Path) -> RunConfig:
@@ -160,12 +164,39 @@ def resolve_run_config(config: RunConfig) -> tuple[PrepareOptions, EvalOptions, 
     preparation = prepare_options(config.prepare)
     evaluation = evaluate_options(config.evaluate)
     trainings = training_configs(config)
+    _check_pretrained(config.pretrained, [*INTERPOLATIONS, *trainings])
     for name, training in trainings.items():
         if training.model.scale != evaluation.degradation.scale:
             raise ConfigError(
                 f"{name}: the model is x{training.model.scale} but evaluate.scale is {evaluation.degradation.scale}"
             )
     return preparation, evaluation, trainings
+
+
+def _check_pretrained(models: list[str], taken: list[str]) -> None:
+    """Each ``pretrained`` entry must be a built-in model or an existing model file, and not share
+    a name with a baseline or training stage (the tables key methods by name)."""
+    from medsr.models.builtin import builtin_names
+
+    for index, model in enumerate(models):
+        key = f"pretrained[{index}]"
+        if model in taken or models.index(model) != index:
+            raise ConfigError(f"{key}: {model!r} is already a method of this run")
+        if model not in builtin_names() and not Path(model).is_file():
+            known = ", ".join(builtin_names()) or "none installed"
+            raise ConfigError(f"{key}: {model!r} is neither a built-in model ({known}) nor a model file")
+
+
+def _pretrained_identity(models: list[str]) -> list[str]:
+    """What the evaluation stage's record keeps of its pretrained models: each name or path with
+    its file's SHA-256, so that new weights under the same name re-run the stage."""
+    from medsr.models.builtin import builtin_names, builtin_path
+
+    identity = []
+    for model in models:
+        path = builtin_path(model) if model in builtin_names() else Path(model)
+        identity.append(f"{model} sha256:{hashlib.sha256(path.read_bytes()).hexdigest()}")
+    return identity
 
 
 def prepare_options(section: PrepareSection) -> PrepareOptions:
@@ -337,22 +368,25 @@ class Pipeline:
         return record
 
     # ------------------------------------------------------------------ stages
-    def run(self) -> Path:
+    def run(self, until: str | None = None) -> Path:
+        """Run every stage in order, or those up to and including ``until``; returns the report's path
+        (which exists only once the report stage ran)."""
         config = self.config
         self.run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self.run_dir / layout.RUN_CONFIG, yaml.safe_dump(asdict(config), sort_keys=False))
-        self.stage("data", {**asdict(config.data), "content": self._source_listing()}, self._data)
-        self.stage("prepare", config.prepare, self._prepare)
-        self.stage("baselines", config.evaluate, self._baselines_on_val)
-        for (
-            name,
-            training,
-        ) in self.trainings.items():  # the resolved config (file contents and overrides) is the input
-            self.stage(
-                name, training.to_dict(), lambda name=name, training=training: self._train(name, training)
-            )
-        self.stage("evaluate", config.evaluate, self._all_methods_on_test)
-        self.stage("report", {}, self._report)
+        stages: list[tuple[str, object, Callable[[], tuple[list[Path], dict]]]] = [
+            ("data", {**asdict(config.data), "content": self._source_listing()}, self._data),
+            ("prepare", config.prepare, self._prepare),
+            ("baselines", config.evaluate, self._baselines_on_val),
+        ]
+        for name, training in self.trainings.items():  # the resolved config (file and overrides) is the input
+            stages.append((name, training.to_dict(), partial(self._train, name, training)))
+        evaluation = {**asdict(config.evaluate), "pretrained": _pretrained_identity(config.pretrained)}
+        stages += [("evaluate", evaluation, self._all_methods_on_test), ("report", {}, self._report)]
+        for name, section, work in stages:
+            self.stage(name, section, work)
+            if name == until:
+                break
         return self.run_dir / layout.REPORT_HTML
 
     def _source_listing(self) -> str | None:
@@ -465,9 +499,9 @@ class Pipeline:
         return True
 
     def _all_methods_on_test(self) -> tuple[list[Path], dict]:
-        """Stage ``evaluate``: the interpolation methods but Lanczos and the trained networks on the
-        held-out test split (Table 2), with figures; the reconstructions are kept, so that
-        ``medsr mos create RUN/eval-test`` can build a reader study from them."""
+        """Stage ``evaluate``: the interpolation methods but Lanczos, the trained networks and the
+        ``pretrained`` models on the held-out test split (Table 2), with figures; the reconstructions
+        are kept, so that ``medsr mos create RUN/eval-test`` can build a reader study from them."""
         from medsr.models import load_model
 
         options = replace(self.evaluate_options, split="test", save_outputs=True)
@@ -478,6 +512,7 @@ class Pipeline:
                 models.append(
                     load_model(layout.run_training(self.run_dir, name) / layout.BEST_CHECKPOINT, scale=scale)
                 )
+        models += [load_model(model, scale=scale) for model in self.config.pretrained]
         return self._score_split(models, self.run_dir / layout.TEST_EVALUATION, options)
 
     def _report(self) -> tuple[list[Path], dict]:
@@ -488,6 +523,9 @@ class Pipeline:
         return paths, {}
 
 
-def run_pipeline(config_path: str | Path, *, force_from: str | None = None, progress: bool = True) -> Path:
-    """Run (or continue) the experiment of ``config_path``; returns the path of report.html."""
-    return Pipeline(load_run_config(config_path), force_from=force_from, progress=progress).run()
+def run_pipeline(
+    config_path: str | Path, *, force_from: str | None = None, until: str | None = None, progress: bool = True
+) -> Path:
+    """Run (or continue) the experiment of ``config_path``, every stage or those up to ``until``;
+    returns the path of report.html."""
+    return Pipeline(load_run_config(config_path), force_from=force_from, progress=progress).run(until)

@@ -15,7 +15,7 @@ from medsr.infer import enhance_tiled
 from medsr.io import read_slices
 from medsr.models import load_model
 from medsr.models.checkpoint import model_entry, save_checkpoint
-from medsr.models.onnx_format import METADATA
+from medsr.models.onnx_format import METADATA, OPTIONAL_METADATA
 from medsr.models.registry import architectures
 from models.test_architectures import SMALL, small
 
@@ -55,7 +55,7 @@ def test_the_export_runs_as_pytorch_does(name, tmp_path, slices):
     assert (onnx_model.scale, onnx_model.receptive_radius) == (4, torch_model.receptive_radius)
     assert onnx_model.intensity == INTENSITY and onnx_model.trained_on == RECORD
     meta = {p.key: p.value for p in onnx.load(str(tmp_path / "m.onnx")).metadata_props}
-    assert set(meta) == set(METADATA) and meta["architecture"] == name
+    assert set(meta) == set(METADATA) | set(OPTIONAL_METADATA) and meta["architecture"] == name
     assert json.loads(meta["kwargs"])["scale"] == 4
     assert onnx.load(str(tmp_path / "m.onnx")).opset_import[0].version >= 17
 

@@ -8,7 +8,7 @@ from conftest import ROOT
 from medsr.errors import ConfigError
 from medsr.train.config import load_config
 
-CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
+CONFIGS = sorted((ROOT / "configs").rglob("*.yaml"))
 
 
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
@@ -20,6 +20,17 @@ def test_shipped_configs_load(path):
     is_run_config = "srresnet" in yaml.safe_load(path.read_text())  # medsr run configs name their stages
     config = load_run_config(path) if is_run_config else load_config(path)
     assert config.name and config.run_dir
+
+
+def test_the_built_in_model_is_the_recipe_trained_on_train_and_val_for_fixed_iterations():
+    recipe, zoo = (load_config(ROOT / "configs" / p) for p in ("recipe_x4.yaml", "zoo/medsr_x4.yaml"))
+    assert zoo.model == recipe.model and zoo.name == "medsr-x4"
+    length = {"time_budget", "iterations", "epochs", "amp"}
+    assert {k: v for k, v in vars(zoo.train).items() if k not in length} == {
+        k: v for k, v in vars(recipe.train).items() if k not in length
+    }
+    assert zoo.train.iterations and zoo.train.time_budget is None and zoo.data.train_splits == ["train", "val"]
+    assert zoo.data.dataset == "runs/demo/dataset"  # the demo's data set: its test patients stay held out
 
 
 def test_paper_configs_say_what_the_paper_did():
@@ -58,6 +69,8 @@ def test_paper_configs_say_what_the_paper_did():
         ("train.pixel_loss=huber", "train.pixel_loss: expected one of 'mse', 'l1', 'charbonnier'"),
         ("train.grad_clip=-1", "train.grad_clip: must be positive, got -1"),
         ("data.degradation.noise_level=-1", "data.degradation: noise_level must be >= 0"),
+        ("data.train_splits=[val]", "data.train_splits: must hold train, and each split once"),
+        ("data.train_splits=[train, test]", "data.train_splits[1]: expected one of 'train', 'val'"),
         ("data.degradation.taper=kaiser", "data.degradation.taper: expected one of 'none', 'hann', 'tukey'"),
     ],
 )

@@ -54,6 +54,28 @@ def test_tiny_training_writes_checkpoints_logs_and_curves(dataset, tmp_path):
     assert model.name == "tiny_srresnet" and model.enhance(torch.rand(20, 24).numpy()).shape == (80, 96)
 
 
+def test_train_splits_adds_the_validation_images_to_the_training_images(dataset):
+    from medsr.data.degrade import Degradation
+    from medsr.train.data import PatchSampler
+
+    def sampler(*splits):
+        return PatchSampler(
+            dataset,
+            patch_size=32,
+            batch_size=4,
+            patches_per_image=1,
+            augment=False,
+            degradation=Degradation(),
+            device=torch.device("cpu"),
+            splits=splits,
+        )
+
+    # 5 patients of 2 slices split 6,2,2 by slice count: 3 train, 1 val, 1 test patients
+    assert (len(sampler("train")), len(sampler("train", "val"))) == (6, 8)
+    config = _config(dataset, Path("unused"), "data.train_splits=[train, val]")
+    assert config.data.train_splits == ["train", "val"]
+
+
 def test_a_crashed_run_resumes_to_the_same_result(dataset, tmp_path):
     whole = fit(_config(dataset, tmp_path / "whole"), progress=False)
 

@@ -3,6 +3,7 @@
 build_model("bicubic", scale=4)      # a fresh model by name (networks: untrained; see models.registry)
 list_models()                        # baselines, then the registered architectures
 load_model("bicubic")                # a ready model: a baseline by name, or a checkpoint path
+load_model("medsr-x4")               # the built-in pretrained x4 network (shipped, offline)
 load_model("runs/x/best.pt")         # a trained network from a self-describing checkpoint
 """
 
@@ -20,10 +21,12 @@ __all__ = ["SRModel", "build_model", "list_models", "load_model"]
 
 
 def list_models() -> list[str]:
-    """The interpolation baselines, then every registered network architecture."""
+    """The interpolation baselines, the built-in pretrained models, then every registered network
+    architecture (untrained: ``build_model``)."""
+    from medsr.models.builtin import builtin_names
     from medsr.models.registry import architectures
 
-    return [*INTERPOLATIONS, *sorted(architectures())]
+    return [*INTERPOLATIONS, *builtin_names(), *sorted(architectures())]
 
 
 def build_model(name: str, *, scale: int = 4, device: str = "auto", **options) -> SRModel:
@@ -47,15 +50,22 @@ def load_model(
     """A ready-to-use model: an interpolation baseline by name, or a network from a checkpoint.
 
     Args:
-        path_or_name: ``nearest``/``bilinear``/``bicubic``/``lanczos``, a ``.pt`` checkpoint
+        path_or_name: ``nearest``/``bilinear``/``bicubic``/``lanczos``, a built-in pretrained
+            model (``medsr-x4``: ``models.builtin``) or its ``.safetensors`` file, a ``.pt`` checkpoint
             written by ``medsr train`` (its EMA weights when it has them), or a ``.onnx`` file
             written by ``medsr export`` (run by ONNX Runtime).
         device: for networks: ``auto``, ``cpu`` or ``cuda``.
         scale: for baselines, the factor (default 4); for checkpoints, checked against theirs.
     """
+    from medsr.models.builtin import SUFFIX, builtin_names, load_builtin
+
     text = str(path_or_name)
     if text in INTERPOLATIONS:
         return build_model(text, scale=scale or 4)
+    if text in builtin_names() or text.lower().endswith(SUFFIX):
+        model = load_builtin(text, device=device, **kwargs)
+        _check_scale(model.scale, scale, text)
+        return model
     if text.lower().endswith(".onnx") and Path(text).exists():
         from medsr.models.onnx_format import OnnxModel, check_onnx_options
 

@@ -26,6 +26,8 @@ class SRModel(ABC):
     #: What the model learnt from (``data.provenance``): empty for methods that learnt from no data
     #: (interpolation, untrained networks), None when unknown (a checkpoint without the record).
     trained_on: Mapping[str, object] | None = MappingProxyType({})
+    #: The file the weights were read from (checkpoint, export or built-in weights); empty for baselines.
+    weights_path: str = ""
 
     @abstractmethod
     def enhance_batch(self, lq: np.ndarray) -> np.ndarray:
@@ -52,6 +54,13 @@ class SRModel(ABC):
             raise ValueError(f"expected (N, 1, h, w), got shape {lq.shape}")
         for start in range(0, lq.shape[0], size):
             yield np.ascontiguousarray(lq[start : start + size])
+
+    @property
+    def label(self) -> str:
+        """The method's name with its weights' version where it has one (``medsr-x4 version 1``),
+        as DICOM derivation fields and reports name it."""
+        version = getattr(self, "version", "")
+        return f"{self.name} version {version}" if version else self.name
 
     def describe(self) -> dict:
         """What the method is, for reports (name, scale and, for networks, the checkpoint)."""

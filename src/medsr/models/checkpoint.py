@@ -11,7 +11,9 @@ reads them without running code from the file.
 
 from __future__ import annotations
 
+import hashlib
 import os  # noqa: F401  (tests patch checkpoint.os.replace, which fsutil.atomic_path calls)
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -80,3 +82,14 @@ def network_from(checkpoint: dict, source: str | Path = "checkpoint") -> nn.Modu
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise MedsrError(f"{source}: cannot rebuild its network ({reason})") from None
     return network
+
+
+def weights_digest(state_dict: Mapping[str, torch.Tensor]) -> str:
+    """SHA-256 of a state dict's names and tensor bytes (identifies the weights a run started from)."""
+    digest = hashlib.sha256()
+    for name in sorted(state_dict):
+        tensor = state_dict[name].detach().cpu().contiguous().reshape(-1)
+        digest.update(name.encode())
+        digest.update(str(tensor.dtype).encode())
+        digest.update(tensor.view(torch.uint8).numpy().tobytes())
+    return digest.hexdigest()

@@ -38,6 +38,7 @@ class NetworkModel(SRModel):
         compile: run the network through ``torch.compile`` (pays off for many images of one size).
         trained_on: the checkpoint's ``trained_on`` record (``data.provenance``); None: unknown.
         architecture: the registry name of the network (default: ``name``).
+        version: the version of a built-in model's weights (empty for checkpoints).
     """
 
     def __init__(
@@ -56,11 +57,12 @@ class NetworkModel(SRModel):
         compile: bool = False,
         trained_on: dict | None = None,
         architecture: str = "",
+        version: str = "",
     ) -> None:
         if precision not in PRECISIONS:
             raise MedsrError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
         self.name, self.scale, self.source, self.batch_size = name, int(scale), source, batch_size
-        self.architecture = architecture or name
+        self.architecture, self.version = architecture or name, version
         self.intensity = dict(intensity or {})
         self.trained_on = trained_on
         self.kwargs = dict(kwargs or {})
@@ -87,6 +89,7 @@ class NetworkModel(SRModel):
             **super().describe(),
             "source": self.source,
             "architecture": self.architecture,
+            "version": self.version,
             "kwargs": self.kwargs,
             "device": str(self.device),
             "precision": self.precision,

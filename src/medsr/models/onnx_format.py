@@ -37,6 +37,8 @@ METADATA = (
     "intensity",
     "trained_on",
 )
+#: Metadata keys an export may lack (written by later versions): key -> default.
+OPTIONAL_METADATA = {"version": "", "source": ""}
 
 
 def export_onnx(model: SRModel, out: str | Path, *, opset: int = OPSET) -> Path:
@@ -127,6 +129,8 @@ def _metadata(model) -> dict[str, str]:
         "receptive_radius": str(model.receptive_radius),
         "intensity": json.dumps(dict(model.intensity)),
         "trained_on": json.dumps(model.trained_on),
+        "version": getattr(model, "version", ""),  # a built-in model's weights version
+        "source": getattr(model, "source", ""),  # the checkpoint path or built-in name it came from
     }
 
 
@@ -201,6 +205,7 @@ class OnnxModel(SRModel):
             self.kwargs = json.loads(meta["kwargs"])
             self.intensity = json.loads(meta["intensity"])
             self.trained_on = json.loads(meta["trained_on"])
+            self.version, self.exported_from = (meta.get(k, v) for k, v in OPTIONAL_METADATA.items())
         except (KeyError, ValueError) as exc:
             raise MedsrError(f"{path}: damaged medsr metadata ({type(exc).__name__}: {exc})") from None
         valid = (
@@ -227,6 +232,11 @@ class OnnxModel(SRModel):
                 f"{path}: its output {tuple(out.shape)} does not match its metadata's x{self.scale} (or is not finite)"
             )
 
+    @property
+    def label(self) -> str:
+        """``medsr-x4 version 1 (ONNX export model.onnx)``: the network and the file that ran it."""
+        return f"{super().label} (ONNX export {Path(self.source).name})"
+
     def enhance_batch(self, lq: np.ndarray) -> np.ndarray:
         outputs = []
         for chunk in self.chunks(lq, self.batch_size):
@@ -244,4 +254,6 @@ class OnnxModel(SRModel):
             "kwargs": self.kwargs,
             "runtime": f"onnxruntime {onnxruntime.__version__} (CPU)",
             "exported_by": f"medsr {self.exported_by}",
+            "exported_from": self.exported_from,
+            "version": self.version,
         }

@@ -138,6 +138,8 @@ def write_report(run_dir: Path, config, stage_seconds: dict[str, float]) -> list
             doc.paragraph(note)
         doc.paragraph(_headline(test, test["protocol"]["baseline"]))
     _evaluation_tables(doc, val, test)
+    if test:
+        _pretrained(doc, test)
     doc.heading("Training")
     for name in (layout.SRRESNET, layout.SRGAN):
         if name in stage_seconds:  # a stage this run has
@@ -183,6 +185,27 @@ def _evaluation_tables(doc: _Doc, val: dict | None, test: dict | None) -> None:
                     block, [m["name"] for m in test["protocol"]["methods"]], test["protocol"]["baseline"]
                 )
             )
+
+
+def _pretrained(doc: _Doc, test: dict) -> None:
+    """One paragraph per pretrained model of Table 2 (inference only: not trained in this run), with
+    what the held-out check found of the test patients in its training record."""
+    protocol = test["protocol"]
+    overlaps = {o["model"]: o for o in protocol.get("overlap", [])}
+    for method in protocol["methods"]:
+        if not method.get("version"):  # built-in models carry their weights' version
+            continue
+        name = method["name"]
+        check = (
+            "it was scored with --allow-overlap: see the note above"
+            if name in overlaps
+            else f"none of the {test['n_patients']} test patients or their source files are in it"
+        )
+        doc.paragraph(
+            f"**{name}** (pretrained, inference only: {method['source']}, architecture {method['architecture']}) "
+            f"was trained before this run, not by it. Its weights carry a record of the patients they were "
+            f"trained and validated on; the held-out check found that {check}."
+        )
 
 
 def _training(doc: _Doc, name: str, folder: Path) -> None:

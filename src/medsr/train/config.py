@@ -42,6 +42,9 @@ class DataConfig:
     degradation: DegradationConfig = field(default_factory=DegradationConfig)
     val_limit: int | None = None  # validate on the first N validation images only
     train_metric_images: int = 16  # training images scored each epoch (train curve of Figures 6-7)
+    # the splits whose images are fitted: [train] (default), or [train, val] for a final model whose
+    # epoch is chosen beforehand (its validation scores are then in-sample; take last.pt, not best.pt)
+    train_splits: list[Literal["train", "val"]] = field(default_factory=lambda: ["train"])
 
 
 @dataclass
@@ -263,6 +266,9 @@ def _check_values(config: ExperimentConfig) -> None:
     if not 0.0 <= config.train.ema < 1.0:
         raise ConfigError(f"train.ema: must be in [0, 1), got {config.train.ema}")
     _check_schedule(config.train)
+    splits = config.data.train_splits
+    if "train" not in splits or len(set(splits)) != len(splits):
+        raise ConfigError(f"data.train_splits: must hold train, and each split once, got {splits}")
     if len(config.train.betas) != 2:
         raise ConfigError("train.betas: expected two numbers")
     if len(config.adversarial.content_layer) != 2:

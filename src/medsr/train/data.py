@@ -9,7 +9,7 @@ only on (seed, epoch, rank), so a resumed run draws exactly the batches an unint
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,13 +31,14 @@ def _read_uint16(path: Path) -> np.ndarray:
 
 
 class PatchSampler:
-    """Random HR/LR patch batches from the train split.
+    """Random HR/LR patch batches from the train split (and the ``splits`` given).
 
     Args:
         dataset: data set folder; images smaller than ``patch_size`` are left out.
         patch_size, batch_size, patches_per_image, augment: see ``DataConfig``.
         degradation: HR -> LR protocol (its scale is the model's).
         device: where the images live and batches are made.
+        splits: the manifest splits whose images are drawn from (``DataConfig.train_splits``).
     """
 
     def __init__(
@@ -50,8 +51,9 @@ class PatchSampler:
         augment: bool,
         degradation: Degradation,
         device: torch.device,
+        splits: Sequence[str] = ("train",),
     ) -> None:
-        rows = read_manifest(dataset, split="train")
+        rows = [r for r in read_manifest(dataset) if r["split"] in splits]
         images = [_read_uint16(Path(dataset) / r["file"]) for r in rows]
         images = [im for im in images if min(im.shape) >= patch_size]
         if not images:

@@ -30,7 +30,14 @@ from medsr.data.provenance import training_record
 from medsr.errors import ConfigError, MedsrError
 from medsr.fsutil import atomic_write_text
 from medsr.metrics import psnr, ssim
-from medsr.models.checkpoint import model_entry, network_from, read_checkpoint, save_checkpoint, unwrap
+from medsr.models.checkpoint import (
+    model_entry,
+    network_from,
+    read_checkpoint,
+    save_checkpoint,
+    unwrap,
+    weights_digest,
+)
 from medsr.models.discriminator import Discriminator
 from medsr.models.registry import build_network, default_options
 from medsr.train import distributed
@@ -45,7 +52,6 @@ from medsr.train.resume import (
     repair_pair,
     resume_problem,
     starting_weights,
-    weights_digest,
 )
 from medsr.train.schedule import Clock, lr_factor, parse_duration, set_lr
 from medsr.train.steps import AdversarialStep, CudaGraphStep, SupervisedStep
@@ -707,6 +713,7 @@ def fit(
         augment=config.data.augment,
         degradation=degradation,
         device=info.device,
+        splits=config.data.train_splits,
     )
     clock = make_clock(config, sampler, info)
     if resume_from is not None:

@@ -12,7 +12,6 @@ later of the two (both are complete checkpoints), so a kill between the two writ
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -77,17 +76,6 @@ def _harmless_length(old: Mapping, new: Mapping) -> set[str]:
         any(d.get(k) is not None for k in ("train.iterations", "train.time_budget")) for d in (old, new)
     ]
     return {"train.epochs"} if all(limited) else set()
-
-
-def weights_digest(state_dict: Mapping[str, torch.Tensor]) -> str:
-    """SHA-256 of a state dict's names and tensor bytes (identifies the weights a run started from)."""
-    digest = hashlib.sha256()
-    for name in sorted(state_dict):
-        tensor = state_dict[name].detach().cpu().contiguous().reshape(-1)
-        digest.update(name.encode())
-        digest.update(str(tensor.dtype).encode())
-        digest.update(tensor.view(torch.uint8).numpy().tobytes())
-    return digest.hexdigest()
 
 
 def starting_weights(checkpoint: Mapping) -> dict[str, torch.Tensor]:
