@@ -30,8 +30,8 @@ study: install
 	$(BIN)/medsr mos serve $(DEMO)/study
 
 test: install
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks scripts
+	$(BIN)/ruff format --check src tests benchmarks scripts
 	$(BIN)/python -m pytest -n auto -q
 
 bench: install

@@ -16,17 +16,18 @@ from medsr.data import sample
 from medsr.io import read_slices
 
 
-def write_ct_dicom_tree(root: Path, copies: int) -> int:
-    """One CT DICOM file per 512x512 slice of pyradiomics lung1/lung2, ``copies`` patients each.
+def write_ct_dicom_tree(root: Path, copies: int, slices: int | None = None) -> int:
+    """One CT DICOM file per 512x512 slice of pyradiomics lung1/lung2 (the first ``slices`` of
+    each, or all), ``copies`` patients each.
 
-    Returns the number of files written (109 per copy)."""
+    Returns the number of files written (109 per copy with every slice)."""
     folder = sample.fetch_samples()
     template = pydicom.dcmread(folder / "pydicom-data" / "693_UNCR.dcm")
     count = 0
     for copy in range(copies):
         for name in ("lung1", "lung2"):
             series = generate_uid()
-            for item in read_slices(folder / "pyradiomics" / f"{name}.nrrd"):
+            for item in read_slices(folder / "pyradiomics" / f"{name}.nrrd")[:slices]:
                 ds = template.copy()
                 ds.PatientID = f"bench-{name}-{copy}"
                 ds.SeriesInstanceUID = series

@@ -76,7 +76,7 @@ def default_cache() -> Path:
 
 
 def sha256_file(path: Path) -> str:
-    from medsr.data.sample import sha256_file as digest
+    from medsr.fsutil import sha256_file as digest
 
     return digest(path)
 

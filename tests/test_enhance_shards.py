@@ -38,9 +38,7 @@ def tree(tmp_path) -> Path:
 
 
 def _pixels(folder: Path) -> dict[str, np.ndarray]:
-    return {
-        str(p.relative_to(folder)): read_slices(p)[0].pixels for p in sorted(folder.rglob("*.dcm"))
-    }
+    return {str(p.relative_to(folder)): read_slices(p)[0].pixels for p in sorted(folder.rglob("*.dcm"))}
 
 
 def test_two_torchrun_processes_write_what_one_process_writes(tree, tmp_path):

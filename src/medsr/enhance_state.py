@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from medsr.fsutil import atomic_write_json
+from medsr.fsutil import atomic_write_json, sha256_file
 
 STATE_DIR = ".medsr-enhance"
 
@@ -62,11 +62,7 @@ def assign(weights: Sequence[int], world: int) -> list[int]:
 
 @lru_cache(maxsize=8)
 def _file_digest(path: str) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return sha256_file(path)
 
 
 def model_identity(model) -> dict[str, str]:

@@ -35,7 +35,7 @@ from medsr.choices import (
     TAPERS,
 )
 from medsr.errors import ConfigError, MedsrError
-from medsr.fsutil import atomic_write_json, atomic_write_text
+from medsr.fsutil import atomic_write_json, atomic_write_text, sha256_file
 
 if TYPE_CHECKING:
     from medsr.data.prepare import PrepareOptions
@@ -195,7 +195,7 @@ def _pretrained_identity(models: list[str]) -> list[str]:
     identity = []
     for model in models:
         path = builtin_path(model) if model in builtin_names() else Path(model)
-        identity.append(f"{model} sha256:{hashlib.sha256(path.read_bytes()).hexdigest()}")
+        identity.append(f"{model} sha256:{sha256_file(path)}")
     return identity
 
 

@@ -22,7 +22,9 @@ from models.test_onnx import INTENSITY, RECORD, _checkpoint
 @pytest.fixture
 def packed(tmp_path):
     checkpoint = _checkpoint("span", tmp_path)
-    out = pack_builtin(checkpoint, tmp_path / "w.safetensors", name="tiny-x4", version="3", description="a test")
+    out = pack_builtin(
+        checkpoint, tmp_path / "w.safetensors", name="tiny-x4", version="3", description="a test"
+    )
     return checkpoint, out
 
 
@@ -100,7 +102,9 @@ def test_export_writes_safetensors_with_held_out_scores(tmp_path, capsys):
         "n_patients": 4,
         "n_images": 9,
         "methods": {"tiny_span": {"psnr": {"mean": 40.0, "ci_low": 39.0, "ci_high": 41.0, "n": 9}}},
-        "vs_baseline": {"tiny_span": {"psnr": {"mean_diff": 2.5, "ci_low": 1.0, "ci_high": 4.0, "p_patients": 0.1}}},
+        "vs_baseline": {
+            "tiny_span": {"psnr": {"mean_diff": 2.5, "ci_low": 1.0, "ci_high": 4.0, "p_patients": 0.1}}
+        },
         "by_modality": {},
     }
     (tmp_path / "summary.json").write_text(json.dumps(summary))
@@ -108,6 +112,9 @@ def test_export_writes_safetensors_with_held_out_scores(tmp_path, capsys):
     args = ["export", checkpoint, "-o", str(out), "--evaluation", str(tmp_path / "summary.json")]
     assert main(args) == 0
     meta = read_metadata(out)
-    assert meta["name"] == "tiny_span" and meta["evaluation"]["overall"]["gain"]["tiny_span"]["psnr"]["mean_diff"] == 2.5
+    assert (
+        meta["name"] == "tiny_span"
+        and meta["evaluation"]["overall"]["gain"]["tiny_span"]["psnr"]["mean_diff"] == 2.5
+    )
     assert main([*args[:4], "--name", "other", "--evaluation", str(tmp_path / "summary.json")]) == 1
     assert "does not score a method named 'other'" in capsys.readouterr().err

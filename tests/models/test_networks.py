@@ -220,3 +220,15 @@ def test_network_model_precision_bf16_stays_close_and_bad_precision_is_named():
     assert 0 < np.abs(low - exact).max() < 2e-2 and fast.describe()["precision"] == "bf16"
     with pytest.raises(MedsrError, match="precision must be one of fp32, bf16, got 'fp8'"):
         NetworkModel(module, "srresnet", 4, device="cpu", precision="fp8")
+
+
+def test_devices_that_cannot_be_used_are_one_line_errors():
+    from medsr.models.network import pick_device
+
+    assert pick_device("cpu").type == "cpu"
+    for bad, reason in (("gpu", "not a device"), ("mps", "medsr runs on cpu or cuda")):
+        with pytest.raises(MedsrError, match=reason):
+            pick_device(bad)
+    if not torch.cuda.is_available():
+        with pytest.raises(MedsrError, match="no CUDA GPU is available"):
+            pick_device("cuda:0")

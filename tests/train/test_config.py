@@ -29,7 +29,9 @@ def test_the_built_in_model_is_the_recipe_trained_on_train_and_val_for_fixed_ite
     assert {k: v for k, v in vars(zoo.train).items() if k not in length} == {
         k: v for k, v in vars(recipe.train).items() if k not in length
     }
-    assert zoo.train.iterations and zoo.train.time_budget is None and zoo.data.train_splits == ["train", "val"]
+    assert (
+        zoo.train.iterations and zoo.train.time_budget is None and zoo.data.train_splits == ["train", "val"]
+    )
     assert zoo.data.dataset == "runs/demo/dataset"  # the demo's data set: its test patients stay held out
 
 

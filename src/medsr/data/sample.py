@@ -25,7 +25,7 @@ import requests
 
 from medsr import layout
 from medsr.errors import DownloadError
-from medsr.fsutil import atomic_write_csv, atomic_write_json
+from medsr.fsutil import atomic_write_csv, atomic_write_json, sha256_file
 
 DEFAULT_INDEX = "https://pypi.org"
 SOURCES_CSV = layout.SAMPLE_SOURCES
@@ -201,14 +201,6 @@ def cache_dir() -> Path:
 
 def sample_dir(root: Path | None = None) -> Path:
     return (root or cache_dir()) / "sample-data" / SAMPLE_VERSION
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _is_ready(folder: Path, image: SampleImage) -> bool:

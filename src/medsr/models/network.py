@@ -14,10 +14,27 @@ from medsr.models.registry import SRNetwork, conv_radius
 
 
 def pick_device(device: str = "auto") -> torch.device:
-    """``auto`` -> cuda if available, else cpu."""
+    """``auto`` -> cuda if available, else cpu; ``cpu``, ``cuda`` and ``cuda:N`` as asked.
+
+    Raises:
+        MedsrError: not a device name, or a CUDA device this PyTorch cannot use.
+    """
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        chosen = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise MedsrError(f"device {device!r}: not a device (auto, cpu, cuda or cuda:N)") from None
+    if chosen.type == "cuda":
+        if not torch.cuda.is_available():
+            raise MedsrError(
+                f"device {device!r}: no CUDA GPU is available to this PyTorch ({torch.__version__})"
+            )
+        if chosen.index is not None and chosen.index >= torch.cuda.device_count():
+            raise MedsrError(f"device {device!r}: there are {torch.cuda.device_count()} CUDA devices")
+    elif chosen.type != "cpu":
+        raise MedsrError(f"device {device!r}: medsr runs on cpu or cuda")
+    return chosen
 
 
 class NetworkModel(SRModel):

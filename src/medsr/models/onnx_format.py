@@ -20,7 +20,7 @@ import numpy as np
 
 from medsr import __version__
 from medsr.errors import MedsrError
-from medsr.fsutil import atomic_path
+from medsr.fsutil import atomic_path, sha256_file
 from medsr.models.base import SRModel
 
 FORMAT = "medsr-onnx-1"
@@ -38,7 +38,7 @@ METADATA = (
     "trained_on",
 )
 #: Metadata keys an export may lack (written by later versions): key -> default.
-OPTIONAL_METADATA = {"version": "", "source": ""}
+OPTIONAL_METADATA = {"version": "", "source": "", "source_sha256": ""}
 
 
 def export_onnx(model: SRModel, out: str | Path, *, opset: int = OPSET) -> Path:
@@ -131,6 +131,9 @@ def _metadata(model) -> dict[str, str]:
         "trained_on": json.dumps(model.trained_on),
         "version": getattr(model, "version", ""),  # a built-in model's weights version
         "source": getattr(model, "source", ""),  # the checkpoint path or built-in name it came from
+        "source_sha256": sha256_file(path)
+        if Path(path := model.weights_path or model.source).is_file()
+        else "",
     }
 
 
@@ -205,7 +208,9 @@ class OnnxModel(SRModel):
             self.kwargs = json.loads(meta["kwargs"])
             self.intensity = json.loads(meta["intensity"])
             self.trained_on = json.loads(meta["trained_on"])
-            self.version, self.exported_from = (meta.get(k, v) for k, v in OPTIONAL_METADATA.items())
+            self.version, self.exported_from, self.source_sha256 = (
+                meta.get(k, v) for k, v in OPTIONAL_METADATA.items()
+            )
         except (KeyError, ValueError) as exc:
             raise MedsrError(f"{path}: damaged medsr metadata ({type(exc).__name__}: {exc})") from None
         valid = (
@@ -255,5 +260,6 @@ class OnnxModel(SRModel):
             "runtime": f"onnxruntime {onnxruntime.__version__} (CPU)",
             "exported_by": f"medsr {self.exported_by}",
             "exported_from": self.exported_from,
+            "exported_from_sha256": self.source_sha256,
             "version": self.version,
         }
