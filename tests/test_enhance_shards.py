@@ -8,13 +8,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pydicom
 import pytest
 
 from conftest import tree_digest, write_ct_series
 from medsr.cli import main
-from medsr.enhance import enhance_paths
+from medsr.enhance import EnhanceOptions, enhance_paths
 from medsr.enhance_state import STATE_DIR, Shard, assign
 from medsr.io import read_slices
 from medsr.models import load_model
@@ -71,6 +72,38 @@ def test_a_rerun_skips_finished_series_and_redoes_the_rest(tree, tmp_path):
     assert len(again.skipped) == 3 and (out / "P0" / "s" / "1-01.dcm").stat().st_mtime_ns == stamp
     other = enhance_paths([tree], out, load_model("bilinear"))  # another model: nothing is kept
     assert len(other.written) == 8 and not other.skipped
+
+
+def test_outputs_from_another_input_or_model_settings_are_never_kept(tmp_path):
+    out, model = tmp_path / "out", load_model("bicubic")
+    for name, value in (("A", 0.2), ("B", 0.8)):
+        (tmp_path / name).mkdir()
+        cv2.imwrite(str(tmp_path / name / "scan.png"), np.full((16, 16), value * 65535, np.uint16))
+    for name in ("A", "B", "A"):  # the same output file from two inputs in turn
+        report = enhance_paths([tmp_path / name / "scan.png"], out, model)
+        assert len(report.written) == 1 and not report.skipped
+    assert read_slices(out / "scan.png")[0].pixels.mean() < 0.5 * 65535  # A's, not B's
+    assert enhance_paths([tmp_path / "A" / "scan.png"], out, model).skipped  # now it is done
+    cv2.imwrite(str(tmp_path / "A" / "scan.png"), np.full((16, 16), 9000, np.uint16))  # replaced in place
+    assert enhance_paths([tmp_path / "A" / "scan.png"], out, model).written
+    assert enhance_paths([tmp_path / "A" / "scan.png"], out, model, EnhanceOptions(tile=64)).written
+
+
+def test_an_interrupted_job_leaves_no_marker(tree, tmp_path, monkeypatch):
+    import medsr.enhance as enhance_module
+
+    out = tmp_path / "out"
+    enhance_paths([tree], out, load_model("bicubic"))
+
+    def interrupted(*args):
+        raise KeyboardInterrupt  # killed after the outputs, before the marker
+
+    monkeypatch.setattr(enhance_module, "mark_done", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        enhance_paths([tree], out, load_model("nearest"))
+    monkeypatch.undo()
+    again = enhance_paths([tree], out, load_model("bicubic"))
+    assert again.written  # the job the other model rewrote is done again, not skipped
 
 
 def test_a_failed_series_leaves_no_marker_and_is_retried(tree, tmp_path):

@@ -223,9 +223,12 @@ def _run_config(tmp_path: Path, extra: str) -> Path:
         ),
         ("srgan: {config: missing.yaml}", "srgan: missing.yaml: no such config file"),
         ("srresnet: {enabled: false}", "srgan.enabled: SRGAN starts from the SRResNet"),
-        ("pretrained: [nope]", r"pretrained\[0\]: 'nope' is neither a built-in model \(medsr-x4"),
         ("pretrained: [srgan]", r"pretrained\[0\]: 'srgan' is already a method of this run"),
         ("pretrained: [medsr-x4, medsr-x4]", r"pretrained\[1\]: 'medsr-x4' is already a method"),
+        (
+            f"pretrained: [medsr-x4, {ROOT / 'src/medsr/models/weights/medsr-x4.safetensors'}]",
+            r"pretrained\[1\]: .* is already a method of this run \(medsr-x4\)",
+        ),
     ],
 )
 def test_every_section_is_validated_when_the_run_config_is_loaded(tmp_path, extra, message):
@@ -298,3 +301,14 @@ def test_until_stops_after_the_named_stage(tmp_path, capsys):
     assert sorted(p.stem for p in stages.glob("*.json")) == ["data", "prepare"]
     assert (tmp_path / "run" / "dataset" / "manifest.csv").is_file()
     assert "done up to prepare" in capsys.readouterr().out
+
+
+def test_a_missing_pretrained_model_stops_a_run_that_would_score_it_before_its_first_stage(tmp_path, capsys):
+    for index in range(4):
+        write_ct_series(tmp_path / "tree" / f"P{index}" / "s1", 2, patient=f"P{index}")
+    extra = "prepare: {size: any, min_size: 64, keep: all, split: '0.5,0.25,0.25'}\npretrained: [nope]"
+    config = _run_config(tmp_path, extra)
+    assert main(["run", str(config)]) == 1
+    assert "pretrained[0]: 'nope' is neither a built-in model (medsr-x4" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+    assert main(["run", str(config), "--until", "prepare"]) == 0  # the data set needs no model

@@ -642,19 +642,24 @@ def _run_export(args: argparse.Namespace) -> int:
 
 
 def _export_safetensors(args: argparse.Namespace) -> int:
+    from medsr.fsutil import atomic_write_bytes
     from medsr.models import load_model
-    from medsr.models.builtin import pack_builtin
+    from medsr.models.builtin import builtin_names, builtin_path, pack_builtin
     from medsr.models.catalog import held_out_scores
     from medsr.models.checkpoint import read_checkpoint
 
+    if args.model in builtin_names():  # a copy of the shipped file
+        atomic_write_bytes(args.out, builtin_path(args.model).read_bytes())
+        print(f"{args.out}: a copy of the built-in {args.model}")
+        return 0
     checkpoint = read_checkpoint(args.model)
     name = args.name or checkpoint.get("config", {}).get("name") or checkpoint["model"]["name"]
     evaluation = None
     if args.evaluation is not None:
-        summary = _read_json(args.evaluation)
-        if name not in summary.get("methods", {}):
-            raise MedsrError(f"{args.evaluation}: does not score a method named {name!r}")
-        evaluation = held_out_scores(summary)
+        try:
+            evaluation = held_out_scores(_read_json(args.evaluation), method=name, source=args.model)
+        except ValueError as exc:
+            raise MedsrError(f"{args.evaluation}: {exc}") from None
     out = pack_builtin(
         args.model,
         args.out,
@@ -761,7 +766,7 @@ def _add_enhance(sub) -> None:
 
 def _run_enhance(args: argparse.Namespace) -> int:
     from medsr.enhance import EnhanceOptions, enhance_paths
-    from medsr.enhance_state import Shard
+    from medsr.enhance_state import Shard, release
     from medsr.models import load_model
 
     try:
@@ -772,14 +777,17 @@ def _run_enhance(args: argparse.Namespace) -> int:
     if shard.world > 1 and device in ("auto", "cuda") and _cuda_available():
         device = f"cuda:{os.environ.get('LOCAL_RANK', '0')}"
     model = load_model(args.model, device=device, precision=args.precision, compile=args.compile)
-    report = enhance_paths(
-        args.inputs,
-        args.out,
-        model,
-        EnhanceOptions(tile=args.tile, batch=args.batch),
-        progress=sys.stderr.isatty() and shard.rank == 0,
-        shard=shard,
-    )
+    try:
+        report = enhance_paths(
+            args.inputs,
+            args.out,
+            model,
+            EnhanceOptions(tile=args.tile, batch=args.batch),
+            progress=sys.stderr.isatty() and shard.rank == 0,
+            shard=shard,
+        )
+    finally:
+        release(shard)
     for source, reason in report.failed:
         print(f"failed {source}: {reason}", file=sys.stderr)
     print(report.summary_line(args.out))

@@ -16,11 +16,22 @@ import logging
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 
-from medsr.enhance_state import STATE_DIR, Shard, assign, is_done, mark_done, model_identity
+from medsr.enhance_state import (
+    STATE_DIR,
+    Shard,
+    agree,
+    assign,
+    coordinated,
+    forget,
+    is_done,
+    mark_done,
+    model_identity,
+)
 from medsr.errors import MedsrError, UnreadableImage
 from medsr.fsutil import is_within
 from medsr.infer import enhance_tiled
@@ -191,15 +202,22 @@ def _check_inputs(inputs: Sequence[Path], out: Path) -> None:
             )
 
 
-def _group(
-    files: Sequence[Path], report: EnhanceReport
-) -> tuple[dict[str, list[Path]], list[tuple[Path, str]]]:
-    """DICOM files by Series Instance UID (a file without one is its own series), and the other
-    files with their format; unrecognised files go to ``report.failed``."""
+@dataclass
+class _Plan:
+    """What a run does, as plain data (sent from the first process to the others): one group of
+    paths per job (a DICOM series, or one file) with its kind, and the files no reader recognises."""
+
+    jobs: list[tuple[str, list[Path]]] = field(default_factory=list)  # (kind, paths)
+    unreadable: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+
+
+def _plan(files: Sequence[Path]) -> _Plan:
+    """DICOM files grouped by Series Instance UID (a file without one is its own series), sorted by
+    UID, then every other file with its format, in ``files`` order."""
     from medsr.io.dicom import read_dicom_header
 
+    plan = _Plan()
     series: dict[str, list[Path]] = defaultdict(list)
-    others: list[tuple[Path, str]] = []
     for path in files:
         try:
             kind = detect_format(path)
@@ -209,10 +227,11 @@ def _group(
             elif kind is None:
                 raise UnreadableImage("not a recognised image format (DICOM, NIfTI, NRRD, PNG or TIFF)")
             else:
-                others.append((path, kind))
+                plan.jobs.append((kind, [path]))
         except UnreadableImage as exc:
-            report.failed.append((str(path), str(exc)))
-    return series, others
+            plan.unreadable.append((str(path), str(exc)))
+    plan.jobs[:0] = [("dicom", paths) for _, paths in sorted(series.items())]
+    return plan
 
 
 @dataclass(frozen=True)
@@ -221,36 +240,28 @@ class _Job:
     sources: tuple[Path, ...]  # the files it reads (one DICOM series, or one file)
     work: Callable[[], None]
 
-    @property
-    def key(self) -> str:
-        return "\n".join(sorted(map(str, self.sources)))
-
     def weight(self) -> int:
         """Input bytes (how sharding balances the processes)."""
-        return sum(p.stat().st_size for p in self.sources)
+        return sum(p.stat().st_size for p in self.sources if p.exists())
 
 
-def _jobs(
-    files: Sequence[Path], targets: dict[Path, Path], runner: _Runner, report: EnhanceReport
-) -> list[_Job]:
-    """One job for each DICOM series and each other file, in a deterministic order."""
-    series, others = _group(files, report)
-    jobs = [
-        _Job(
-            str(paths[0].parent if len(paths) > 1 else paths[0]),
-            tuple(paths),
-            lambda p=paths: _enhance_dicom_series(runner, p, targets, report),
-        )
-        for _, paths in sorted(series.items())
-    ]
+def _jobs(plan: _Plan, targets: dict[Path, Path], runner: _Runner, report: EnhanceReport) -> list[_Job]:
+    """The work of each job of ``plan``."""
     writers = {"nifti": _enhance_volume_file, "nrrd": _enhance_volume_file, "raster": _enhance_raster}
-    for path, kind in others:
+    jobs = []
+    for kind, paths in plan.jobs:
+        if kind == "dicom":
+            name = str(paths[0].parent if len(paths) > 1 else paths[0])
+            jobs.append(
+                _Job(name, tuple(paths), partial(_enhance_dicom_series, runner, paths, targets, report))
+            )
+            continue
 
-        def job(p: Path = path, k: str = kind) -> None:
+        def job(p: Path = paths[0], k: str = kind) -> None:
             writers[k](runner, p, targets[p])
             report.written.append(targets[p])
 
-        jobs.append(_Job(str(path), (path,), job))
+        jobs.append(_Job(str(paths[0]), (paths[0],), job))
     return jobs
 
 
@@ -267,9 +278,9 @@ def enhance_paths(
     ``_output_paths`` for where each result goes).
 
     Args:
-        shard: this process's rank among ``world`` processes (default: the only one); it does only its own jobs (whole
-            DICOM series or files: ``enhance_state``). Jobs an earlier run finished with the same
-            model are skipped.
+        shard: this process's rank among ``world`` processes (default: the only one); it does only
+            its own jobs (whole DICOM series or files: ``enhance_state``). Jobs an earlier run
+            finished with the same model from the same inputs are skipped.
 
     Raises:
         MedsrError: a missing input, ``out`` equal to (or holding) an input, or two inputs whose
@@ -277,30 +288,32 @@ def enhance_paths(
     """
     from tqdm import tqdm
 
+    shard = shard or Shard()
     inputs = [Path(p) for p in inputs]
     out = Path(out)
     _check_inputs(inputs, out)
-    files = [f for f in iter_image_files(inputs) if not is_within(f, out)]
-    targets = _output_paths(files, inputs, out)
+    plan = None
+    if shard.rank == 0 or not coordinated(shard):
+        plan = _plan([f for f in iter_image_files(inputs) if not is_within(f, out)])
+    plan = agree(plan, shard)
+    targets = _output_paths([p for _, paths in plan.jobs for p in paths], inputs, out)
     state = None if set(targets.values()) == {out} else out / STATE_DIR  # a folder of outputs
-    shard = shard or Shard()
-    report = EnhanceReport(shard=shard)
+    report = EnhanceReport(shard=shard, failed=list(plan.unreadable) if shard.rank == 0 else [])
     bar = tqdm(desc="enhance", unit="tile", disable=not progress, leave=False)
     runner = _Runner(model, options, bar.update)
-    jobs = _jobs(files, targets, runner, report)
-    if shard.rank != 0:  # unrecognised files are reported once, by the first process
-        report.failed.clear()
-    identity = model_identity(model)
+    jobs = _jobs(plan, targets, runner, report)
+    identity = model_identity(model, options.tile)
     for job, rank in zip(jobs, assign([job.weight() for job in jobs], shard.world)):
-        outputs = [targets[p] for p in job.sources]
         if rank != shard.rank:
             continue
-        if is_done(state, job.key, outputs, identity):
+        outputs = [targets[p] for p in job.sources]
+        if is_done(state, job.sources, outputs, identity):
             report.skipped.append(job.name)
             continue
+        forget(state, outputs)
         try:
             job.work()
-            mark_done(state, job.key, outputs, identity)
+            mark_done(state, job.sources, outputs, identity)
         except (UnreadableImage, MedsrError, OSError, ValueError) as exc:
             report.failed.append((job.name, str(exc) or type(exc).__name__))
             log.info("enhance failed for %s", job.name, exc_info=True)

@@ -174,27 +174,47 @@ def resolve_run_config(config: RunConfig) -> tuple[PrepareOptions, EvalOptions, 
 
 
 def _check_pretrained(models: list[str], taken: list[str]) -> None:
-    """Each ``pretrained`` entry must be a built-in model or an existing model file, and not share
-    a name with a baseline or training stage (the tables key methods by name)."""
-    from medsr.models.builtin import builtin_names
-
+    """No ``pretrained`` entry may share its method name with a baseline, a training stage or another
+    entry (the tables key methods by name): a built-in's name is itself, a ``.safetensors`` file's is
+    in its metadata; other files are named when the evaluation loads them. (That the models exist
+    is checked when a run is to reach its evaluation: ``_pretrained_identity``.)"""
+    names = list(taken)
     for index, model in enumerate(models):
-        key = f"pretrained[{index}]"
-        if model in taken or models.index(model) != index:
-            raise ConfigError(f"{key}: {model!r} is already a method of this run")
-        if model not in builtin_names() and not Path(model).is_file():
-            known = ", ".join(builtin_names()) or "none installed"
-            raise ConfigError(f"{key}: {model!r} is neither a built-in model ({known}) nor a model file")
+        name = _method_name(model, f"pretrained[{index}]")
+        if name in names:
+            raise ConfigError(f"pretrained[{index}]: {model!r} is already a method of this run ({name})")
+        names.append(name)
+
+
+def _method_name(model: str, key: str) -> str:
+    """The name a pretrained model will have in the tables, where it can be told without loading it."""
+    from medsr.models.builtin import SUFFIX, read_metadata
+
+    if model.lower().endswith(SUFFIX) and Path(model).is_file():
+        try:
+            return str(read_metadata(model)["name"])
+        except MedsrError as exc:
+            raise ConfigError(f"{key}: {exc}") from None
+    return model
 
 
 def _pretrained_identity(models: list[str]) -> list[str]:
     """What the evaluation stage's record keeps of its pretrained models: each name or path with
-    its file's SHA-256, so that new weights under the same name re-run the stage."""
+    its file's SHA-256, so that new weights under the same name re-run the stage.
+
+    Raises:
+        ConfigError: an entry that is neither a built-in model nor a file.
+    """
     from medsr.models.builtin import builtin_names, builtin_path
 
     identity = []
-    for model in models:
+    for index, model in enumerate(models):
         path = builtin_path(model) if model in builtin_names() else Path(model)
+        if not path.is_file():
+            known = ", ".join(builtin_names()) or "none installed"
+            raise ConfigError(
+                f"pretrained[{index}]: {model!r} is neither a built-in model ({known}) nor a model file"
+            )
         identity.append(f"{model} sha256:{sha256_file(path)}")
     return identity
 
@@ -372,6 +392,8 @@ class Pipeline:
         """Run every stage in order, or those up to and including ``until``; returns the report's path
         (which exists only once the report stage ran)."""
         config = self.config
+        last = STAGES.index(until) if until is not None else len(STAGES)
+        pretrained = _pretrained_identity(config.pretrained) if last >= STAGES.index("evaluate") else []
         self.run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_text(self.run_dir / layout.RUN_CONFIG, yaml.safe_dump(asdict(config), sort_keys=False))
         stages: list[tuple[str, object, Callable[[], tuple[list[Path], dict]]]] = [
@@ -381,12 +403,12 @@ class Pipeline:
         ]
         for name, training in self.trainings.items():  # the resolved config (file and overrides) is the input
             stages.append((name, training.to_dict(), partial(self._train, name, training)))
-        evaluation = {**asdict(config.evaluate), "pretrained": _pretrained_identity(config.pretrained)}
+        evaluation = {**asdict(config.evaluate), "pretrained": pretrained}
         stages += [("evaluate", evaluation, self._all_methods_on_test), ("report", {}, self._report)]
         for name, section, work in stages:
-            self.stage(name, section, work)
-            if name == until:
+            if STAGES.index(name) > last:
                 break
+            self.stage(name, section, work)
         return self.run_dir / layout.REPORT_HTML
 
     def _source_listing(self) -> str | None:

@@ -39,7 +39,7 @@ def test_a_packed_model_computes_what_its_checkpoint_does(packed):
     from_checkpoint, from_weights = load_model(checkpoint, device="cpu"), load_model(path, device="cpu")
     assert np.abs(from_weights.enhance(image) - from_checkpoint.enhance(image)).max() < 1e-5
     assert (from_weights.name, from_weights.version, from_weights.scale) == ("tiny-x4", "3", 4)
-    assert from_weights.intensity == INTENSITY and from_weights.trained_on == RECORD
+    assert from_weights.intensity == INTENSITY and from_weights.trained_on == {**RECORD, "fitted": ["train"]}
     assert from_weights.receptive_radius == from_checkpoint.receptive_radius
     assert from_weights.label == "tiny-x4 version 3"
 
@@ -95,10 +95,63 @@ def test_enhance_with_a_damaged_file_is_a_one_line_error(packed, tmp_path, capsy
     assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("*.dcm"))
 
 
+def _retagged(path, tmp_path, change) -> str:
+    """A copy of ``path`` whose metadata ``change`` edits (its recorded digest left as it was)."""
+    tensors = safetensors.torch.load_file(str(path))
+    meta = read_metadata(path)
+    change(meta)
+    out = tmp_path / "edited.safetensors"
+    safetensors.torch.save_file(tensors, str(out), metadata={"medsr": json.dumps(meta)})
+    return str(out)
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda m: m["trained_on"].__setitem__("fingerprint", "0" + m["trained_on"]["fingerprint"][1:]),
+        lambda m: m["intensity"].__setitem__("ct_window", [-1024, 2071]),
+        lambda m: m.__setitem__("scale", 2),
+    ],
+    ids=["training-record", "intensity", "scale"],
+)
+def test_edited_metadata_is_refused(packed, tmp_path, change):
+    with pytest.raises(MedsrError, match="damaged medsr metadata"):
+        load_model(_retagged(packed[1], tmp_path, change), device="cpu")
+
+
+def test_metadata_of_the_wrong_types_is_refused_even_with_a_matching_digest(packed, tmp_path):
+    from medsr.models.builtin import metadata_digest
+
+    def bad(meta):
+        meta["kwargs"], meta["trained_on"] = "scale=4", {}
+        meta["metadata_sha256"] = metadata_digest(meta)
+
+    with pytest.raises(MedsrError, match="kwargs is not a dict"):
+        load_model(_retagged(packed[1], tmp_path, bad), device="cpu")
+
+
+def test_the_file_is_readable_by_others_and_a_built_in_exports_as_a_copy(packed, tmp_path):
+    import os
+    import stat
+
+    mode = stat.S_IMODE(packed[1].stat().st_mode)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert mode == 0o666 & ~umask
+    assert main(["export", "medsr-x4", "-o", str(tmp_path / "copy.safetensors")]) == 0
+    assert load_model(tmp_path / "copy.safetensors", device="cpu").version == "1"
+
+
 def test_export_writes_safetensors_with_held_out_scores(tmp_path, capsys):
     checkpoint = _checkpoint("span", tmp_path)
     summary = {
-        "protocol": {"split": "test", "baseline": "bicubic", "degradation": {"kind": "bicubic", "scale": 4}},
+        "protocol": {
+            "split": "test",
+            "baseline": "bicubic",
+            "degradation": {"kind": "bicubic", "scale": 4},
+            "held_out": True,
+            "methods": [{"name": "tiny_span", "source": checkpoint}],
+        },
         "n_patients": 4,
         "n_images": 9,
         "methods": {"tiny_span": {"psnr": {"mean": 40.0, "ci_low": 39.0, "ci_high": 41.0, "n": 9}}},
@@ -118,3 +171,9 @@ def test_export_writes_safetensors_with_held_out_scores(tmp_path, capsys):
     )
     assert main([*args[:4], "--name", "other", "--evaluation", str(tmp_path / "summary.json")]) == 1
     assert "does not score a method named 'other'" in capsys.readouterr().err
+    summary["protocol"]["held_out"] = False  # scored with --allow-overlap
+    (tmp_path / "summary.json").write_text(json.dumps(summary))
+    assert main(args) == 1 and "not held out" in capsys.readouterr().err
+    summary["protocol"]["held_out"], summary["protocol"]["methods"][0]["source"] = True, "other.pt"
+    (tmp_path / "summary.json").write_text(json.dumps(summary))
+    assert main(args) == 1 and "was read from other.pt" in capsys.readouterr().err

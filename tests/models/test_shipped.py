@@ -125,3 +125,12 @@ def test_its_onnx_export_names_it(tmp_path):
     assert exported.version == "1" and exported.label == f"{NAME} version 1 (ONNX export m.onnx)"
     image = _unit(pydicom_file("CT_small.dcm"))[:45, :67]
     assert np.abs(exported.enhance(image) - original.enhance(image)).max() <= 1e-4
+
+
+def test_the_package_data_ships_the_weights_and_card():
+    import tomllib
+
+    patterns = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
+    folder = card_path(NAME).parent.parent  # src/medsr/models
+    shipped = {p for pattern in patterns["medsr.models"] for p in folder.glob(pattern)}
+    assert {card_path(NAME), card_path(NAME).with_suffix(".safetensors")} <= shipped

@@ -72,8 +72,19 @@ def test_train_splits_adds_the_validation_images_to_the_training_images(dataset)
 
     # 5 patients of 2 slices split 6,2,2 by slice count: 3 train, 1 val, 1 test patients
     assert (len(sampler("train")), len(sampler("train", "val"))) == (6, 8)
-    config = _config(dataset, Path("unused"), "data.train_splits=[train, val]")
-    assert config.data.train_splits == ["train", "val"]
+
+
+def test_a_run_fitted_on_val_keeps_its_last_epoch_and_says_val_was_trained_on(dataset, tmp_path):
+    from medsr.data.manifest import read_manifest
+    from medsr.data.provenance import check_held_out
+
+    config = _config(dataset, tmp_path / "run", "data.train_splits=[train, val]", "train.epochs=2")
+    result = fit(config, progress=False)
+    assert result.best["epoch"] == 2  # in-sample validation selects nothing: the last epoch
+    record = read_checkpoint(tmp_path / "run" / "best.pt")["trained_on"]
+    assert record["fitted"] == ["train", "val"]
+    overlap = check_held_out("m", record, read_manifest(dataset, split="val"), "val")
+    assert set(overlap.seen.values()) == {"train"} and "in its training split" in overlap.describe()
 
 
 def test_a_crashed_run_resumes_to_the_same_result(dataset, tmp_path):

@@ -4,15 +4,16 @@ Every checkpoint carries a ``trained_on`` record::
 
     {"version": 1, "dataset": "runs/demo/dataset", "fingerprint": "<sha256 of the manifest's
      ids, splits, patients and intensity mappings>", "patients": {"train": [...], "val": [...]},
-     "counts": {"train": 3, "val": 1}, "init_from": {..., "weights": "<sha256>"} | None,
-     "teacher": {..., "weights": "<sha256>"} | None}
+     "counts": {"train": 3, "val": 1}, "fitted": ["train"] | ["train", "val"],
+     "init_from": {..., "weights": "<sha256>"} | None, "teacher": {..., "weights": "<sha256>"} | None}
 
 Patients are stored as salted SHA-256 hashes of their split keys (``patient:P1``), the salt being
 the data set's fingerprint: enough to test membership against another data set's patients, without
 patient ids in plain text inside a model file. (A short id can still be found by trying every
 candidate; the hashes are not an anonymisation.) ``init_from`` holds the record of the checkpoint a
 run started from (the SRGAN's SRResNet), ``teacher`` that of the checkpoint it distilled from, so
-the patients they saw count too.
+the patients they saw count too. ``fitted`` names the splits whose images were trained on (a final
+model trained on train and val has no held-out selection split; records without it fitted train).
 
 Torch-free.
 """
@@ -68,12 +69,17 @@ def _salted(values: Iterable[str], salt: str) -> list[str]:
 
 
 def training_record(
-    dataset: str | Path, *, init_from: Mapping | None = None, teacher: Mapping | None = None
+    dataset: str | Path,
+    *,
+    fitted: tuple[str, ...] = ("train",),
+    init_from: Mapping | None = None,
+    teacher: Mapping | None = None,
 ) -> dict:
     """The ``trained_on`` record of a run on ``dataset`` (see the module docstring).
 
     Args:
         dataset: a prepared data set folder.
+        fitted: the splits whose images the run trains on (``DataConfig.train_splits``).
         init_from: the record of the checkpoint the run starts from (with its ``weights`` digest), or None.
         teacher: the record of the checkpoint the run distils from (``train.teacher``), or None.
     """
@@ -89,6 +95,7 @@ def training_record(
             split: _salted((r.get("source_id", "") for r in m), fingerprint) for split, m in members.items()
         },
         "counts": {split: len({patient_of(r) for r in m}) for split, m in members.items()},
+        "fitted": list(fitted),
         "init_from": dict(init_from) if init_from is not None else None,
         "teacher": dict(teacher) if teacher is not None else None,
     }
@@ -167,11 +174,14 @@ def _seen(record: Mapping, values: Sequence[str], table: str) -> dict[str, str] 
     for level in _records(record):
         if not valid_record(level):  # started from a checkpoint without a record
             return None
+        fitted = level.get("fitted") or ("train",)
         for split in SEEN_SPLITS:
             hashed = set((level.get(table) or {}).get(split, ()))
             for value in values:
                 if value and value not in seen and hash_patient(value, level["fingerprint"]) in hashed:
-                    seen[value] = split
+                    seen[value] = (
+                        "train" if split in fitted else split
+                    )  # the role: trained on, or selected on
     return seen
 
 

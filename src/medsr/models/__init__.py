@@ -82,7 +82,7 @@ def load_model(
         raise MedsrError(
             f"unknown model {text!r}; known models: {', '.join(list_models())}, or a checkpoint path"
         )
-    from medsr.models.checkpoint import network_from, read_checkpoint
+    from medsr.models.checkpoint import network_from, read_checkpoint, weights_digest
 
     checkpoint = read_checkpoint(text)
     entry = checkpoint["model"]
@@ -90,7 +90,7 @@ def load_model(
     model_scale = int(entry["kwargs"].get("scale", 4))
     _check_scale(model_scale, scale, text)
     name = str(checkpoint.get("config", {}).get("name") or entry["name"])
-    return NetworkModel(
+    model = NetworkModel(
         module,
         name,
         model_scale,
@@ -102,6 +102,8 @@ def load_model(
         architecture=entry["name"],
         **kwargs,
     )
+    model.weights_sha256 = weights_digest(checkpoint.get("ema") or entry["state_dict"])
+    return model
 
 
 def _check_scale(have: int, scale: int | None, source: str) -> None:

@@ -28,6 +28,9 @@ class SRModel(ABC):
     trained_on: Mapping[str, object] | None = MappingProxyType({})
     #: The file the weights were read from (checkpoint, export or built-in weights); empty for baselines.
     weights_path: str = ""
+    #: SHA-256 of the weights as loaded (``checkpoint.weights_digest`` of the tensors; of the file's
+    #: bytes for ONNX); empty for baselines. What ``medsr enhance`` records to know a model again.
+    weights_sha256: str = ""
 
     @abstractmethod
     def enhance_batch(self, lq: np.ndarray) -> np.ndarray:

@@ -5,17 +5,20 @@ form (BatchNorm folded, re-parameterised branches merged) in float32, and one me
 ``medsr`` (JSON): ``format``, ``name``, ``version``, ``description``, ``architecture``, ``kwargs``,
 ``scale``, ``intensity``, ``trained_on`` (``data.provenance``), ``degradation``, ``training``
 (config name, iterations, seconds, device), ``evaluation`` (held-out scores: see ``pack_builtin``),
-``weights_sha256`` and ``medsr_version``. Its model card is ``models/weights/<name>.md``
+``weights_sha256`` (of the tensors), ``medsr_version`` and ``metadata_sha256`` (of all the other
+metadata, as canonical JSON). Its model card is ``models/weights/<name>.md``
 (``docs/models/<name>.md`` points there).
 
 Reading it runs no pickle and needs no network: ``safetensors`` parses a JSON header and raw tensor
-bytes, and the weights' digest is checked against the metadata, so a damaged file is refused with
-its reason rather than computing something else.
+bytes; both digests are checked and every field's type, so a damaged file is refused with its
+reason rather than computing something else or passing the held-out check on a damaged record.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -32,7 +35,9 @@ REQUIRED = ("format", "name", "version", "architecture", "kwargs", "scale", "int
 
 def builtin_names() -> list[str]:
     """The names of the built-in models shipped with this installation (``medsr-x4``, ...)."""
-    return sorted(p.name[: -len(SUFFIX)] for p in WEIGHTS_DIR.glob(f"*{SUFFIX}"))
+    return sorted(
+        p.name[: -len(SUFFIX)] for p in WEIGHTS_DIR.glob(f"*{SUFFIX}") if not p.name.startswith(".")
+    )
 
 
 def builtin_path(name: str) -> Path:
@@ -73,7 +78,42 @@ def read_metadata(path: str | Path) -> dict:
         raise MedsrError(f"{path}: damaged medsr metadata (no {missing[0]})")
     if meta["format"] != FORMAT:
         raise MedsrError(f"{path}: weights format {meta['format']!r} is not supported by medsr {__version__}")
+    if meta.get("metadata_sha256") != metadata_digest(meta):
+        raise MedsrError(f"{path}: damaged medsr metadata (its SHA-256 differs from the one recorded)")
+    problem = _metadata_problem(meta)
+    if problem:
+        raise MedsrError(f"{path}: damaged medsr metadata ({problem})")
     return meta
+
+
+def metadata_digest(meta: Mapping) -> str:
+    """SHA-256 of every metadata field but ``metadata_sha256`` itself, as canonical JSON."""
+    rest = {k: v for k, v in meta.items() if k != "metadata_sha256"}
+    return hashlib.sha256(json.dumps(rest, sort_keys=True).encode()).hexdigest()
+
+
+def _metadata_problem(meta: Mapping) -> str | None:
+    """What is wrong with the fields' types and values, or None."""
+    from medsr.data.provenance import valid_record
+
+    kinds = {
+        "name": str,
+        "version": str,
+        "architecture": str,
+        "kwargs": dict,
+        "intensity": dict,
+        "scale": int,
+    }
+    for key, kind in kinds.items():
+        if not isinstance(meta[key], kind) or isinstance(meta[key], bool):
+            return f"{key} is not a {kind.__name__}"
+    if meta["kwargs"].get("scale") != meta["scale"]:
+        return f"scale {meta['scale']} differs from the network's {meta['kwargs'].get('scale')}"
+    if meta["trained_on"] is not None and not valid_record(meta["trained_on"]):
+        return "trained_on is not a training record"
+    if not isinstance(meta.get("evaluation", {}), dict) or not isinstance(meta.get("weights_sha256"), str):
+        return "evaluation or weights_sha256 of the wrong type"
+    return None
 
 
 def load_builtin(name_or_path: str | Path, *, device: str = "auto", **options):
@@ -125,7 +165,7 @@ def load_builtin(name_or_path: str | Path, *, device: str = "auto", **options):
         version=str(meta["version"]),
         **options,
     )
-    model.weights_path = str(path)
+    model.weights_path, model.weights_sha256 = str(path), meta["weights_sha256"]
     return model
 
 
@@ -158,6 +198,9 @@ def pack_builtin(
     network = network_from(data, checkpoint).inference_form()
     tensors = {k: v.detach().float().contiguous() for k, v in network.state_dict().items()}
     config = data.get("config", {})
+    record = data.get("trained_on")
+    if record and "fitted" not in record:  # written before records named the splits trained on
+        record = {**record, "fitted": list(config.get("data", {}).get("train_splits", ["train"]))}
     meta = {
         "format": FORMAT,
         "name": name,
@@ -167,16 +210,24 @@ def pack_builtin(
         "kwargs": data["model"]["kwargs"],
         "scale": int(data["model"]["kwargs"].get("scale", 4)),
         "intensity": data.get("intensity") or {},
-        "trained_on": data.get("trained_on"),
+        "trained_on": record,
         "degradation": config.get("data", {}).get("degradation"),
         "training": _training_summary(data),
         "evaluation": dict(evaluation or {}),
         "weights_sha256": weights_digest(tensors),
         "medsr_version": __version__,
     }
+    meta["metadata_sha256"] = metadata_digest(meta)
     with atomic_path(out) as tmp:
         save_file(tensors, str(tmp), metadata={"medsr": json.dumps(meta, sort_keys=True)})
+        tmp.chmod(0o666 & ~_umask())  # safetensors creates 0600 files; make it readable as others are
     return Path(out)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _training_summary(checkpoint: Mapping) -> dict:

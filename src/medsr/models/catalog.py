@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 
 from medsr.choices import INTERPOLATIONS
 
@@ -23,16 +24,30 @@ BASELINE_DESCRIPTIONS = {
 }
 
 
-def held_out_scores(summary: Mapping) -> dict:
+def held_out_scores(summary: Mapping, *, method: str, source: str | Path) -> dict:
     """The compact record of a ``medsr evaluate`` ``summary.json`` that a built-in model keeps.
+
+    Args:
+        summary: the evaluation's summary; it must score ``method``, read from the file ``source``,
+            on patients the model was not trained on (``protocol.held_out``).
 
     Returns:
         ``{"split", "baseline", "degradation", "n_patients", "n_images", "overall": BLOCK,
         "by_modality": {modality: BLOCK}}`` where ``BLOCK = {"n_patients", "n_images", "methods":
         {method: {metric: {mean, ci_low, ci_high}}}, "gain": {method: {metric: {mean_diff, ci_low,
         ci_high, p_patients}}}}`` over the metrics PSNR, SSIM and their foreground variants.
+
+    Raises:
+        ValueError: the summary does not score ``method`` from ``source``, or not on held-out patients.
     """
     protocol = summary.get("protocol", {})
+    entries = [m for m in protocol.get("methods", []) if isinstance(m, Mapping) and m.get("name") == method]
+    if not entries or method not in summary.get("methods", {}):
+        raise ValueError(f"does not score a method named {method!r}")
+    if not entries[0].get("source") or Path(entries[0]["source"]).resolve() != Path(source).resolve():
+        raise ValueError(f"its {method!r} was read from {entries[0].get('source') or '?'}, not from {source}")
+    if protocol.get("held_out") is not True:
+        raise ValueError("its scores are not held out (scored with --allow-overlap)")
     return {
         "split": protocol.get("split"),
         "baseline": protocol.get("baseline"),
@@ -71,10 +86,18 @@ class Entry:
 
 
 def gain_text(evaluation: Mapping, method: str) -> str:
-    """``+3.71 dB [+1.2, +6.2] (MR +2.1, CT +4.9; 4 test patients)`` or ``-`` when not measured."""
+    """``+3.71 dB [+1.2, +6.2] over bicubic (MR +2.1, CT +4.9; 4 test patients)``; ``-`` when not
+    measured (or the record is malformed)."""
+    try:
+        return _gain_text(evaluation, method)
+    except (KeyError, TypeError, AttributeError, ValueError):
+        return "-"
+
+
+def _gain_text(evaluation: Mapping, method: str) -> str:
     overall = evaluation.get("overall") or {}
     if method == evaluation.get("baseline", "bicubic"):
-        return "0 (reference)"
+        return "0 (the reference)"
     gain = (overall.get("gain") or {}).get(method, {}).get("psnr")
     if not gain:
         return "-"
@@ -85,7 +108,8 @@ def gain_text(evaluation: Mapping, method: str) -> str:
     ]
     interval = f" [{gain['ci_low']:+.2f}, {gain['ci_high']:+.2f}]" if "ci_low" in gain else ""
     where = f"{evaluation.get('n_patients')} {evaluation.get('split')} patients"
-    return f"{gain['mean_diff']:+.2f} dB{interval} ({'; '.join([', '.join(parts), where] if parts else [where])})"
+    detail = "; ".join([", ".join(parts), where] if parts else [where])
+    return f"{gain['mean_diff']:+.2f} dB{interval} over {evaluation.get('baseline')} ({detail})"
 
 
 def entries(builtins: Mapping[str, Mapping], sizes: Mapping[str, str]) -> list[Entry]:
@@ -120,7 +144,7 @@ def format_entries(rows: list[Entry], architectures: list[str]) -> str:
     widths = [max(len(getattr(r, f)) for r in rows) for f in ("name", "kind", "size")]
     lines = [
         f"{r.name:<{widths[0]}}  {r.kind:<{widths[1]}}  {r.size:<{widths[2]}}  {r.description}\n"
-        f"{'':<{widths[0]}}  held-out PSNR gain over bicubic: {r.gain}"
+        f"{'':<{widths[0]}}  held-out PSNR gain: {r.gain}"
         for r in rows
     ]
     lines.append(f"architectures to train (medsr train; no weights): {', '.join(architectures)}")

@@ -11,6 +11,7 @@ export is as self-describing as a checkpoint. ``OnnxModel`` reads such a file wi
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import logging
 import warnings
@@ -20,7 +21,7 @@ import numpy as np
 
 from medsr import __version__
 from medsr.errors import MedsrError
-from medsr.fsutil import atomic_path, sha256_file
+from medsr.fsutil import atomic_path
 from medsr.models.base import SRModel
 
 FORMAT = "medsr-onnx-1"
@@ -38,7 +39,7 @@ METADATA = (
     "trained_on",
 )
 #: Metadata keys an export may lack (written by later versions): key -> default.
-OPTIONAL_METADATA = {"version": "", "source": "", "source_sha256": ""}
+OPTIONAL_METADATA = {"version": "", "source": "", "weights_sha256": ""}
 
 
 def export_onnx(model: SRModel, out: str | Path, *, opset: int = OPSET) -> Path:
@@ -131,9 +132,7 @@ def _metadata(model) -> dict[str, str]:
         "trained_on": json.dumps(model.trained_on),
         "version": getattr(model, "version", ""),  # a built-in model's weights version
         "source": getattr(model, "source", ""),  # the checkpoint path or built-in name it came from
-        "source_sha256": sha256_file(path)
-        if Path(path := model.weights_path or model.source).is_file()
-        else "",
+        "weights_sha256": model.weights_sha256,  # of the weights exported (checkpoint.weights_digest)
     }
 
 
@@ -176,13 +175,16 @@ class OnnxModel(SRModel):
             raise MedsrError(f"{path}: ONNX models need onnxruntime (pip install 'medsr[onnx]')") from None
         if Path(path).is_dir():
             raise MedsrError(f"{path}: is a folder, not an ONNX file")
-        self.source, self.batch_size = str(path), batch_size
+        self.source, self.weights_path, self.batch_size = str(path), str(path), batch_size
+        try:
+            data = Path(path).read_bytes()  # one read: the session runs the very bytes the digest names
+        except OSError as exc:
+            raise MedsrError(f"{path}: cannot read it ({exc.strerror or type(exc).__name__})") from None
+        self.weights_sha256 = hashlib.sha256(data).hexdigest()
         options = onnxruntime.SessionOptions()
         options.log_severity_level = 3  # errors only
         try:
-            self.session = onnxruntime.InferenceSession(
-                str(path), options, providers=["CPUExecutionProvider"]
-            )
+            self.session = onnxruntime.InferenceSession(data, options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own exception types for bad files
             text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             reason = text.split("failed:", 1)[-1].split(" : ")[-1].strip()  # not the path nor the C++ source
@@ -208,7 +210,7 @@ class OnnxModel(SRModel):
             self.kwargs = json.loads(meta["kwargs"])
             self.intensity = json.loads(meta["intensity"])
             self.trained_on = json.loads(meta["trained_on"])
-            self.version, self.exported_from, self.source_sha256 = (
+            self.version, self.exported_from, self.exported_weights_sha256 = (
                 meta.get(k, v) for k, v in OPTIONAL_METADATA.items()
             )
         except (KeyError, ValueError) as exc:
@@ -260,6 +262,6 @@ class OnnxModel(SRModel):
             "runtime": f"onnxruntime {onnxruntime.__version__} (CPU)",
             "exported_by": f"medsr {self.exported_by}",
             "exported_from": self.exported_from,
-            "exported_from_sha256": self.source_sha256,
+            "exported_weights_sha256": self.exported_weights_sha256,
             "version": self.version,
         }

@@ -4,7 +4,9 @@ Per epoch: the step (``SupervisedStep`` or ``AdversarialStep``) runs over the ep
 then, on rank 0, the generator (its EMA when enabled) is scored on whole validation images
 (PSNR, SSIM, exactly as ``medsr evaluate`` scores) and on a few training images (the train curve);
 ``last.pt`` is written atomically every epoch, ``best.pt`` when the epoch is the best so far by
-the paper's rule: highest validation SSIM, ties broken by PSNR (``best.pt`` first, so a kill
+the paper's rule: highest validation SSIM, ties broken by PSNR (with ``data.train_splits``
+holding ``val``, validation scores are in-sample, so every epoch counts as the best: ``best.pt`` is
+the last epoch) (``best.pt`` first, so a kill
 between the two writes is repaired by the next resume: see ``train.resume``). Each checkpoint
 records what it was trained on (``data.provenance``). ``resume=True`` continues the run only when
 it is the same run (``train.resume``) and reaches the same result as an uninterrupted run.
@@ -184,6 +186,7 @@ def run_record(config: ExperimentConfig, sources: Sources, saved: dict | None = 
     saved = saved or {}
     return training_record(
         config.data.dataset,
+        fitted=tuple(config.data.train_splits),
         init_from=_source_record(sources.start, config.train.init_from, saved.get("init_from")),
         teacher=_source_record(sources.teacher, config.train.teacher, saved.get("teacher")),
     )
@@ -652,7 +655,7 @@ class _Book:
         scored = networks.ema.module if networks.ema is not None else networks.generator
         scores = {name: score(scored, images, device) for name, images in self.scoring.items()}
         row = _epoch_row(epoch, step, means, scores, lr, iterations, seconds)
-        if _is_better(row, self.best):
+        if _is_better(row, self.best) or "val" in config.data.train_splits:  # in-sample: keep the last
             row["best"] = 1
             self.best = {k: row[k] for k in ("epoch", "val_psnr", "val_ssim")}
         self.history.append(row)
