@@ -134,3 +134,20 @@ def test_the_package_data_ships_the_weights_and_card():
     folder = card_path(NAME).parent.parent  # src/medsr/models
     shipped = {p for pattern in patterns["medsr.models"] for p in folder.glob(pattern)}
     assert {card_path(NAME), card_path(NAME).with_suffix(".safetensors")} <= shipped
+
+
+def test_its_recorded_held_out_evaluation_meets_the_floor_and_is_what_the_card_quotes():
+    from medsr.models.builtin import builtin_path
+
+    evaluation = read_metadata(builtin_path(NAME))["evaluation"]
+    assert (
+        evaluation["split"] == "test"
+        and evaluation["baseline"] == "bicubic"
+        and evaluation["n_patients"] == 4
+    )
+    overall = evaluation["overall"]["gain"][NAME]["psnr"]
+    mr = evaluation["by_modality"]["MR"]["gain"][NAME]["psnr"]
+    assert overall["mean_diff"] >= 3.0 and mr["mean_diff"] >= 1.5  # the release floor
+    card = card_path(NAME).read_text()
+    assert f"{overall['mean_diff']:+.2f} [{overall['ci_low']:+.2f}, {overall['ci_high']:+.2f}]" in card
+    assert f"{mr['mean_diff']:+.2f} [{mr['ci_low']:+.2f}, {mr['ci_high']:+.2f}]" in card

@@ -32,10 +32,13 @@ def list_models() -> list[str]:
 def build_model(name: str, *, scale: int = 4, device: str = "auto", **options) -> SRModel:
     """A new model by name: an interpolation baseline, or an untrained network of a registered
     architecture with ``options`` (its constructor arguments; the rest take their defaults)."""
+    from medsr.models.builtin import builtin_names
     from medsr.models.registry import architectures, build_network
 
     if name in INTERPOLATIONS:
         return InterpolationModel(name, scale)
+    if name in builtin_names():
+        raise MedsrError(f"{name} is a trained built-in model: load it with load_model({name!r})")
     if name not in architectures():
         raise MedsrError(
             f"unknown model {name!r}; known models: {', '.join(list_models())}, or a checkpoint path"
