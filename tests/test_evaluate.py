@@ -77,6 +77,41 @@ def test_writes_metrics_summary_tables_and_figures(dataset, tmp_path, capsys):
     assert figures == ["best", "sample", "sample", "worst"]
 
 
+def test_more_metrics_get_columns_statistics_and_a_table(dataset, tmp_path):
+    from medsr.metrics import hfen, ms_ssim
+
+    out = tmp_path / "eval"
+    _run(dataset, out, "--metrics", "hfen,ms_ssim,gmsd,nrmse", "--figures", "0")
+    rows = list(csv.DictReader(open(out / "metrics.csv")))
+    assert list(rows[0])[4:] == [
+        "psnr",
+        "ssim",
+        "ms_ssim",
+        "gmsd",
+        "hfen",
+        "nrmse",
+        "psnr_fg",
+        "ssim_fg",
+        "hfen_fg",
+        "nrmse_fg",
+    ]
+    summary = json.loads((out / "summary.json").read_text())
+    methods = summary["methods"]
+    assert methods["nearest"]["hfen"]["mean"] > methods["bicubic"]["hfen"]["mean"]  # lower is better
+    assert summary["vs_baseline"]["nearest"]["gmsd"]["mean_diff"] > 0
+    assert summary["dropped"]["ms_ssim"] == 4 and summary["dropped"]["hfen"] == 0  # 128x128 < 161x161
+    assert summary["protocol"]["metrics"] == ["psnr", "ssim", "ms_ssim", "gmsd", "hfen", "nrmse"]
+    row = next(r for r in rows if r["method"] == "bicubic")
+    image = next(r for r in read_manifest(dataset, split="test") if r["id"] == row["image_id"])
+    hr = crop_to_scale(read_png16(dataset / image["file"]), 4).astype(np.float32)
+    sr = load_model("bicubic").enhance(degrade_image(hr, Degradation(), seed=0, key=image["id"]))
+    assert float(row["hfen"]) == pytest.approx(hfen(np.clip(sr, 0, 1), hr), rel=1e-9)
+    assert row["ms_ssim"] == "nan" and np.isnan(ms_ssim(np.pad(hr, 20), np.pad(hr, 20)) - 1) is np.False_
+    table = (out / "table.md").read_text()
+    assert "## More metrics" in table and "HFEN ↓" in table and "MS-SSIM ↑" in table
+    assert main(["evaluate", str(dataset), "--out", str(tmp_path / "x"), "--metrics", "psnr,fid"]) == 1
+
+
 def test_same_call_twice_gives_identical_numbers(dataset, tmp_path):
     _run(dataset, tmp_path / "a", "--split", "val")
     _run(dataset, tmp_path / "b", "--split", "val")

@@ -27,6 +27,9 @@ LR_SCHEDULES = ("constant", "cosine")
 # ------------------------------------------------------------------ methods (models)
 #: Interpolation baselines, in the order of the paper's Table 1 (``models.interpolation``).
 INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "lanczos")
+#: Metrics of ``medsr evaluate --metrics`` (``metrics.registry.SPECS``, in this order), and the default.
+METRIC_NAMES = ("psnr", "ssim", "ms_ssim", "haarpsi", "gmsd", "hfen", "nrmse", "lpips")
+DEFAULT_METRICS = ("psnr", "ssim")
 #: The model ``medsr enhance`` uses when no ``--model`` is given (a built-in: ``models.builtin``).
 DEFAULT_MODEL = "medsr-x4"
 #: Network arithmetic of ``medsr enhance --precision`` (``models.network.PRECISIONS``).

@@ -25,10 +25,12 @@ from typing import TYPE_CHECKING, Any
 from medsr import __version__, layout
 from medsr.choices import (
     CT_WINDOW_NAMES,
+    DEFAULT_METRICS,
     DEFAULT_MODEL,
     DEGRADATION_KINDS,
     DETAIL_SCORES,
     INTERPOLATIONS,
+    METRIC_NAMES,
     NOISES,
     PRECISIONS,
     SCALES,
@@ -478,6 +480,13 @@ def _add_evaluate(sub) -> None:
         help="without --figure: how many of the most detailed images to show (default %(default)s)",
     )
     p.add_argument("--limit", type=_count(1), help="score only the first N images of the split")
+    p.add_argument(
+        "--metrics",
+        default=",".join(DEFAULT_METRICS),
+        help=f"metrics to compute, comma-separated, from {', '.join(METRIC_NAMES)} "
+        "(PSNR and SSIM always; hfen and nrmse also inside the body mask; lpips fetches its weights once) "
+        "(default %(default)s)",
+    )
     p.add_argument("--device", default="auto", help="device for trained networks: auto, cpu or cuda")
     p.add_argument(
         "--save-outputs",
@@ -501,6 +510,7 @@ def evaluate_options_from(args: argparse.Namespace) -> EvalOptions:
     """
     from medsr.data.degrade import degradation_from
     from medsr.evaluate import EvalOptions
+    from medsr.metrics.registry import parse_metrics
 
     try:
         degradation = degradation_from(args)
@@ -517,6 +527,7 @@ def evaluate_options_from(args: argparse.Namespace) -> EvalOptions:
         limit=args.limit,
         save_outputs=args.save_outputs,
         allow_overlap=args.allow_overlap,
+        metrics=parse_metrics(args.metrics),
     )
 
 

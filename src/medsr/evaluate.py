@@ -33,6 +33,7 @@ import numpy as np
 
 from medsr import layout
 from medsr.batching import batches_by_shape
+from medsr.choices import DEFAULT_METRICS
 from medsr.data.degrade import Degradation, crop_to_scale, degrade_image
 from medsr.data.manifest import patient_of, read_manifest
 from medsr.data.provenance import Overlap, check_held_out
@@ -40,15 +41,16 @@ from medsr.errors import MedsrError
 from medsr.eval_outputs import REFERENCE, save_output, write_index
 from medsr.fsutil import atomic_write_csv, atomic_write_json, atomic_write_text
 from medsr.io.raster import read_png16
-from medsr.metrics import SSIM_K1, SSIM_K2, SSIM_SIGMA, SSIM_WINDOW, body_mask, image_scores
+from medsr.metrics import SSIM_K1, SSIM_K2, SSIM_SIGMA, SSIM_WINDOW, body_mask
+from medsr.metrics.registry import ALWAYS, Scorer, columns, parse_metrics
 from medsr.models import SRModel, load_model
 from medsr.models.interpolation import INTERPOLATIONS
 from medsr.report import tables
 from medsr.report.figures import comparison_figure
 from medsr.stats import describe_mean, paired_comparison
 
-METRIC_COLUMNS = ("image_id", "patient_id", "modality", "method", "psnr", "ssim", "psnr_fg", "ssim_fg")
-METRICS = ("psnr", "ssim", "psnr_fg", "ssim_fg")
+ID_COLUMNS = ("image_id", "patient_id", "modality", "method")
+METRICS = ("psnr", "ssim", "psnr_fg", "ssim_fg")  # always scored: the paper's tables are built from them
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,15 @@ class EvalOptions:
     n_resamples: int = 10_000
     save_outputs: bool = False  # write outputs/ (reconstructions + HR) for a reader study
     allow_overlap: bool = False  # score networks on patients they were trained on (marked in bold)
+    metrics: tuple[str, ...] = DEFAULT_METRICS  # medsr.metrics.registry names (PSNR and SSIM always in)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "metrics", parse_metrics(self.metrics))  # checked, in order, PSNR/SSIM in
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The score columns of metrics.csv (each metric, then the ``_fg`` ones)."""
+        return columns(self.metrics)
 
 
 @dataclass
@@ -118,8 +129,8 @@ def evaluate(
         write_index(out, saved)
     atomic_write_csv(
         out / layout.EVAL_METRICS,
-        METRIC_COLUMNS,
-        ({**r, **{m: repr(r[m]) for m in METRICS}} for r in records),
+        (*ID_COLUMNS, *options.columns),
+        ({**r, **{m: repr(r[m]) for m in options.columns}} for r in records),
     )
     summary = _summarize(records, names, dataset, rows, models, options, overlaps)
     atomic_write_json(out / layout.EVAL_SUMMARY, summary)
@@ -170,6 +181,7 @@ def _score_all(
 
     records: list[dict] = []
     saved: list[dict] = []
+    scorer = Scorer(options.metrics, crop_border=options.crop_border)
     bar = tqdm(
         total=len(rows), desc=f"evaluate {options.split}", unit="image", disable=not progress, leave=False
     )
@@ -179,18 +191,21 @@ def _score_all(
         lqs = [lq for _, lq, _ in pairs]
         patients = [patient_of(row) for row in chunk]
         for model in models:
-            for row, patient, (hr, _, mask), sr in zip(chunk, patients, pairs, _run_batch(model, lqs)):
+            srs = _run_batch(model, lqs)
+            for row, (hr, _, _), sr in zip(chunk, pairs, srs):
                 if sr.shape != hr.shape:
                     raise MedsrError(
                         f"{model.name} returned {sr.shape} for HR {hr.shape} (image {row['id']})"
                     )
+            scores = scorer.scores([(sr, hr, mask) for sr, (hr, _, mask) in zip(srs, pairs)])
+            for row, patient, sr, score in zip(chunk, patients, srs, scores):
                 records.append(
                     {
                         "image_id": row["id"],
                         "patient_id": patient,
                         "modality": row["modality"],
                         "method": model.name,
-                        **image_scores(sr, hr, mask, crop_border=options.crop_border),
+                        **score,
                     }
                 )
                 if options.save_outputs:
@@ -229,7 +244,13 @@ def _finite_ids(by_method: dict[str, dict[str, dict]], ids: Sequence[str], metri
 
 
 def summary_block(
-    records: Sequence[dict], names: Sequence[str], baseline: str, *, n_resamples: int = 10_000, seed: int = 0
+    records: Sequence[dict],
+    names: Sequence[str],
+    baseline: str,
+    *,
+    n_resamples: int = 10_000,
+    seed: int = 0,
+    metrics: Sequence[str] = METRICS,
 ) -> dict:
     """Means with intervals per method and paired differences to ``baseline``, over ``records``.
 
@@ -248,7 +269,7 @@ def summary_block(
         "methods": {name: {} for name in names},
         "vs_baseline": {name: {} for name in names if name != baseline},
     }
-    for metric in METRICS:
+    for metric in metrics:
         kept = _finite_ids(by_method, ids, metric)
         block["dropped"][metric] = len(ids) - len(kept)
         groups = [patient[i] for i in kept]
@@ -271,6 +292,7 @@ def _summarize(
         baseline=options.baseline,
         n_resamples=options.n_resamples,
         seed=options.seed,
+        metrics=options.columns,
     )
     overall = block(records)
     modalities = sorted({r["modality"] for r in records})
@@ -296,6 +318,8 @@ def _summarize(
         "n_resamples": options.n_resamples,
         "baseline": options.baseline,
         "methods": [m.describe() for m in models],
+        "metrics": list(options.metrics),
+        "metric_notes": {m: _METRIC_NOTES[m] for m in options.metrics if m in _METRIC_NOTES},
         "held_out": not overlaps,
         "overlap": [o.as_dict() for o in overlaps],
     }
@@ -305,6 +329,16 @@ def _summarize(
         else {}
     )
     return {"protocol": protocol, **overall, "by_modality": by_modality}
+
+
+_METRIC_NOTES = {
+    "ms_ssim": "MS-SSIM: five scales, weights (0.0448, 0.2856, 0.3001, 0.2363, 0.1333); images under 161x161 dropped",
+    "haarpsi": "HaarPSI: grey, three Haar scales, C 30, alpha 4.2 (as piq 0.8)",
+    "gmsd": "GMSD: Prewitt gradients after 2x2 averaging, T 170/255^2; lower is better",
+    "hfen": "HFEN: ||LoG(sr) - LoG(hr)|| / ||LoG(hr)||, LoG 15x15 sigma 1.5 (MATLAB fspecial); lower is better",
+    "nrmse": "NRMSE: ||sr - hr|| / ||hr||; lower is better",
+    "lpips": "LPIPS: VGG16 with the v0.1 linear heads, grey replicated to RGB, [0, 1] mapped to [-1, 1]; lower is better",
+}
 
 
 def _tables_markdown(summary: dict, names: Sequence[str], baseline: str) -> str:
@@ -319,6 +353,14 @@ def _tables_markdown(summary: dict, names: Sequence[str], baseline: str) -> str:
             tables.table2(block, names, baseline),
             "",
         ]
+        more = tables.more_metrics_table(block, names, baseline, columns(protocol.get("metrics", ALWAYS)))
+        if more:
+            text += [
+                f"## More metrics ({title}): mean [95% CI]; difference to {baseline} [95% CI], p",
+                "",
+                more,
+                "",
+            ]
         if interpolation:
             text += [
                 f"## Table 1 layout ({title}): interpolation methods",

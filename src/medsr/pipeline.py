@@ -26,6 +26,7 @@ import yaml
 from medsr import layout
 from medsr.choices import (
     DATA_SOURCES,
+    DEFAULT_METRICS,
     DEGRADATION_KINDS,
     DETAIL_SCORES,
     INTERPOLATIONS,
@@ -110,6 +111,7 @@ class EvaluateSection:
     figures: int = (
         2  # EvalOptions.n_figures of the test evaluation (the most detailed images); the baselines get none
     )
+    metrics: str = ",".join(DEFAULT_METRICS)  # EvalOptions.metrics: psnr, ssim, ms_ssim, ..., lpips
 
 
 @dataclass
@@ -244,6 +246,7 @@ def evaluate_options(section: EvaluateSection) -> EvalOptions:
     """
     from medsr.data.degrade import degradation_from
     from medsr.evaluate import EvalOptions
+    from medsr.metrics.registry import parse_metrics
 
     if section.baseline not in INTERPOLATIONS:
         raise ConfigError(
@@ -254,9 +257,11 @@ def evaluate_options(section: EvaluateSection) -> EvalOptions:
             raise ConfigError(f"evaluate.{key}: must be at least 0, got {getattr(section, key)}")
     try:
         degradation = degradation_from(section)
-    except ValueError as exc:
+        metrics = parse_metrics(section.metrics)
+    except (ValueError, MedsrError) as exc:
         raise ConfigError(f"evaluate: {exc}") from None
     return EvalOptions(
+        metrics=metrics,
         degradation=degradation,
         baseline=section.baseline,
         seed=section.seed,

@@ -33,6 +33,11 @@ import numpy as np
 
 from medsr.metrics.classic import SSIM_K1, SSIM_K2, SSIM_SIGMA, SSIM_WINDOW, _check, _crop, _is_torch
 
+
+class ImageTooSmall(ValueError):
+    """The image is smaller than the metric's window (MS-SSIM: 161 x 161; HaarPSI: 16 x 16)."""
+
+
 MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 MS_SSIM_MIN_SIZE = (SSIM_WINDOW - 1) * 2 ** (len(MS_SSIM_WEIGHTS) - 1) + 1
 HAARPSI_C, HAARPSI_ALPHA, HAARPSI_SCALES = 30.0, 4.2, 3
@@ -107,7 +112,7 @@ def _ssim_and_cs(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
 def _ms_ssim(sr: np.ndarray, gt: np.ndarray, data_range: float, mask: np.ndarray | None) -> float:
     """Multi-scale SSIM (see the module docstring); images of at least 161 x 161."""
     if min(sr.shape) < MS_SSIM_MIN_SIZE:
-        raise ValueError(
+        raise ImageTooSmall(
             f"MS-SSIM needs images of at least {MS_SSIM_MIN_SIZE}x{MS_SSIM_MIN_SIZE}, got {sr.shape}"
         )
     x, y = sr / data_range, gt / data_range
@@ -135,7 +140,7 @@ def _haar_responses(image: np.ndarray) -> list[np.ndarray]:
 def _haarpsi(sr: np.ndarray, gt: np.ndarray, data_range: float, mask: np.ndarray | None) -> float:
     """HaarPSI of grey images (see the module docstring); in [0, 1], higher is better."""
     if min(sr.shape) < 2 ** (HAARPSI_SCALES + 1):
-        raise ValueError(f"HaarPSI needs images of at least {2 ** (HAARPSI_SCALES + 1)} pixels a side")
+        raise ImageTooSmall(f"HaarPSI needs images of at least {2 ** (HAARPSI_SCALES + 1)} pixels a side")
     x, y = (_pool2(i / data_range * 255.0, pad_before=False, mode="constant") for i in (sr, gt))
     cx, cy = _haar_responses(x), _haar_responses(y)
     weights = [np.maximum(np.abs(cx[4 + o]), np.abs(cy[4 + o])) for o in range(2)]

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from medsr import __version__, layout
 from medsr.fsutil import atomic_write_text, read_csv
+from medsr.metrics.registry import ALWAYS, columns
 from medsr.report import tables
 
 
@@ -180,11 +181,16 @@ def _evaluation_tables(doc: _Doc, val: dict | None, test: dict | None) -> None:
         doc.paragraph(tables.protocol_text(test["protocol"]))
         for title, block in tables.blocks(test):
             doc.heading(f"Table 2, {title}", 3)
-            doc.table(
-                tables.table2(
-                    block, [m["name"] for m in test["protocol"]["methods"]], test["protocol"]["baseline"]
-                )
+            names, baseline = [m["name"] for m in test["protocol"]["methods"]], test["protocol"]["baseline"]
+            doc.table(tables.table2(block, names, baseline))
+            more = tables.more_metrics_table(
+                block, names, baseline, columns(test["protocol"].get("metrics", ALWAYS))
             )
+            if more:
+                doc.paragraph(
+                    f"More metrics, {title}: mean [95% CI]; difference to {baseline} [95% CI], p over patients."
+                )
+                doc.table(more)
 
 
 def _pretrained(doc: _Doc, test: dict) -> None:

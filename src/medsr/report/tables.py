@@ -9,8 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 
-#: How the notes name each metric.
-LABELS = {"ssim": "SSIM", "psnr": "PSNR (dB)", "ssim_fg": "SSIM fg", "psnr_fg": "PSNR fg (dB)"}
 #: Below this many patients, intervals and p-values are flagged as unreliable.
 FEW_PATIENTS = 10
 
@@ -90,6 +88,37 @@ def table2(block: dict, methods: Sequence[str], baseline: str) -> str:
     return "\n".join(lines)
 
 
+def label(column: str) -> str:
+    """How tables and notes name a score column (``PSNR (dB)``, ``HFEN fg``)."""
+    from medsr.metrics.registry import spec_of
+
+    return spec_of(column).label + (" fg" if column.endswith("_fg") else "")
+
+
+def more_metrics_table(block: dict, methods: Sequence[str], baseline: str, metrics: Sequence[str]) -> str:
+    """The metrics beyond PSNR and SSIM (``medsr evaluate --metrics``): per method mean [95% CI] and
+    the paired difference to the baseline [95% CI] with its p over patients; arrows say which way
+    is better. Empty when there are none."""
+    from medsr.metrics.registry import spec_of
+
+    extra = [m for m in metrics if m.removesuffix("_fg") not in ("psnr", "ssim")]
+    if not extra:
+        return ""
+    labels = [f"{label(m)} {'↑' if spec_of(m).higher_is_better else '↓'}" for m in extra]
+    lines = [f"| Method ({units(block)}) | " + " | ".join(labels) + " |", "|---|" + "---|" * len(extra)]
+    for name in methods:
+        cells = [_cell(name)]
+        for metric in extra:
+            digits, entry = spec_of(metric).digits, block["methods"][name][metric]
+            text = f"{_number(entry['mean'], digits)} [{_number(entry['ci_low'], digits)}, {_number(entry['ci_high'], digits)}]"
+            if name != baseline:
+                diff = block["vs_baseline"][name][metric]
+                text += f"; {_number(diff['mean_diff'], digits, '+')} [{interval(diff, digits)}] p {p_value(diff['p_patients'])}"
+            cells.append(text)
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def blocks(summary: dict) -> Iterator[tuple[str, dict]]:
     """(title, block): the overall block, then one per modality when there are several."""
     yield "all modalities" if summary.get("by_modality") else "all images", summary
@@ -141,7 +170,7 @@ def warnings(summary: dict) -> list[str]:
             notes.append(
                 f"{title}: images without a finite score for some method were dropped for every method ("
                 + ", ".join(
-                    f"{LABELS[m]}: {k}, leaving {left[m]['n_patients']} patients and {left[m]['n']} slices"
+                    f"{label(m)}: {k}, leaving {left[m]['n_patients']} patients and {left[m]['n']} slices"
                     for m, k in dropped.items()
                 )
                 + ")."

@@ -1,0 +1,139 @@
+"""The metrics ``medsr evaluate --metrics`` can compute, by name, and the scorer that computes them.
+
+Every metric has a column in ``metrics.csv`` and gets the same statistics (patient intervals,
+paired tests against the baseline); those that make sense inside the body mask also get a ``_fg``
+column. PSNR and SSIM are always computed (the paper's tables are built from them). Torch-free
+until LPIPS is asked for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from medsr.errors import MedsrError
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    name: str
+    label: str  # for tables
+    digits: int  # decimals shown
+    higher_is_better: bool
+    masked: bool  # also scored inside the body mask (column ``<name>_fg``)
+
+
+SPECS: dict[str, MetricSpec] = {  # one per name of choices.METRIC_NAMES, in its order
+    spec.name: spec
+    for spec in (
+        MetricSpec("psnr", "PSNR (dB)", 2, True, True),
+        MetricSpec("ssim", "SSIM", 4, True, True),
+        MetricSpec("ms_ssim", "MS-SSIM", 4, True, False),
+        MetricSpec("haarpsi", "HaarPSI", 4, True, False),
+        MetricSpec("gmsd", "GMSD", 4, False, False),
+        MetricSpec("hfen", "HFEN", 4, False, True),
+        MetricSpec("nrmse", "NRMSE", 4, False, True),
+        MetricSpec("lpips", "LPIPS", 4, False, False),
+    )
+}
+ALWAYS = ("psnr", "ssim")
+
+
+def parse_metrics(text: str | Sequence[str]) -> tuple[str, ...]:
+    """``"psnr,lpips"`` (or a sequence of names) -> the metric names in ``SPECS`` order, PSNR and
+    SSIM always included.
+
+    Raises:
+        MedsrError: an unknown name (the message lists the known ones).
+    """
+    names = [n.strip().lower() for n in (text.split(",") if isinstance(text, str) else text) if n.strip()]
+    unknown = [n for n in names if n not in SPECS]
+    if unknown:
+        raise MedsrError(f"unknown metric {unknown[0]!r}; known: {', '.join(SPECS)}")
+    wanted = set(names) | set(ALWAYS)
+    return tuple(n for n in SPECS if n in wanted)
+
+
+def columns(metrics: Sequence[str]) -> tuple[str, ...]:
+    """The score columns of ``metrics``: each name, and ``<name>_fg`` for the masked ones."""
+    out = [m for m in metrics]
+    out += [f"{m}_fg" for m in metrics if SPECS[m].masked]
+    return tuple(out)
+
+
+def spec_of(column: str) -> MetricSpec:
+    """The spec of a column (``hfen_fg`` -> HFEN's)."""
+    return SPECS[column.removesuffix("_fg")]
+
+
+class Scorer:
+    """Computes the chosen metrics of (SR, HR) pairs on [0, 1], with the body mask.
+
+    LPIPS runs in batches of equal-sized images through one network (loaded once, on ``device``).
+    """
+
+    def __init__(self, metrics: Sequence[str], *, crop_border: int = 0, device: str = "cpu") -> None:
+        self.metrics = tuple(metrics)
+        self.crop_border = crop_border
+        self.device = device
+        self._lpips = None
+
+    def scores(self, pairs: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> list[dict[str, float]]:
+        """One dict of column -> value per (sr, hr, mask) pair."""
+        from medsr.metrics import fullref
+        from medsr.metrics.classic import image_scores
+
+        border = self.crop_border
+        out = []
+        for sr, hr, mask in pairs:
+            row = image_scores(sr, hr, mask, crop_border=border)
+            for name in self.metrics:
+                if name in ALWAYS or name == "lpips":
+                    continue
+                function = getattr(fullref, name)
+                row[name] = _finite_or_nan(function, sr, hr, border, None)
+                if SPECS[name].masked:
+                    row[f"{name}_fg"] = _finite_or_nan(function, sr, hr, border, mask)
+            out.append(row)
+        if "lpips" in self.metrics:
+            for row, value in zip(out, self._lpips_values(pairs)):
+                row["lpips"] = value
+        return out
+
+    def _lpips_values(self, pairs) -> list[float]:
+        import torch
+
+        from medsr.batching import batches_by_shape
+        from medsr.metrics.lpips import load_lpips, to_lpips_input
+
+        if self._lpips is None:
+            self._lpips = load_lpips(self.device)
+        border = self.crop_border
+        crop = (slice(border, -border or None),) * 2
+        values = [float("nan")] * len(pairs)
+        images = [sr[crop] for sr, _, _ in pairs]
+        for indices in batches_by_shape(images, 4):
+            sr = torch.from_numpy(np.stack([pairs[i][0][crop] for i in indices])[:, None]).float()
+            hr = torch.from_numpy(np.stack([pairs[i][1][crop] for i in indices])[:, None]).float()
+            if min(sr.shape[-2:]) < 16:
+                continue
+            with torch.inference_mode():
+                result = self._lpips(
+                    to_lpips_input(sr.to(self.device), 1.0), to_lpips_input(hr.to(self.device), 1.0)
+                )
+            for i, value in zip(indices, result.double().cpu().tolist()):
+                values[i] = value
+        return values
+
+
+def _finite_or_nan(function, sr, hr, border: int, mask) -> float:
+    """The metric's value, or NaN where it is undefined for this image (too small; an empty mask
+    gives NaN by itself). The evaluation drops such an image for that metric, and counts it."""
+    from medsr.metrics.fullref import ImageTooSmall
+
+    try:
+        return float(function(sr, hr, crop_border=border, mask=mask))
+    except ImageTooSmall:
+        return float("nan")
