@@ -82,3 +82,19 @@ def ct_small() -> Path:
 @pytest.fixture
 def mr_small() -> Path:
     return pydicom_file("MR_small.dcm")
+
+
+def lpips_weights_or_skip() -> None:
+    """Fetch the LPIPS weights (once per machine) or skip where the registry cannot be reached,
+    unless MEDSR_REQUIRE_SERVICES says it must be (CI)."""
+    import os
+
+    from medsr.errors import DownloadError
+    from medsr.metrics.lpips import weights_path
+
+    try:
+        weights_path()
+    except DownloadError as exc:
+        if os.environ.get("MEDSR_REQUIRE_SERVICES"):
+            raise
+        pytest.skip(f"LPIPS weights not cached and the registry is unreachable: {exc}")

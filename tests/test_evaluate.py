@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import make_ct_dataset, pydicom_file, write_ct_series
+from conftest import lpips_weights_or_skip, make_ct_dataset, pydicom_file, write_ct_series
 from medsr.cli import main
 from medsr.data.degrade import Degradation, crop_to_scale, degrade_image
 from medsr.data.manifest import read_manifest
@@ -110,6 +110,16 @@ def test_more_metrics_get_columns_statistics_and_a_table(dataset, tmp_path):
     table = (out / "table.md").read_text()
     assert "## More metrics" in table and "HFEN ↓" in table and "MS-SSIM ↑" in table
     assert main(["evaluate", str(dataset), "--out", str(tmp_path / "x"), "--metrics", "psnr,fid"]) == 1
+
+
+def test_lpips_is_scored_and_drawn_against_psnr(dataset, tmp_path):
+    lpips_weights_or_skip()
+    out = tmp_path / "eval"
+    _run(dataset, out, "--metrics", "lpips", "--figures", "0")
+    summary = json.loads((out / "summary.json").read_text())
+    lpips = {name: m["lpips"]["mean"] for name, m in summary["methods"].items()}
+    assert lpips["bicubic"] < lpips["nearest"] and all(0 < v < 1 for v in lpips.values())
+    assert (out / "figures" / "perception_distortion_all_images.png").stat().st_size > 10_000
 
 
 def test_same_call_twice_gives_identical_numbers(dataset, tmp_path):

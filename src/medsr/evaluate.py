@@ -46,7 +46,7 @@ from medsr.metrics.registry import ALWAYS, Scorer, columns, parse_metrics
 from medsr.models import SRModel, load_model
 from medsr.models.interpolation import INTERPOLATIONS
 from medsr.report import tables
-from medsr.report.figures import comparison_figure
+from medsr.report.figures import comparison_figure, perception_distortion_figure
 from medsr.stats import describe_mean, paired_comparison
 
 ID_COLUMNS = ("image_id", "patient_id", "modality", "method")
@@ -136,6 +136,14 @@ def evaluate(
     atomic_write_json(out / layout.EVAL_SUMMARY, summary)
     atomic_write_text(out / layout.EVAL_TABLE, _tables_markdown(summary, names, options.baseline))
     _write_figures(dataset, rows, records, models, out / layout.EVAL_FIGURES, options)
+    if "lpips" in options.metrics:
+        for title, block in tables.blocks(summary):
+            perception_distortion_figure(
+                out / layout.EVAL_FIGURES / f"perception_distortion_{title.replace(' ', '_')}.png",
+                block,
+                names,
+                f"Perception-distortion plane, {title} ({tables.units(block)}), {options.split} split",
+            )
     return EvalResult(out, summary, records)
 
 

