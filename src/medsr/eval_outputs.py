@@ -16,6 +16,8 @@ from medsr.io.raster import write_png16
 
 INDEX = Path("outputs") / "index.csv"
 COLUMNS = ("image_id", "patient_id", "modality", "method", "file")
+#: The columns of metrics.csv that name the image and method; every other column is a score.
+SCORE_ID_COLUMNS = ("image_id", "patient_id", "modality", "method")
 REFERENCE = "hr"  # the method name of the HR reference
 
 

@@ -38,7 +38,7 @@ from medsr.data.degrade import Degradation, crop_to_scale, degrade_image
 from medsr.data.manifest import patient_of, read_manifest
 from medsr.data.provenance import Overlap, check_held_out
 from medsr.errors import MedsrError
-from medsr.eval_outputs import REFERENCE, save_output, write_index
+from medsr.eval_outputs import REFERENCE, SCORE_ID_COLUMNS, save_output, write_index
 from medsr.fsutil import atomic_write_csv, atomic_write_json, atomic_write_text
 from medsr.io.raster import read_png16
 from medsr.metrics import SSIM_K1, SSIM_K2, SSIM_SIGMA, SSIM_WINDOW, body_mask
@@ -49,7 +49,6 @@ from medsr.report import tables
 from medsr.report.figures import comparison_figure, perception_distortion_figure
 from medsr.stats import describe_mean, paired_comparison
 
-ID_COLUMNS = ("image_id", "patient_id", "modality", "method")
 METRICS = ("psnr", "ssim", "psnr_fg", "ssim_fg")  # always scored: the paper's tables are built from them
 
 
@@ -129,7 +128,7 @@ def evaluate(
         write_index(out, saved)
     atomic_write_csv(
         out / layout.EVAL_METRICS,
-        (*ID_COLUMNS, *options.columns),
+        (*SCORE_ID_COLUMNS, *options.columns),
         ({**r, **{m: repr(r[m]) for m in options.columns}} for r in records),
     )
     summary = _summarize(records, names, dataset, rows, models, options, overlaps)

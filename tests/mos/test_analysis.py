@@ -200,3 +200,43 @@ def test_repeats_measure_consistency_and_stay_out_of_the_mos(study):
     assert raters[1]["repeat_difference"] == 0 and raters[2]["repeat_difference"] == 1
     mos = analyse(study, rows, n_resamples=100)["all_raters"]["methods"]
     assert {m: v["mos"] for m, v in mos.items()} == TRUE_MOS  # the lowered repeats do not count
+
+
+def test_metric_agreement_finds_the_metric_built_to_agree_and_the_one_built_to_disagree(study, tmp_path):
+    import copy
+
+    from medsr.mos.analysis import metric_agreement
+    from medsr.mos.report import markdown
+
+    assert set(study.info["metrics"]) == {t.image_key for t in study.trials}  # recorded by mos create
+    assert set(next(iter(study.info["metrics"].values()))) == set(TRUE_MOS)
+    synthetic = copy.copy(study)
+    synthetic.info = {**study.info, "metrics": copy.deepcopy(study.info["metrics"])}
+    rng = np.random.default_rng(1)
+    for number, (_, methods) in enumerate(sorted(synthetic.info["metrics"].items())):
+        for method, scores in methods.items():
+            truth = TRUE_MOS[method] + 0.1 * number  # the readers' order, different per image
+            scores["ssim"] = truth  # higher is better and agrees
+            scores["hfen"] = truth  # lower is better, so a value that rises with quality disagrees
+            scores["gmsd"] = float(rng.random())  # unrelated
+    rows = [
+        {
+            **r,
+            "image_key": study.trial_of_item[r["item_id"]].image_key,
+            "kind": study.item_by_id[r["item_id"]].kind,
+            "method": study.item_by_id[r["item_id"]].method or "",
+        }
+        for r in _ratings(study, {1: _careful, 2: _careful, 3: _careful})
+    ]
+    result = metric_agreement(synthetic, rows, n_resamples=300)
+    assert result["ssim"]["agreement"] > 0.8 and result["ssim"]["ci_low"] > 0.5
+    assert result["hfen"]["agreement"] < -0.8 and result["hfen"]["agreement_ci"][1] < -0.5
+    assert result["hfen"]["rho"] == -result["hfen"]["agreement"]
+    assert abs(result["gmsd"]["agreement"]) < result["ssim"]["agreement"]
+    agreements = [entry["agreement"] for entry in result.values()]
+    assert agreements == sorted(agreements, reverse=True) and list(result)[-1] == "hfen"  # best first
+    assert result["psnr"]["agreement"] > 0  # the real PSNR of the interpolations ranks them as readers do
+    text = markdown(
+        {**analyse(study, _ratings(study, {1: _careful, 2: _careful})), "metric_agreement": result}
+    )
+    assert "## Which automatic metric agrees with the readers" in text and "| ssim |" in text

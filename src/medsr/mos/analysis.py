@@ -103,7 +103,70 @@ def analyse(study: Study, ratings: Sequence[dict], *, n_resamples: int = 2000, s
             study, [r for r in rows if r["rater_id"] not in flagged], n_resamples, seed
         ),
     }
+    kept = [r for r in rows if r["rater_id"] not in flagged]
+    result["metric_agreement"] = metric_agreement(study, kept, n_resamples=n_resamples, seed=seed)
     return result
+
+
+def metric_agreement(study: Study, rows: Sequence[dict], *, n_resamples: int = 2000, seed: int = 0) -> dict:
+    """How well each automatic metric ranks the (image, method) pairs as the readers do.
+
+    For every score column the evaluation recorded (``study.json``'s ``metrics``), the Spearman
+    correlation between the MOS of each (image, method) pair (its raters' mean score; method items
+    only) and the metric's value for that pair, with a 95% percentile bootstrap over images (an
+    image's pairs are resampled together). ``agreement`` is the correlation signed so that positive
+    means "ranks as readers do" (negated for metrics where lower is better).
+
+    Returns:
+        ``{column: {"rho", "ci_low", "ci_high", "agreement", "agreement_ci", "n_pairs", "n_images"}}``, best
+        agreement first; empty when the study has no recorded metrics or no ratings.
+    """
+    from medsr.metrics.registry import spec_of
+
+    table = study.info.get("metrics") or {}
+    totals: dict[tuple[str, str], list[float]] = defaultdict(list)
+    for row in rows:
+        if row["kind"] == METHOD and row["method"] in table.get(row["image_key"], {}):
+            totals[(row["image_key"], row["method"])].append(row["score"])
+    pairs = sorted(totals)
+    if len(pairs) < 3:
+        return {}
+    mos = np.array([np.mean(totals[p]) for p in pairs])
+    images = sorted({key for key, _ in pairs})
+    members = [np.array([i for i, p in enumerate(pairs) if p[0] == key]) for key in images]
+    rng = np.random.default_rng(seed)
+    draws = [
+        np.concatenate([members[j] for j in rng.integers(0, len(images), len(images))])
+        for _ in range(n_resamples)
+    ]
+    out = {}
+    for column in sorted({c for key, method in pairs for c in table[key][method]}):
+        values = np.array([table[key][method].get(column, np.nan) for key, method in pairs], dtype=float)
+        rho = _spearman(mos, values)
+        low, high = _percentiles(np.array([_spearman(mos[d], values[d]) for d in draws]))
+        sign = 1.0 if spec_of(column).higher_is_better else -1.0
+        out[column] = {
+            "rho": rho if np.isfinite(rho) else None,
+            "ci_low": low,
+            "ci_high": high,
+            "agreement": sign * rho if np.isfinite(rho) else None,
+            "agreement_ci": sorted(sign * v for v in (low, high)) if low is not None else [None, None],
+            "n_pairs": int(np.isfinite(values).sum()),
+            "n_images": len(images),
+        }
+    return dict(
+        sorted(
+            out.items(), key=lambda item: -(item[1]["agreement"] if item[1]["agreement"] is not None else -9)
+        )
+    )
+
+
+def _spearman(a: np.ndarray, b: np.ndarray) -> float:
+    """Spearman's rho over the finite pairs; NaN when undefined (fewer than 3, or a constant side)."""
+    keep = np.isfinite(a) & np.isfinite(b)
+    if keep.sum() < 3 or np.ptp(a[keep]) == 0 or np.ptp(b[keep]) == 0:
+        return float("nan")
+    return float(sps.spearmanr(a[keep], b[keep]).statistic)
 
 
 def _score_cube(

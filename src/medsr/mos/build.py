@@ -16,6 +16,7 @@ import secrets
 import shutil
 import uuid
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -24,8 +25,8 @@ import numpy as np
 
 from medsr import layout
 from medsr.errors import MedsrError
-from medsr.eval_outputs import INDEX, REFERENCE, read_index
-from medsr.fsutil import atomic_write_csv, atomic_write_json
+from medsr.eval_outputs import INDEX, REFERENCE, SCORE_ID_COLUMNS, read_index
+from medsr.fsutil import atomic_write_csv, atomic_write_json, read_csv
 from medsr.io.raster import read_png16
 from medsr.metrics import body_mask
 from medsr.mos.study import (
@@ -105,6 +106,7 @@ def create_study(eval_dir: str | Path, out: str | Path, options: StudyOptions) -
         trials, provenance = _render_trials(chosen[1:], files, info, renderer, options, rng)
         calibration, calibration_original, row = _render_calibration(chosen[0], files, info, renderer, rng)
         document = _document(options, eval_dir, trials, calibration, calibration_original)
+        document["metrics"] = _metric_table(eval_dir, dict(zip(chosen[1:], trials)), options.methods)
         _seal(tmp, provenance + [row], document, renderer)
         os.replace(tmp, out)
     finally:
@@ -196,6 +198,22 @@ def _render_calibration(
         renderer.write(reference),
         _provenance_row("calibration", info[image_id], region, window),
     )
+
+
+def _metric_table(eval_dir: Path, trial_of: dict[str, Trial], methods: Sequence[str]) -> dict:
+    """Each trial image's automatic scores per method, from the evaluation's metrics.csv (what
+    ``medsr mos report`` correlates with the MOS): ``{image_key: {method: {column: value}}}``;
+    empty when the evaluation has no metrics.csv."""
+    path = eval_dir / layout.EVAL_METRICS
+    if not path.is_file():
+        return {}
+    table: dict[str, dict[str, dict[str, float]]] = {}
+    for row in read_csv(path):
+        trial = trial_of.get(row["image_id"])
+        if trial is not None and row["method"] in methods:
+            scores = {c: float(v) for c, v in row.items() if c not in SCORE_ID_COLUMNS}
+            table.setdefault(trial.image_key, {})[row["method"]] = scores
+    return table
 
 
 def _document(

@@ -91,7 +91,34 @@ def markdown(results: dict) -> str:
     ]
     for population, heading in (("all_raters", "All raters"), ("without_flagged", "Without flagged raters")):
         lines += _population_section(results[population], heading, study["baseline"])
-    return "\n".join(lines + _raters_section(results))
+    return "\n".join(
+        lines + _agreement_section(results.get("metric_agreement") or {}) + _raters_section(results)
+    )
+
+
+def _agreement_section(agreement: dict) -> list[str]:
+    """Which automatic metric ranks the (image, method) pairs as the readers did (flagged raters left out)."""
+    if not agreement:
+        return []
+    first = next(iter(agreement.values()))
+    lines = [
+        "## Which automatic metric agrees with the readers",
+        "",
+        f"Spearman correlation between each (image, method) pair's MOS (without flagged raters) and the metric's "
+        f"value for it, over {first['n_images']} images, 95% bootstrap CI over images. Agreement is the "
+        "correlation signed so that positive means the metric ranks the pairs as the readers did (negated "
+        "for metrics where lower is better). Few images give wide intervals.",
+        "",
+        "| Metric | agreement | 95% CI | Spearman rho | pairs |",
+        "|---|---|---|---|---|",
+    ]
+    for column, entry in agreement.items():
+        low, high = entry["agreement_ci"]
+        lines.append(
+            f"| {column} | {_f(entry['agreement'], 3)} | [{_f(low, 3)}, {_f(high, 3)}] | {_f(entry['rho'], 3)} | "
+            f"{entry['n_pairs']} |"
+        )
+    return lines + [""]
 
 
 def _versus(method: str, baseline: str, vs: dict | None) -> tuple[str, str]:
