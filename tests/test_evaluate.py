@@ -115,11 +115,15 @@ def test_more_metrics_get_columns_statistics_and_a_table(dataset, tmp_path):
 def test_lpips_is_scored_and_drawn_against_psnr(dataset, tmp_path):
     lpips_weights_or_skip()
     out = tmp_path / "eval"
-    _run(dataset, out, "--metrics", "lpips", "--figures", "0")
+    _run(dataset, out, "--metrics", "lpips", "--figures", "1")
     summary = json.loads((out / "summary.json").read_text())
     lpips = {name: m["lpips"]["mean"] for name, m in summary["methods"].items()}
     assert lpips["bicubic"] < lpips["nearest"] and all(0 < v < 1 for v in lpips.values())
     assert (out / "figures" / "perception_distortion_all_images.png").stat().st_size > 10_000
+    import cv2
+
+    (sample,) = (out / "figures").glob("sample_*.png")  # with a third row of LPIPS maps
+    assert cv2.imread(str(sample)).shape[0] > 3 * 250
 
 
 def test_same_call_twice_gives_identical_numbers(dataset, tmp_path):

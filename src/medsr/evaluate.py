@@ -406,4 +406,9 @@ def _write_figures(dataset, rows, records, models, folder: Path, options: EvalOp
         outputs = {m.name: _run_batch(m, [lq])[0] for m in models}
         shown = {n: (scores[(image_id, n)]["psnr"], scores[(image_id, n)]["ssim"]) for n in names}
         title = f"{label}: {image_id} ({row['modality']}, patient {row['patient_id'] or '-'}), x{options.degradation.scale} {options.degradation.kind}"
-        comparison_figure(folder / f"{label}_{image_id}.png", hr, lq, outputs, shown, title, mask)
+        maps = None
+        if "lpips" in options.metrics:
+            from medsr.metrics.lpips import lpips_map
+
+            maps = {name: lpips_map(sr, hr) for name, sr in outputs.items()}
+        comparison_figure(folder / f"{label}_{image_id}.png", hr, lq, outputs, shown, title, mask, maps)

@@ -15,7 +15,7 @@ from torch import nn
 
 from conftest import lpips_weights_or_skip, pydicom_file
 from medsr.io import read_slices
-from medsr.metrics.lpips import VGG16, LPIPSNet, lpips, read_numpy_pickle, to_lpips_input
+from medsr.metrics.lpips import VGG16, LPIPSNet, lpips, lpips_map, read_numpy_pickle, to_lpips_input
 
 
 def _reference(trunk: LPIPSNet):
@@ -90,6 +90,9 @@ def test_with_the_shipped_weights_it_equals_the_reference(tmp_path):
         lpips(_slices()[1][0], _slices()[1][1], network=ours), abs=1e-6
     )
     assert lpips(gt[0, 0].numpy(), gt[0, 0].numpy(), data_range=100.0, network=ours) == 0
+    sr, hr = _slices()[0]
+    spatial = lpips_map(sr, hr, network=ours)
+    assert spatial.shape == hr.shape and spatial.mean() == pytest.approx(lpips(sr, hr, network=ours), rel=0.1)
 
 
 def test_the_checkpoint_reader_runs_no_code(tmp_path):

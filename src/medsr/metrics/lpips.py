@@ -210,3 +210,24 @@ def lpips(sr, gt, *, data_range: float = 1.0, crop_border: int = 0, network: LPI
         a, b = (to_lpips_input(torch.from_numpy(v).float().to(device), data_range) for v in (x, y))
         values = network(a, b).double().cpu()
     return values if batch else float(values[0])
+
+
+def lpips_map(
+    sr: np.ndarray, hr: np.ndarray, *, data_range: float = 1.0, network: LPIPSNet | None = None
+) -> np.ndarray:
+    """Where LPIPS sees the difference: (H, W) float32, each layer's distance map upsampled
+    (bilinear) to the image size and summed (the reference's ``spatial=True``); its mean is close
+    to ``lpips(sr, hr)`` (equal up to the upsampling)."""
+    if network is None:
+        if "cpu" not in _LOADED:
+            _LOADED["cpu"] = load_lpips()
+        network = _LOADED["cpu"]
+    device = next(network.parameters()).device
+    x, y = (torch.from_numpy(np.asarray(v, np.float32))[None, None].to(device) for v in (sr, hr))
+    with torch.inference_mode():
+        maps = network.distance_maps(to_lpips_input(x, data_range), to_lpips_input(y, data_range))
+        size = tuple(x.shape[-2:])
+        total = sum(
+            nn.functional.interpolate(m, size=size, mode="bilinear", align_corners=False) for m in maps
+        )
+    return total[0, 0].float().cpu().numpy()

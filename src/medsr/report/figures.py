@@ -52,14 +52,17 @@ def comparison_figure(
     scores: dict[str, tuple[float, float]],
     title: str,
     mask: np.ndarray | None = None,
+    maps: dict[str, np.ndarray] | None = None,
 ) -> None:
-    """Write a PNG: row 1 HR | LR | methods (with inset), row 2 the absolute error of each method.
+    """Write a PNG: row 1 HR | LR | methods (with inset), row 2 the absolute error of each method,
+    row 3 (with ``maps``) each method's LPIPS map on one shared scale.
 
     Args:
         hr: (H, W) in [0, 1]; lq: (h, w) in [0, 1] (shown enlarged by nearest neighbour).
         outputs: method name -> SR image (H, W) in [0, 1].
         scores: method name -> (PSNR dB, SSIM) shown under each panel.
         mask: the foreground mask used by the masked metrics (shown under the HR panel).
+        maps: method name -> LPIPS map (H, W) (``metrics.lpips.lpips_map``), or None.
     """
     import matplotlib
 
@@ -70,9 +73,9 @@ def comparison_figure(
     lq_big = cv2.resize(lq, (hr.shape[1], hr.shape[0]), interpolation=cv2.INTER_NEAREST)
     errors = {name: np.abs(sr.astype(np.float64) - hr) for name, sr in outputs.items()}
     error_max = max([float(np.percentile(e, 99.5)) for e in errors.values()] + [1e-3])
-    columns = 2 + len(outputs)
+    columns, rows = 2 + len(outputs), 3 if maps else 2
     figure, axes = plt.subplots(
-        2, columns, figsize=(2.4 * columns + 0.8, 5.4), squeeze=False, layout="constrained"
+        rows, columns, figsize=(2.4 * columns + 0.8, 2.7 * rows), squeeze=False, layout="constrained"
     )
     panels = [("HR (original)", hr, ""), (f"LR input ({lq.shape[0]}x{lq.shape[1]})", lq_big, "")]
     panels += [
@@ -98,12 +101,29 @@ def comparison_figure(
             bottom.axis("off")
     if errors:
         figure.colorbar(shown, ax=axes[1, -1], shrink=0.9, label="absolute error")
+    if maps:
+        _map_row(figure, axes[2], [p[0] for p in panels], maps)
     figure.suptitle(title, fontsize=10)
     try:
         with atomic_path(path) as tmp:
             figure.savefig(tmp, dpi=110, format="png")
     finally:
         plt.close(figure)
+
+
+def _map_row(figure, axes, names: list[str], maps: dict[str, np.ndarray]) -> None:
+    """The third row: each method's LPIPS map under its panel, on one scale (99.5th percentile)."""
+    top = max([float(np.percentile(m, 99.5)) for m in maps.values()] + [1e-6])
+    shown = None
+    for axis, name in zip(axes, names):
+        axis.set_xticks([]), axis.set_yticks([])
+        if name in maps:
+            shown = axis.imshow(maps[name], cmap="viridis", vmin=0, vmax=top, interpolation="nearest")
+            axis.set_title(f"LPIPS map, {name}", fontsize=8)
+        else:
+            axis.axis("off")
+    if shown is not None:
+        figure.colorbar(shown, ax=axes[-1], shrink=0.9, label="LPIPS distance")
 
 
 def perception_distortion_figure(path: Path, block: dict, names: list[str], title: str) -> None:
