@@ -18,9 +18,9 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check '$(TORCH)'
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,vgg,onnx]'
-	# piq and lpips: reference values for the metric tests only, installed without their torchvision
+	# piq, lpips and DISTS-pytorch: reference values for the metric tests only, installed without their torchvision
 	# requirement, which does not install beside the CPU build of torch (the tests stand in for it)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps 'piq==0.8.0' 'lpips==0.1.4'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps 'piq==0.8.0' 'lpips==0.1.4' 'DISTS-pytorch==0.1'
 	@touch $@
 
 demo: install

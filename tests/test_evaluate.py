@@ -115,10 +115,12 @@ def test_more_metrics_get_columns_statistics_and_a_table(dataset, tmp_path):
 def test_lpips_is_scored_and_drawn_against_psnr(dataset, tmp_path):
     lpips_weights_or_skip()
     out = tmp_path / "eval"
-    _run(dataset, out, "--metrics", "lpips", "--figures", "1")
+    _run(dataset, out, "--metrics", "lpips,dists", "--figures", "1")
     summary = json.loads((out / "summary.json").read_text())
     lpips = {name: m["lpips"]["mean"] for name, m in summary["methods"].items()}
     assert lpips["bicubic"] < lpips["nearest"] and all(0 < v < 1 for v in lpips.values())
+    dists = {name: m["dists"]["mean"] for name, m in summary["methods"].items()}
+    assert dists["bicubic"] < dists["nearest"] and all(0 < v < 1 for v in dists.values())
     assert (out / "figures" / "perception_distortion_all_images.png").stat().st_size > 10_000
     import cv2
 

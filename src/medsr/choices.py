@@ -28,7 +28,7 @@ LR_SCHEDULES = ("constant", "cosine")
 #: Interpolation baselines, in the order of the paper's Table 1 (``models.interpolation``).
 INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "lanczos")
 #: Metrics of ``medsr evaluate --metrics`` (``metrics.registry.SPECS``, in this order), and the default.
-METRIC_NAMES = ("psnr", "ssim", "ms_ssim", "haarpsi", "gmsd", "hfen", "nrmse", "lpips")
+METRIC_NAMES = ("psnr", "ssim", "ms_ssim", "haarpsi", "gmsd", "hfen", "nrmse", "lpips", "dists")
 DEFAULT_METRICS = ("psnr", "ssim")
 #: The model ``medsr enhance`` uses when no ``--model`` is given (a built-in: ``models.builtin``).
 DEFAULT_MODEL = "medsr-x4"

@@ -345,6 +345,7 @@ _METRIC_NOTES = {
     "hfen": "HFEN: ||LoG(sr) - LoG(hr)|| / ||LoG(hr)||, LoG 15x15 sigma 1.5 (MATLAB fspecial); lower is better",
     "nrmse": "NRMSE: ||sr - hr|| / ||hr||; lower is better",
     "lpips": "LPIPS: VGG16 with the v0.1 linear heads, grey replicated to RGB, [0, 1] mapped to [-1, 1]; lower is better",
+    "dists": "DISTS: VGG16 with L2 pooling, the published alpha/beta, grey replicated to RGB, no resizing; lower is better",
 }
 
 

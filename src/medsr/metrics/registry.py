@@ -36,9 +36,11 @@ SPECS: dict[str, MetricSpec] = {  # one per name of choices.METRIC_NAMES, in its
         MetricSpec("hfen", "HFEN", 4, False, True),
         MetricSpec("nrmse", "NRMSE", 4, False, True),
         MetricSpec("lpips", "LPIPS", 4, False, False),
+        MetricSpec("dists", "DISTS", 4, False, False),
     )
 }
 ALWAYS = ("psnr", "ssim")
+LEARNED = ("lpips", "dists")  # computed by a network, in batches
 
 
 def parse_metrics(text: str | Sequence[str]) -> tuple[str, ...]:
@@ -78,7 +80,7 @@ class Scorer:
         self.metrics = tuple(metrics)
         self.crop_border = crop_border
         self.device = device
-        self._lpips = None
+        self._networks: dict = {}
 
     def scores(self, pairs: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> list[dict[str, float]]:
         """One dict of column -> value per (sr, hr, mask) pair."""
@@ -90,26 +92,34 @@ class Scorer:
         for sr, hr, mask in pairs:
             row = image_scores(sr, hr, mask, crop_border=border)
             for name in self.metrics:
-                if name in ALWAYS or name == "lpips":
+                if name in ALWAYS or name in LEARNED:
                     continue
                 function = getattr(fullref, name)
                 row[name] = _finite_or_nan(function, sr, hr, border, None)
                 if SPECS[name].masked:
                     row[f"{name}_fg"] = _finite_or_nan(function, sr, hr, border, mask)
             out.append(row)
-        if "lpips" in self.metrics:
-            for row, value in zip(out, self._lpips_values(pairs)):
-                row["lpips"] = value
+        for name in (n for n in self.metrics if n in LEARNED):
+            for row, value in zip(out, self._learned_values(name, pairs)):
+                row[name] = value
         return out
 
-    def _lpips_values(self, pairs) -> list[float]:
+    def _network(self, name: str):
+        """The network of a learned metric, loaded once (weights fetched on first use)."""
+        if name not in self._networks:
+            from medsr.metrics.dists import load_dists
+            from medsr.metrics.lpips import load_lpips
+
+            self._networks[name] = {"lpips": load_lpips, "dists": load_dists}[name](self.device)
+        return self._networks[name]
+
+    def _learned_values(self, name: str, pairs) -> list[float]:
+        """LPIPS or DISTS of each pair, in batches of equal-sized images (NaN below their minimum size)."""
         import torch
 
         from medsr.batching import batches_by_shape
-        from medsr.metrics.lpips import load_lpips, to_lpips_input
 
-        if self._lpips is None:
-            self._lpips = load_lpips(self.device)
+        network, smallest = self._network(name), {"lpips": 16, "dists": 32}[name]
         border = self.crop_border
         crop = (slice(border, -border or None),) * 2
         values = [float("nan")] * len(pairs)
@@ -117,12 +127,12 @@ class Scorer:
         for indices in batches_by_shape(images, 4):
             sr = torch.from_numpy(np.stack([pairs[i][0][crop] for i in indices])[:, None]).float()
             hr = torch.from_numpy(np.stack([pairs[i][1][crop] for i in indices])[:, None]).float()
-            if min(sr.shape[-2:]) < 16:
+            if min(sr.shape[-2:]) < smallest:
                 continue
+            a, b = (v.to(self.device) for v in (sr, hr))
+            a, b = (2 * a - 1, 2 * b - 1) if name == "lpips" else (a, b)  # LPIPS takes [-1, 1], DISTS [0, 1]
             with torch.inference_mode():
-                result = self._lpips(
-                    to_lpips_input(sr.to(self.device), 1.0), to_lpips_input(hr.to(self.device), 1.0)
-                )
+                result = network(a.expand(-1, 3, -1, -1), b.expand(-1, 3, -1, -1))
             for i, value in zip(indices, result.double().cpu().tolist()):
                 values[i] = value
         return values
