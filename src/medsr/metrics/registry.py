@@ -100,7 +100,7 @@ class Scorer:
                     row[f"{name}_fg"] = _finite_or_nan(function, sr, hr, border, mask)
             out.append(row)
         for name in (n for n in self.metrics if n in LEARNED):
-            for row, value in zip(out, self._learned_values(name, pairs)):
+            for row, value in zip(out, self.learned_values(name, pairs)):
                 row[name] = value
         return out
 
@@ -113,7 +113,7 @@ class Scorer:
             self._networks[name] = {"lpips": load_lpips, "dists": load_dists}[name](self.device)
         return self._networks[name]
 
-    def _learned_values(self, name: str, pairs) -> list[float]:
+    def learned_values(self, name: str, pairs) -> list[float]:
         """LPIPS or DISTS of each pair, in batches of equal-sized images (NaN below their minimum size)."""
         import torch
 
