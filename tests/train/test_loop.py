@@ -47,7 +47,7 @@ def test_tiny_training_writes_checkpoints_logs_and_curves(dataset, tmp_path):
     best = max(rows, key=lambda r: (float(r["val_ssim"]), float(r["val_psnr"])))
     assert result.best["epoch"] == int(best["epoch"])
     checkpoint = read_checkpoint(run / "best.pt")
-    assert checkpoint["epoch"] == result.best["epoch"]
+    assert checkpoint["epoch"] == result.best["epoch"] and checkpoint["device"] == "cpu"
     assert checkpoint["model"]["kwargs"] == {"scale": 4, "blocks": 2, "channels": 16, "upsample_skip": False}
     assert checkpoint["config"]["train"]["epochs"] == 3
     model = load_model(run / "best.pt", device="cpu")

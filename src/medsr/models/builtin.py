@@ -239,7 +239,7 @@ def _training_summary(checkpoint: Mapping) -> dict:
         "epochs": int(checkpoint.get("epoch", 0)),
         "iterations": int(clock.get("iterations", sum(int(r.get("iterations", 0)) for r in history))),
         "seconds": round(float(clock.get("seconds", 0.0)), 1),
-        "device": (checkpoint.get("config") or {}).get("train", {}).get("device"),
+        "device": checkpoint.get("device") or (checkpoint.get("config") or {}).get("train", {}).get("device"),
     }
 
 

@@ -594,6 +594,7 @@ def _payload(
         "intensity": intensity,
         "trained_on": record,
         "clock": clock.state(),
+        "device": str(clock.device or "cpu"),  # where it was trained (the config may say auto)
         "rng": {"torch": torch.get_rng_state()},
     }
 
