@@ -17,8 +17,6 @@ with c1 = c2 = 1e-6, weighted by alpha and beta (normalised to sum 1); DISTS = 1
 
 from __future__ import annotations
 
-import json
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -26,8 +24,7 @@ import torch
 from torch import nn
 
 from medsr.errors import MedsrError
-from medsr.fsutil import atomic_path
-from medsr.metrics.lpips import VGG16, LPIPSNet, load_lpips
+from medsr.metrics.lpips import VGG16, LPIPSNet, cached_conversion, load_lpips
 
 WHEEL_MEMBER = "DISTS_pytorch/weights.pt"
 MEMBER_SHA256 = "f5e65c96230b7f6ca995691647d482237e4cab8a50c5c4a5784f219ef0748218"
@@ -55,27 +52,14 @@ def weights_path(*, progress: bool = False) -> Path:
     Raises:
         DownloadError: the registry cannot be reached on first use, or a checksum differs.
     """
-    from safetensors.torch import save_file
 
-    from medsr.data.sample import ArchiveMember, cache_dir, fetch_archive_members
+    def convert(path: Path) -> dict[str, torch.Tensor]:
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
+        return {k: loaded[k].float().contiguous() for k in ("alpha", "beta")}
 
-    target = cache_dir() / "lpips" / WEIGHTS_NAME
-    if target.is_file():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=target.parent, prefix=".convert-") as tmp:
-        fetch_archive_members(
-            _archive(),
-            [ArchiveMember(WHEEL_MEMBER, "weights.pt", MEMBER_SHA256)],
-            Path(tmp),
-            progress=progress,
-        )
-        loaded = torch.load(Path(tmp) / "weights.pt", map_location="cpu", weights_only=True)
-        state = {k: loaded[k].float().contiguous() for k in ("alpha", "beta")}
-        meta = {"source": f"DISTS-pytorch==0.1:{WHEEL_MEMBER}", "source_sha256": MEMBER_SHA256}
-        with atomic_path(target) as out:
-            save_file(state, str(out), metadata={"medsr": json.dumps(meta)})
-    return target
+    return cached_conversion(
+        WEIGHTS_NAME, _archive(), WHEEL_MEMBER, MEMBER_SHA256, convert, progress=progress
+    )
 
 
 class L2Pool(nn.Module):

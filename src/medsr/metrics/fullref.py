@@ -31,7 +31,16 @@ from collections.abc import Callable
 import cv2
 import numpy as np
 
-from medsr.metrics.classic import SSIM_K1, SSIM_K2, SSIM_SIGMA, SSIM_WINDOW, _check, _crop, _is_torch
+from medsr.metrics.classic import (
+    SSIM_K1,
+    SSIM_K2,
+    SSIM_SIGMA,
+    SSIM_WINDOW,
+    _check,
+    _crop,
+    _is_torch,
+    _torch_metric,
+)
 
 
 class ImageTooSmall(ValueError):
@@ -51,7 +60,7 @@ def _per_image(function: Callable[..., float]) -> Callable:
 
     def metric(sr, gt, *, data_range: float = 1.0, crop_border: int = 0, mask: np.ndarray | None = None):
         if _is_torch(sr) or _is_torch(gt):
-            return _batch(metric, sr, gt, data_range=data_range, crop_border=crop_border, mask=mask)
+            return _torch_metric(metric, sr, gt, data_range=data_range, crop_border=crop_border, mask=mask)
         sr, gt = np.asarray(sr, np.float64), np.asarray(gt, np.float64)
         _check(sr, gt, data_range)
         sr, gt = _crop(sr, crop_border), _crop(gt, crop_border)
@@ -60,18 +69,6 @@ def _per_image(function: Callable[..., float]) -> Callable:
 
     metric.__name__, metric.__doc__ = function.__name__.lstrip("_"), function.__doc__
     return metric
-
-
-def _batch(metric: Callable, sr, gt, **kwargs):
-    import torch
-
-    a = sr.detach().to("cpu", torch.float64).numpy() if _is_torch(sr) else np.asarray(sr, np.float64)
-    b = gt.detach().to("cpu", torch.float64).numpy() if _is_torch(gt) else np.asarray(gt, np.float64)
-    if a.ndim == 2:
-        return torch.tensor(metric(a, b, **kwargs), dtype=torch.float64)
-    if a.ndim != 4 or a.shape[1] != 1:
-        raise ValueError(f"expected (N, 1, H, W) or (H, W), got shape {a.shape}")
-    return torch.tensor([metric(x[0], y[0], **kwargs) for x, y in zip(a, b)], dtype=torch.float64)
 
 
 def _pool2(image: np.ndarray, *, pad_before: bool, mode: str) -> np.ndarray:

