@@ -185,7 +185,7 @@ EVALUATE_FLAGS = {
     "--limit": ("limit", "10"),
     "--save-outputs": ("save_outputs", None),
     "--allow-overlap": ("allow_overlap", None),
-    "--metrics": ("metrics", "hfen,lpips"),
+    "--metrics": ("metrics", "ms_ssim,dists"),
 }
 #: evaluate flags that choose what is scored and where, not how.
 EVALUATE_RUN_FLAGS = {"--model", "--out", "--device"}

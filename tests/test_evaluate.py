@@ -58,9 +58,12 @@ def test_writes_metrics_summary_tables_and_figures(dataset, tmp_path, capsys):
         "method",
         "psnr",
         "ssim",
+        "hfen",
+        "lpips",
         "psnr_fg",
         "ssim_fg",
-    ]
+        "hfen_fg",
+    ]  # the default metrics: psnr, ssim, lpips, hfen
     summary = json.loads((out / "summary.json").read_text())
     means = {name: (m["psnr"]["mean"], m["ssim"]["mean"]) for name, m in summary["methods"].items()}
     assert means["nearest"][0] < means["bilinear"][0] < means["bicubic"][0]
@@ -74,7 +77,7 @@ def test_writes_metrics_summary_tables_and_figures(dataset, tmp_path, capsys):
     table = (out / "table.md").read_text()
     assert "Table 2 layout" in table and "Table 1 layout" in table and "(baseline)" in table
     figures = sorted(p.name.split("_")[0] for p in (out / "figures").glob("*.png"))
-    assert figures == ["best", "sample", "sample", "worst"]
+    assert figures == ["best", "perception", "sample", "sample", "worst"]  # with LPIPS, the plane too
 
 
 def test_more_metrics_get_columns_statistics_and_a_table(dataset, tmp_path):

@@ -29,7 +29,7 @@ LR_SCHEDULES = ("constant", "cosine")
 INTERPOLATIONS = ("nearest", "bilinear", "bicubic", "lanczos")
 #: Metrics of ``medsr evaluate --metrics`` (``metrics.registry.SPECS``, in this order), and the default.
 METRIC_NAMES = ("psnr", "ssim", "ms_ssim", "haarpsi", "gmsd", "hfen", "nrmse", "lpips", "dists")
-DEFAULT_METRICS = ("psnr", "ssim")
+DEFAULT_METRICS = ("psnr", "ssim", "lpips", "hfen")
 #: The model ``medsr enhance`` uses when no ``--model`` is given (a built-in: ``models.builtin``).
 DEFAULT_MODEL = "medsr-x4"
 #: Network arithmetic of ``medsr enhance --precision`` (``models.network.PRECISIONS``).

@@ -189,6 +189,7 @@ def _score_all(
     records: list[dict] = []
     saved: list[dict] = []
     scorer = Scorer(options.metrics, crop_border=options.crop_border)
+    scorer.load()
     bar = tqdm(
         total=len(rows), desc=f"evaluate {options.split}", unit="image", disable=not progress, leave=False
     )
@@ -197,14 +198,17 @@ def _score_all(
         pairs = [_load_pair(dataset, row, options) for row in chunk]
         lqs = [lq for _, lq, _ in pairs]
         patients = [patient_of(row) for row in chunk]
-        for model in models:
-            srs = _run_batch(model, lqs)
+        outputs = {model.name: _run_batch(model, lqs) for model in models}
+        for name, srs in outputs.items():
             for row, (hr, _, _), sr in zip(chunk, pairs, srs):
                 if sr.shape != hr.shape:
-                    raise MedsrError(
-                        f"{model.name} returned {sr.shape} for HR {hr.shape} (image {row['id']})"
-                    )
-            scores = scorer.scores([(sr, hr, mask) for sr, (hr, _, mask) in zip(srs, pairs)])
+                    raise MedsrError(f"{name} returned {sr.shape} for HR {hr.shape} (image {row['id']})")
+        # one call for all methods, so that LPIPS/DISTS compute each HR image's features once
+        scored = scorer.scores(
+            [(sr, hr, mask) for srs in outputs.values() for sr, (hr, _, mask) in zip(srs, pairs)]
+        )
+        for number, model in enumerate(models):
+            srs, scores = outputs[model.name], scored[number * len(chunk) : (number + 1) * len(chunk)]
             for row, patient, sr, score in zip(chunk, patients, srs, scores):
                 records.append(
                     {

@@ -2,43 +2,23 @@
 
 from __future__ import annotations
 
-import sys
-import types
-
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
 from conftest import lpips_weights_or_skip, pydicom_file
 from medsr.io import read_slices
 from medsr.metrics.dists import DISTSNet, dists
-from medsr.metrics.lpips import VGG16, LPIPSNet
+from medsr.metrics.lpips import LPIPSNet
+from medsr.metrics.references import reference_dists
 
 
 def _reference(trunk: LPIPSNet):
-    """``DISTS_pytorch.DISTS`` with ``trunk``'s VGG16 (a stand-in for torchvision builds its layers)."""
-    layers, convs = [], iter(trunk.convs)
-    for width in VGG16:
-        layers += [nn.MaxPool2d(2, 2)] if width == "M" else [next(convs), nn.ReLU(inplace=False)]
-    features = nn.Sequential(*[*layers, nn.MaxPool2d(2, 2)])
-    vision, models = types.ModuleType("torchvision"), types.ModuleType("torchvision.models")
-    models.vgg16 = lambda pretrained=False, **_: types.SimpleNamespace(features=features)
-    vision.models, vision.transforms = models, types.ModuleType("torchvision.transforms")
-    saved = {k: sys.modules.get(k) for k in ("torchvision", "torchvision.models", "torchvision.transforms")}
-    sys.modules.update(
-        {"torchvision": vision, "torchvision.models": models, "torchvision.transforms": vision.transforms}
-    )
-    for name in [n for n in sys.modules if n.startswith("DISTS_pytorch")]:
-        del sys.modules[name]
+    """The reference ``DISTS_pytorch`` network on ``trunk``'s weights."""
     try:
-        module = pytest.importorskip(
-            "DISTS_pytorch.DISTS_pt", reason="DISTS-pytorch 0.1 (make install, without torchvision)"
-        )
-        return module.DISTS(load_weights=False).eval()
-    finally:
-        for key, value in saved.items():
-            sys.modules.pop(key, None) if value is None else sys.modules.__setitem__(key, value)
+        return reference_dists(trunk)
+    except ImportError:
+        pytest.skip("DISTS-pytorch 0.1 (make install, without torchvision)")
 
 
 def _pairs():

@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import os
 import pickle
-import sys
-import types
 
 import numpy as np
 import pytest
@@ -15,31 +13,16 @@ from torch import nn
 
 from conftest import lpips_weights_or_skip, pydicom_file
 from medsr.io import read_slices
-from medsr.metrics.lpips import VGG16, LPIPSNet, lpips, lpips_map, read_numpy_pickle, to_lpips_input
+from medsr.metrics.lpips import LPIPSNet, lpips, lpips_map, read_numpy_pickle, to_lpips_input
+from medsr.metrics.references import reference_lpips
 
 
 def _reference(trunk: LPIPSNet):
-    """``lpips.LPIPS(net="vgg")`` with its own v0.1 heads and ``trunk``'s VGG16 weights, its
-    torchvision VGG16 built by a stand-in (torchvision does not install beside the CPU torch)."""
-    layers, convs = [], iter(trunk.convs)
-    for width in VGG16:
-        layers += [nn.MaxPool2d(2, 2)] if width == "M" else [next(convs), nn.ReLU(inplace=False)]
-    features = nn.Sequential(*[*layers, nn.MaxPool2d(2, 2)])  # torchvision's layout: 31 modules
-    vision, models = types.ModuleType("torchvision"), types.ModuleType("torchvision.models")
-    models.vgg16 = lambda pretrained=False, **_: types.SimpleNamespace(features=features)
-    vision.models = models
-    saved = {k: sys.modules.get(k) for k in ("torchvision", "torchvision.models")}
-    sys.modules.update({"torchvision": vision, "torchvision.models": models})
-    for name in [n for n in sys.modules if n == "lpips" or n.startswith("lpips.")]:
-        del sys.modules[name]  # imported afresh, so that it takes this stand-in
+    """The reference ``lpips`` package's network on ``trunk``'s weights."""
     try:
-        reference = pytest.importorskip(
-            "lpips", reason="lpips 0.1.4 (installed by make install without torchvision)"
-        )
-        return reference.LPIPS(net="vgg", pretrained=True, pnet_rand=True, verbose=False).eval()
-    finally:
-        for key, value in saved.items():
-            sys.modules.pop(key, None) if value is None else sys.modules.__setitem__(key, value)
+        return reference_lpips(trunk)
+    except ImportError:
+        pytest.skip("lpips 0.1.4 (installed by make install without torchvision)")
 
 
 def _slices() -> list[np.ndarray]:
@@ -113,3 +96,31 @@ def test_gray_input_is_replicated_and_mapped_to_minus_one_one():
     mapped = to_lpips_input(image, 100.0)
     assert mapped.shape == (1, 3, 2, 2) and mapped.min() == -1 and mapped.max() == 1
     assert torch.equal(mapped[:, 0], mapped[:, 2])
+
+
+@pytest.mark.parametrize("name", ["lpips", "dists"])
+def test_methods_of_one_image_share_its_reference_pass_and_get_the_same_values(name):
+    from medsr.metrics.dists import DISTSNet
+    from medsr.metrics.registry import Scorer
+
+    torch.manual_seed(0)
+    trunk = LPIPSNet()
+    for conv in trunk.convs:
+        nn.init.kaiming_normal_(conv.weight)
+    for head in trunk.heads:
+        nn.init.uniform_(head)
+    network = (DISTSNet(trunk) if name == "dists" else trunk).eval()
+    if name == "dists":
+        nn.init.uniform_(network.alpha), nn.init.uniform_(network.beta)
+    passes = []
+    original = network.features
+    network.features = lambda x: passes.append(len(x)) or original(x)
+    scorer = Scorer(("psnr", "ssim", name))
+    scorer._networks[name] = network
+    sr, hr = _slices()[0]
+    methods = [sr, np.clip(sr + 0.02, 0, 1), hr]  # three methods' outputs of the same image
+    shared = scorer.learned_values(name, [(m, hr, None) for m in methods])
+    assert passes == [1, 3]  # the reference once, the three outputs in one batch
+    separate = [scorer.learned_values(name, [(m, hr.copy(), None)])[0] for m in methods]
+    assert shared == pytest.approx(separate, abs=1e-6)
+    assert shared[2] == pytest.approx(0, abs=1e-6) and shared[0] > 1e-3 and shared[0] != shared[1]

@@ -89,26 +89,36 @@ class DISTSNet(nn.Module):
         self.register_buffer("std", torch.tensor(STD).view(1, 3, 1, 1), persistent=False)
 
     def features(self, x: torch.Tensor) -> list[torch.Tensor]:
-        """The input and the five stages' last ReLU outputs."""
-        out, h, convs = [x], (x - self.mean) / self.std, iter(self.convs)
+        """The input and the five stages' last ReLU outputs (channels-last inside, as LPIPS)."""
+        h = ((x - self.mean) / self.std).contiguous(memory_format=torch.channels_last)
+        out, convs = [x], iter(self.convs)
         for index, width in enumerate(VGG16):
             h = self.pool(h) if width == "M" else torch.relu(next(convs)(h))
             if index in (1, 4, 8, 12, 16):
                 out.append(h)
         return out
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    def reference(self, y: torch.Tensor) -> list[torch.Tensor]:
+        """What ``compare`` needs of the reference (N or 1, 3, H, W): its features, computed once
+        for every method's output of the same image."""
+        return self.features(y)
+
+    def compare(self, x: torch.Tensor, reference: list[torch.Tensor]) -> torch.Tensor:
+        """(N,) DISTS of x (N, 3, H, W) against a reference prepared by ``reference`` (batch N or 1)."""
         total = self.alpha.sum() + self.beta.sum()
         alphas = torch.split(self.alpha / total, CHANNELS, dim=1)
         betas = torch.split(self.beta / total, CHANNELS, dim=1)
         texture = structure = 0
-        for fx, fy, alpha, beta in zip(self.features(x), self.features(y), alphas, betas):
+        for fx, fy, alpha, beta in zip(self.features(x), reference, alphas, betas):
             mx, my = fx.mean((2, 3), keepdim=True), fy.mean((2, 3), keepdim=True)
             vx, vy = ((fx - mx) ** 2).mean((2, 3), keepdim=True), ((fy - my) ** 2).mean((2, 3), keepdim=True)
             cov = (fx * fy).mean((2, 3), keepdim=True) - mx * my
             texture = texture + (alpha * (2 * mx * my + 1e-6) / (mx**2 + my**2 + 1e-6)).sum(1, keepdim=True)
             structure = structure + (beta * (2 * cov + 1e-6) / (vx + vy + 1e-6)).sum(1, keepdim=True)
         return 1 - (texture + structure)[:, 0, 0, 0]
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return self.compare(x, self.reference(y))
 
 
 def load_dists(device: str | torch.device = "cpu", *, progress: bool = False) -> DISTSNet:
