@@ -56,12 +56,16 @@ class EnhanceReport:
     written: list[Path] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # jobs an earlier run finished with this model
+    notices: list[str] = field(default_factory=list)  # inputs left alone, with the reason
     shard: Shard = Shard()
 
     def summary_line(self, out: Path) -> str:
         who = f"process {self.shard.rank + 1} of {self.shard.world}: " if self.shard.world > 1 else ""
         done = f", {len(self.skipped)} already done (skipped)" if self.skipped else ""
-        return f"{who}{len(self.written)} files written to {out}, {len(self.failed)} inputs failed{done}"
+        left = f", {len(self.notices)} left as they are" if self.notices else ""
+        return (
+            f"{who}{len(self.written)} files written to {out}, {len(self.failed)} inputs failed{done}{left}"
+        )
 
 
 class _Runner:

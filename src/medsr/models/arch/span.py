@@ -110,14 +110,17 @@ class SPAN(SRNetwork):
                 self.upsample[0].weight.mul_(0.1)
                 self.upsample[0].bias.zero_()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, 1, h, w) -> the fused features (N, channels, h, w) that ``upsample`` turns into pixels."""
         features = self.head(x)
         out, first_out, last_inner = features, None, None
         for block in self.blocks:
             out, last_inner = block(out)
             first_out = out if first_out is None else first_out
-        out = self.fuse(torch.cat([features, self.body_tail(out), first_out, last_inner], 1))
-        out = self.upsample(out)
+        return self.fuse(torch.cat([features, self.body_tail(out), first_out, last_inner], 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.upsample(self.features(x))
         if self.skip != "none":
             out = out + F.interpolate(x, scale_factor=self.scale, mode=self.skip, align_corners=False)
         return out

@@ -1,0 +1,160 @@
+"""Through-plane super-resolution of thick-slice volumes, self-supervised (SMORE lineage).
+
+A thick-slice volume is fine in plane and coarse along its slice axis. ``through_plane`` trains a 2D
+network on pairs made from the volume's own in-plane slices (one in-plane axis degraded with the
+slice profile at the volume's factor: ``fit``), then applies it to the planes through the slice axis
+in both orthogonal orientations and averages them (``reconstruct``). Nothing outside the volume is
+needed; the network starts from the built-in model where it is installed (``network``).
+
+The output has ``factor`` slices per input slice, ``factor = round(slice spacing / target
+spacing)`` (at least 2), over the same field of view: output slice ``i * factor + j`` lies
+``(j + 0.5) / factor - 0.5`` slice spacings from input slice ``i``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from medsr.choices import DEFAULT_MODEL
+from medsr.errors import MedsrError
+from medsr.through_plane.profile import PROFILES, Profile, thick_slices
+from medsr.through_plane.reconstruct import bspline_upsample
+
+if TYPE_CHECKING:
+    from medsr.through_plane.fit import FitRecord
+
+__all__ = [
+    "PROFILES",
+    "NothingToDo",
+    "ThroughPlaneOptions",
+    "ThroughPlaneResult",
+    "bspline_upsample",
+    "plan_factor",
+    "thick_slices",
+    "through_plane",
+]
+log = logging.getLogger(__name__)
+MIN_RATIO = 1.2  # slice spacing / in-plane spacing below which there is nothing to do
+
+
+class NothingToDo(MedsrError):
+    """The slices are (nearly) as fine as the in-plane pixels."""
+
+
+@dataclass(frozen=True)
+class ThroughPlaneOptions:
+    profile: Profile = "gaussian"  # the slice profile: gaussian (FWHM = thickness) or rect
+    thickness: float | None = None  # slice thickness in mm (default: the slice spacing)
+    target_spacing: float | None = None  # output slice spacing in mm (default: the finest in-plane spacing)
+    time_budget: float = 300.0  # seconds of training per volume
+    start: str = DEFAULT_MODEL  # built-in model to start from, or "scratch"
+    device: str = "auto"
+    precision: str = "bf16"  # training arithmetic (autocast); reconstruction runs in fp32
+    max_iterations: int | None = None  # stop training earlier (tests)
+    seed: int = 0
+
+
+@dataclass
+class ThroughPlaneResult:
+    volume: np.ndarray  # float32 physical values, ``factor`` times as many samples along the slice axis
+    spacing: tuple[float, ...]  # the output's voxel spacing (mm)
+    slice_axis: int
+    factor: int
+    started_from: str  # the built-in model's label, or "scratch"
+    fit: "FitRecord"  # medsr.through_plane.fit (imported with torch when needed)
+
+
+def plan_factor(spacing: tuple[float, ...], slice_axis: int, target_spacing: float | None = None) -> int:
+    """Output slices per input slice: ``round(slice spacing / target)``, at least 2; the target
+    defaults to the finest in-plane spacing.
+
+    Raises:
+        NothingToDo: the slice spacing is below 1.2 times the in-plane spacing.
+        ValueError: a spacing or the target is not positive.
+    """
+    if any(not s > 0 for s in spacing) or (target_spacing is not None and not target_spacing > 0):
+        raise ValueError(f"spacings must be positive, got {tuple(spacing)} and target {target_spacing}")
+    in_plane = min(s for axis, s in enumerate(spacing) if axis != slice_axis)
+    ratio = spacing[slice_axis] / in_plane
+    if ratio < MIN_RATIO:
+        raise NothingToDo(
+            f"the slice spacing ({spacing[slice_axis]:g} mm) is only {ratio:.2f} times the in-plane "
+            f"spacing ({in_plane:g} mm), below {MIN_RATIO}: nothing to do"
+        )
+    return max(2, round(spacing[slice_axis] / (target_spacing or in_plane)))
+
+
+def through_plane(
+    volume: np.ndarray,
+    spacing: tuple[float, float, float],
+    *,
+    slice_axis: int | None = None,
+    options: ThroughPlaneOptions = ThroughPlaneOptions(),
+    progress: bool = False,
+) -> ThroughPlaneResult:
+    """Super-resolve a thick-slice volume along its slice axis (see the module docstring).
+
+    Args:
+        volume: (3-D) array of finite values in any units (HU, MR intensities); not modified.
+        spacing: voxel spacing in mm per axis.
+        slice_axis: the thick axis (default: the one with the largest spacing).
+        options: profile, thickness, target spacing, time budget, start model, device.
+        progress: show progress bars on stderr.
+
+    Returns:
+        The reconstruction in the input's units and axis order (values kept inside the input's
+        range), its spacing, the factor and the training record.
+
+    Raises:
+        NothingToDo: the slices are already about as fine as the pixels.
+        MedsrError: not a finite 3-D volume, or too small for the factor.
+    """
+    from tqdm import tqdm
+
+    from medsr.models.network import pick_device
+    from medsr.through_plane.fit import FitSettings, PairSampler, fine_tune
+    from medsr.through_plane.network import build_network
+    from medsr.through_plane.reconstruct import reconstruct
+
+    data = np.asarray(volume)
+    if data.ndim != 3 or len(spacing) != 3:
+        raise MedsrError(f"through-plane super-resolution needs a 3-D volume, got shape {data.shape}")
+    if not np.all(np.isfinite(data)):
+        raise MedsrError("the volume has values that are not finite")
+    axis = int(np.argmax(spacing)) if slice_axis is None else slice_axis
+    factor = plan_factor(tuple(spacing), axis, options.target_spacing)
+    fine_spacing = spacing[axis] / factor
+    thickness = (options.thickness or spacing[axis]) / fine_spacing  # in output voxels
+    zyx = np.moveaxis(data, axis, 0).astype(np.float32)
+    if min(zyx.shape[1:]) < 4 * factor or zyx.shape[0] < 2:
+        raise MedsrError(f"volume {data.shape} is too small for {factor} slices per slice")
+    lo, hi = float(zyx.min()), float(zyx.max())
+    unit = (zyx - lo) / ((hi - lo) or 1.0)
+    device = pick_device(options.device)
+    network, started_from = build_network(factor, options.start)
+    settings = FitSettings(
+        seconds=options.time_budget,
+        max_iterations=options.max_iterations,
+        precision=options.precision,
+        seed=options.seed,
+    )
+    sampler = PairSampler(unit, factor, thickness, options.profile, settings)
+    with tqdm(
+        total=round(options.time_budget), desc="train", unit="s", disable=not progress, leave=False
+    ) as bar:
+        record = fine_tune(network, sampler, settings, device, lambda _, t: bar.update(round(t) - bar.n))
+    planes = unit.shape[1] + unit.shape[2]
+    with tqdm(total=planes, desc="reconstruct", unit="plane", disable=not progress, leave=False) as bar:
+        out = reconstruct(network, unit, device, on_planes=bar.update)
+    out *= (hi - lo) or 1.0
+    out += lo
+    np.clip(out, lo, hi, out=out)
+    out_spacing = list(spacing)
+    out_spacing[axis] = fine_spacing
+    return ThroughPlaneResult(
+        np.moveaxis(out, 0, axis), tuple(out_spacing), axis, factor, started_from, record
+    )

@@ -1,0 +1,136 @@
+"""Self-supervised training pairs from a volume's own in-plane slices, and the per-volume fine-tuning.
+
+The in-plane slices are already fine. Degrading one in-plane axis with the acquisition's slice
+profile at the volume's through-plane factor (``profile.thick_slices``) gives (thick, fine) pairs
+that show the network exactly the blur and sampling it must undo along the slice axis (SMORE, Zhao
+et al. 2020). Both in-plane axes serve as the degraded one (the slice is transposed), and patches
+are flipped at random (the profile is symmetric, so flipped pairs are still true pairs).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from medsr.through_plane.profile import Profile, thick_slices
+
+
+@dataclass(frozen=True)
+class FitSettings:
+    seconds: float = 300.0  # training time budget
+    max_iterations: int | None = None  # stop earlier (tests)
+    batch: int = 8
+    rows: int = 24  # thick rows per patch (the fine patch has factor * rows)
+    columns: int = 96
+    learning_rate: float = 2e-4
+    precision: str = "bf16"  # autocast dtype on the CPU; fp32 where bf16 is not supported
+    seed: int = 0
+
+
+@dataclass
+class FitRecord:
+    iterations: int
+    seconds: float
+    first_loss: float  # mean L1 over the first 20 iterations
+    last_loss: float  # over the last 20
+
+
+class PairSampler:
+    """Random (thick, fine) patch pairs from the in-plane slices of a volume (Z, Y, X) on [0, 1]."""
+
+    def __init__(
+        self, volume: np.ndarray, factor: int, thickness: float, profile: Profile, settings: FitSettings
+    ) -> None:
+        self.factor, self.settings = factor, settings
+        self.rng = np.random.default_rng(settings.seed)
+        spread = volume.reshape(volume.shape[0], -1).std(1)
+        keep = [z for z in range(volume.shape[0]) if spread[z] > 0.25 * spread.max()] or [0]
+        self.pairs = []  # (thick, fine) per kept slice and orientation, fine cut to factor * thick rows
+        for z in keep:
+            for fine in (volume[z], volume[z].T):
+                thick = thick_slices(fine, 0, factor, thickness, profile)
+                self.pairs.append((thick, np.ascontiguousarray(fine[: thick.shape[0] * factor], np.float32)))
+        smallest = min(min(t.shape) for t, _ in self.pairs)
+        self.rows = min(settings.rows, smallest)
+        self.columns = min(settings.columns, min(f.shape[1] for _, f in self.pairs))
+
+    def batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(thick (B, 1, rows, columns), fine (B, 1, factor * rows, columns)) float32."""
+        thick_out, fine_out = [], []
+        for _ in range(self.settings.batch):
+            thick, fine = self._patch()
+            thick_out.append(thick)
+            fine_out.append(fine)
+        return (torch.from_numpy(np.stack(a)[:, None]) for a in (thick_out, fine_out))  # type: ignore[return-value]
+
+    def _patch(self) -> tuple[np.ndarray, np.ndarray]:
+        """A patch with tissue (the best of four draws by spread)."""
+        best = None
+        for _ in range(4):
+            thick, fine = self.pairs[self.rng.integers(len(self.pairs))]
+            a = self.rng.integers(thick.shape[0] - self.rows + 1)
+            b = self.rng.integers(thick.shape[1] - self.columns + 1)
+            t = thick[a : a + self.rows, b : b + self.columns]
+            f = fine[a * self.factor : (a + self.rows) * self.factor, b : b + self.columns]
+            if best is None or t.std() > best[0].std():
+                best = (t, f)
+            if best[0].std() > 0.05:
+                break
+        t, f = best
+        if self.rng.random() < 0.5:
+            t, f = t[::-1], f[::-1]
+        if self.rng.random() < 0.5:
+            t, f = t[:, ::-1], f[:, ::-1]
+        return np.ascontiguousarray(t), np.ascontiguousarray(f)
+
+
+def fine_tune(
+    network: torch.nn.Module,
+    sampler: PairSampler,
+    settings: FitSettings,
+    device: torch.device,
+    on_step: Callable[[int, float], None] | None = None,
+) -> FitRecord:
+    """Adam on the L1 loss for ``settings.seconds`` (or ``max_iterations``), the learning rate
+    following a cosine from ``learning_rate`` to 0 over the budget (by time, or by iterations when
+    only those bound it). ``on_step(iteration, elapsed seconds)`` after each step."""
+    torch.manual_seed(settings.seed)
+    network.to(device, memory_format=torch.channels_last).train()  # faster convolutions, CPU and GPU
+    optimiser = torch.optim.Adam(network.parameters(), lr=settings.learning_rate)
+    autocast = settings.precision == "bf16"
+    losses: list[float] = []
+    began = time.perf_counter()
+    iteration = 0
+    while True:
+        elapsed = time.perf_counter() - began
+        done = elapsed / settings.seconds
+        if settings.max_iterations is not None:
+            done = max(done, iteration / settings.max_iterations)
+        if done >= 1:
+            break
+        for group in optimiser.param_groups:
+            group["lr"] = settings.learning_rate * 0.5 * (1 + math.cos(math.pi * done))
+        thick, fine = (t.to(device, memory_format=torch.channels_last) for t in sampler.batch())
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+            out = network(thick)
+        loss = F.l1_loss(out.float(), fine)
+        optimiser.zero_grad(set_to_none=True)
+        loss.backward()
+        optimiser.step()
+        losses.append(float(loss.detach()))
+        iteration += 1
+        if on_step:
+            on_step(iteration, time.perf_counter() - began)
+    network.eval()
+    return FitRecord(
+        iterations=iteration,
+        seconds=time.perf_counter() - began,
+        first_loss=float(np.mean(losses[:20])) if losses else float("nan"),
+        last_loss=float(np.mean(losses[-20:])) if losses else float("nan"),
+    )

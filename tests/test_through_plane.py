@@ -1,0 +1,240 @@
+"""Through-plane super-resolution: the slice profile, the geometry of what is written (NIfTI, NRRD,
+DICOM), bad input, and that the trained network beats cubic B-spline on a real head MRI."""
+
+from __future__ import annotations
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.uid import generate_uid
+
+from conftest import pydicom_file, tree_digest
+from medsr.errors import MedsrError
+from medsr.through_plane import (
+    NothingToDo,
+    ThroughPlaneOptions,
+    bspline_upsample,
+    plan_factor,
+    thick_slices,
+    through_plane,
+)
+from medsr.through_plane.profile import profile_weights
+
+QUICK = ThroughPlaneOptions(time_budget=60, max_iterations=2, device="cpu")
+
+
+def _head(size: int = 64) -> np.ndarray:
+    """A real T1 head MRI block (the sample data's pycortex S1, 1 mm isotropic), float32 0..255."""
+    import nibabel as nib
+
+    from medsr.data import sample
+
+    image = nib.load(str(sample.fetch_samples() / "pycortex" / "S1_T1.nii.gz"))
+    start = 128 - size // 2
+    return np.asarray(image.dataobj, np.float32)[
+        start : start + size, start : start + size, start : start + size
+    ]
+
+
+def test_rect_slices_average_the_voxels_under_them_and_a_gap_leaves_voxels_out():
+    fine = np.arange(24, dtype=np.float32)
+    assert thick_slices(fine, 0, 4, 4, "rect").tolist() == [1.5, 5.5, 9.5, 13.5, 17.5, 21.5]
+    assert thick_slices(fine, 0, 4, 2, "rect").tolist() == [1.5, 5.5, 9.5, 13.5, 17.5, 21.5]  # middle two
+    first, weights = profile_weights("rect", 2, 0.5)
+    assert weights[weights > 0].tolist() == [0.5, 0.5]  # a 2-voxel gap between 2-voxel slices
+    assert thick_slices(fine, 0, 3, 1, "rect").tolist() == [1, 4, 7, 10, 13, 16, 19, 22]
+    first, weights = profile_weights("rect", 2.5, 0.0)  # non-integer thickness: partial voxels
+    assert weights[weights > 0].tolist() == pytest.approx([0.3, 0.4, 0.3])  # 0.75, 1, 0.75 voxels
+
+
+def test_gaussian_slices_have_the_thickness_as_fwhm_and_keep_constants():
+    first, weights = profile_weights("gaussian", 4.0, 0.5)
+    centres = np.arange(len(weights)) + first - 0.5  # voxel centres relative to the slice centre
+    assert weights.sum() == pytest.approx(1) and (weights * centres).sum() == pytest.approx(0, abs=1e-6)
+    sigma = np.sqrt((weights * centres**2).sum() - 1 / 12)  # voxel integration adds 1/12
+    assert 2 * np.sqrt(2 * np.log(2)) * sigma == pytest.approx(4.0, rel=1e-3)
+    volume = np.full((5, 6, 40), 7.0, np.float32)
+    assert np.allclose(thick_slices(volume, 2, 4, 6.0, "gaussian"), 7.0)
+    assert thick_slices(volume, 2, 4, 6.0, "gaussian").shape == (5, 6, 10)
+
+
+def test_bspline_baseline_lies_on_the_same_grid():
+    ramp = np.arange(400, dtype=np.float32).reshape(1, 1, 400)
+    thick = thick_slices(ramp, 2, 4, 4, "rect")  # slice centres at 1.5, 5.5, ...
+    upsampled = bspline_upsample(thick, 4, axis=2)
+    assert upsampled.shape == (1, 1, 400)
+    middle = slice(80, -80)  # away from the mirrored ends, where a ramp is not a ramp
+    assert np.allclose(upsampled[0, 0, middle], ramp[0, 0, middle], atol=1e-3)  # back on the fine voxels
+
+
+def test_factor_follows_the_target_and_refuses_nearly_isotropic_volumes():
+    assert plan_factor((1.0, 1.0, 5.0), 2) == 5
+    assert plan_factor((0.9, 0.9, 5.0), 2, target_spacing=0.9) == 6  # 5 / 0.9 = 5.6, rounded
+    assert plan_factor((1.0, 1.0, 1.3), 2) == 2  # at least 2
+    with pytest.raises(NothingToDo, match="only 1.10 times"):
+        plan_factor((1.0, 1.0, 1.1), 2)
+    with pytest.raises(ValueError):
+        plan_factor((1.0, 0.0, 3.0), 2)
+
+
+def test_trained_network_beats_cubic_bspline_on_a_real_head():
+    truth = _head(64)
+    thick = thick_slices(truth, 2, 4, 4.0, "gaussian")
+    options = ThroughPlaneOptions(time_budget=600, max_iterations=15, device="cpu")
+    result = through_plane(thick, (1.0, 1.0, 4.0), options=options)
+    assert result.volume.shape == truth.shape and result.factor == 4 and result.spacing == (1.0, 1.0, 1.0)
+    assert (
+        result.fit.iterations == 15
+        and result.volume.min() >= thick.min()
+        and result.volume.max() <= thick.max()
+    )
+
+    def psnr(volume):
+        return 10 * np.log10(255.0**2 / np.mean((volume - truth) ** 2))
+
+    gain = psnr(result.volume) - psnr(bspline_upsample(thick, 4, axis=2))
+    assert gain > 0.5, f"only {gain:.2f} dB over cubic B-spline"
+
+
+def _nifti(path, data, zooms, dtype=np.int16):
+    import nibabel as nib
+
+    affine = np.diag([*zooms, 1.0])
+    affine[:3, 3] = (-10.0, 20.0, 5.0)
+    image = nib.Nifti1Image(np.rint(data).astype(dtype), affine)
+    image.header.set_xyzt_units("mm")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nib.save(image, str(path))
+    return path
+
+
+def test_nifti_output_overlays_the_source_and_keeps_its_type(tmp_path):
+    import nibabel as nib
+
+    from medsr.through_plane.run import enhance_through_plane
+
+    thick = thick_slices(_head(32), 1, 4, 4.0, "gaussian")
+    source = _nifti(tmp_path / "in" / "thick.nii.gz", thick, (1, 4, 1))
+    before = tree_digest(tmp_path / "in")
+    report = enhance_through_plane([source], tmp_path / "out.nii.gz", QUICK)
+    assert not report.failed and report.written == [tmp_path / "out.nii.gz"]
+    out, src = nib.load(str(tmp_path / "out.nii.gz")), nib.load(str(source))
+    assert out.shape == (32, 32, 32) and out.get_data_dtype() == np.int16
+    assert out.header.get_zooms() == (1.0, 1.0, 1.0)
+    # output voxel 0 lies 3/8 of a slice before source slice 0's centre; slice 0's four output
+    # voxels are centred on it
+    assert np.allclose(out.affine @ [0, 0, 0, 1], src.affine @ [0, -0.375, 0, 1])
+    assert np.allclose(out.affine @ [0, 1.5, 0, 1], src.affine @ [0, 0, 0, 1])
+    assert tree_digest(tmp_path / "in") == before
+
+
+def test_nrrd_real_thick_mri_keeps_space_directions(tmp_path):
+    import nrrd
+
+    from medsr.data import sample
+    from medsr.through_plane.run import enhance_through_plane
+
+    data, header = nrrd.read(str(sample.fetch_samples() / "pyradiomics" / "brain1.nrrd"))
+    header["space directions"] = np.array(header["space directions"])
+    small = tmp_path / "brain.nrrd"  # a 64 x 64 block of the real 6.5 mm MR (0.78 mm pixels), 4 slices
+    nrrd.write(str(small), data[96:160, 96:160, 10:14], header)
+    options = ThroughPlaneOptions(time_budget=60, max_iterations=1, device="cpu", target_spacing=1.625)
+    report = enhance_through_plane([small], tmp_path / "out", options)
+    assert not report.failed, report.failed
+    out, written = nrrd.read(str(tmp_path / "out" / "brain.nrrd"))
+    assert out.shape == (64, 64, 16) and out.dtype == data.dtype  # 6.5 / 1.625 = 4 slices per slice
+    assert np.allclose(written["space directions"][2], header["space directions"][2] / 4)
+    assert np.allclose(written["space directions"][:2], header["space directions"][:2])
+    assert np.allclose(
+        written["space origin"], header["space origin"] + (1 / 4 - 1) / 2 * header["space directions"][2]
+    )
+
+
+def _dicom_series(folder, volume, spacing=5.0, *, positions=None, tilt=0.0):
+    """A real CT slice (pydicom's CT_small) as the template of one series, one file per slice of
+    ``volume`` (slices, rows, columns), evenly spaced along the normal unless ``positions`` says."""
+    folder.mkdir(parents=True, exist_ok=True)
+    template = pydicom.dcmread(pydicom_file("CT_small.dcm"))
+    series = generate_uid()
+    paths = []
+    positions = positions if positions is not None else [i * spacing for i in range(len(volume))]
+    for index, (plane, z) in enumerate(zip(volume, positions)):
+        ds = template.copy()
+        ds.Rows, ds.Columns = plane.shape
+        ds.PixelData = np.clip(plane, 0, 4000).astype(np.int16).tobytes()
+        ds.SeriesInstanceUID, ds.SOPInstanceUID = series, generate_uid()
+        ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+        ds.ImagePositionPatient = [index * tilt, 0.0, z]
+        ds.InstanceNumber = len(volume) - index  # files out of order: sorted by position
+        ds.SliceThickness, ds.PixelSpacing = spacing, [1.0, 1.0]
+        path = folder / f"{index:03d}.dcm"
+        ds.save_as(path, enforce_file_format=True)
+        paths.append(path)
+    return paths
+
+
+def test_dicom_series_becomes_a_derived_series_on_the_finer_grid(tmp_path):
+    from medsr.through_plane.run import enhance_through_plane
+
+    thick = thick_slices(_head(32), 0, 5, 5.0, "gaussian") * 8  # (6, 32, 32), 5 mm slices, 1 mm pixels
+    _dicom_series(tmp_path / "in" / "series", thick)
+    before = tree_digest(tmp_path / "in")
+    report = enhance_through_plane([tmp_path / "in"], tmp_path / "out", QUICK)
+    assert not report.failed, report.failed
+    files = sorted(p for p in (tmp_path / "out").rglob("*.dcm"))
+    assert len(files) == 30 and files[0].parent.name.startswith("series-")
+    datasets = [pydicom.dcmread(p) for p in files]
+    z = [float(ds.ImagePositionPatient[2]) for ds in datasets]
+    assert np.allclose(np.diff(z), 1.0) and z[0] == pytest.approx(-2.0)  # 5 per slice, centred on it
+    assert len({ds.SeriesInstanceUID for ds in datasets}) == 1
+    assert all(ds.ImageType[0] == "DERIVED" and float(ds.SpacingBetweenSlices) == 1.0 for ds in datasets)
+    assert "Through-plane" in datasets[0].DerivationDescription and datasets[0].Rows == 32
+    assert tree_digest(tmp_path / "in") == before
+    assert not list((tmp_path / "out").rglob(".partial*"))
+
+
+@pytest.mark.parametrize(
+    ("positions", "tilt", "message"),
+    [
+        ([0, 5, 10, 17, 22, 27], 0.0, "non-uniform slice positions: 7 mm between slices 3 and 4"),
+        (None, 2.0, "oblique"),
+    ],
+)
+def test_bad_stacks_are_refused_with_the_reason(tmp_path, positions, tilt, message):
+    from medsr.through_plane.run import enhance_through_plane
+
+    volume = np.full((6, 32, 32), 100.0)
+    _dicom_series(tmp_path / "in", volume, positions=positions, tilt=tilt)
+    report = enhance_through_plane([tmp_path / "in"], tmp_path / "out", QUICK)
+    assert len(report.failed) == 1 and message in report.failed[0][1] and not report.written
+
+
+def test_2d_images_4d_series_and_fine_slices_get_one_line_each(tmp_path):
+    from medsr.through_plane.run import enhance_through_plane
+
+    head = _head(32)
+    _nifti(tmp_path / "in" / "flat.nii.gz", head[:, :, :1], (1, 1, 1))
+    _nifti(tmp_path / "in" / "fine.nii.gz", head, (1, 1, 1.1))
+    four = np.stack([thick_slices(head, 2, 4, 4.0, "rect")] * 2, axis=-1)
+    _nifti(tmp_path / "in" / "four.nii.gz", four, (1, 1, 4))
+    report = enhance_through_plane([tmp_path / "in"], tmp_path / "out", QUICK)
+    failed = dict(report.failed)
+    assert "2-D image" in failed[str(tmp_path / "in" / "flat.nii.gz")]
+    assert "pick one with --volume N (0 to 1)" in failed[str(tmp_path / "in" / "four.nii.gz")]
+    assert report.notices == [
+        f"{tmp_path / 'in' / 'fine.nii.gz'}: "
+        + str(
+            NothingToDo(
+                "the slice spacing (1.1 mm) is only 1.10 times the in-plane spacing (1 mm), below 1.2: nothing to do"
+            )
+        )
+    ]
+    report = enhance_through_plane([tmp_path / "in" / "four.nii.gz"], tmp_path / "one", QUICK, volume=1)
+    assert not report.failed and report.written
+
+
+def test_volume_checks_name_the_problem():
+    with pytest.raises(MedsrError, match="3-D volume"):
+        through_plane(np.zeros((8, 8)), (1.0, 1.0), options=QUICK)
+    with pytest.raises(MedsrError, match="not finite"):
+        through_plane(np.full((8, 8, 8), np.nan), (1.0, 1.0, 4.0), options=QUICK)
