@@ -777,7 +777,7 @@ def _add_enhance(sub) -> None:
 
 
 def _add_through_plane_flags(p) -> None:
-    from medsr.through_plane import PROFILES, ThroughPlaneOptions
+    from medsr.isotropic import PROFILES, ThroughPlaneOptions
 
     defaults = ThroughPlaneOptions()
     g = p.add_argument_group(
@@ -831,8 +831,8 @@ def _positive_float(text: str) -> float:
 
 
 def _run_through_plane(args: argparse.Namespace) -> int:
-    from medsr.through_plane import ThroughPlaneOptions
-    from medsr.through_plane.run import enhance_through_plane
+    from medsr.isotropic import ThroughPlaneOptions
+    from medsr.isotropic.run import enhance_through_plane
 
     options = ThroughPlaneOptions(
         profile=args.profile,

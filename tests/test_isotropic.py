@@ -10,7 +10,7 @@ from pydicom.uid import generate_uid
 
 from conftest import pydicom_file, tree_digest
 from medsr.errors import MedsrError
-from medsr.through_plane import (
+from medsr.isotropic import (
     NothingToDo,
     ThroughPlaneOptions,
     bspline_upsample,
@@ -18,7 +18,7 @@ from medsr.through_plane import (
     thick_slices,
     through_plane,
 )
-from medsr.through_plane.profile import profile_weights
+from medsr.isotropic.profile import profile_weights
 
 QUICK = ThroughPlaneOptions(time_budget=60, max_iterations=2, device="cpu")
 
@@ -111,7 +111,7 @@ def _nifti(path, data, zooms, dtype=np.int16):
 def test_nifti_output_overlays_the_source_and_keeps_its_type(tmp_path):
     import nibabel as nib
 
-    from medsr.through_plane.run import enhance_through_plane
+    from medsr.isotropic.run import enhance_through_plane
 
     thick = thick_slices(_head(32), 1, 4, 4.0, "gaussian")
     source = _nifti(tmp_path / "in" / "thick.nii.gz", thick, (1, 4, 1))
@@ -132,7 +132,7 @@ def test_nrrd_real_thick_mri_keeps_space_directions(tmp_path):
     import nrrd
 
     from medsr.data import sample
-    from medsr.through_plane.run import enhance_through_plane
+    from medsr.isotropic.run import enhance_through_plane
 
     data, header = nrrd.read(str(sample.fetch_samples() / "pyradiomics" / "brain1.nrrd"))
     header["space directions"] = np.array(header["space directions"])
@@ -174,7 +174,7 @@ def _dicom_series(folder, volume, spacing=5.0, *, positions=None, tilt=0.0):
 
 
 def test_dicom_series_becomes_a_derived_series_on_the_finer_grid(tmp_path):
-    from medsr.through_plane.run import enhance_through_plane
+    from medsr.isotropic.run import enhance_through_plane
 
     thick = thick_slices(_head(32), 0, 5, 5.0, "gaussian") * 8  # (6, 32, 32), 5 mm slices, 1 mm pixels
     _dicom_series(tmp_path / "in" / "series", thick)
@@ -201,7 +201,7 @@ def test_dicom_series_becomes_a_derived_series_on_the_finer_grid(tmp_path):
     ],
 )
 def test_bad_stacks_are_refused_with_the_reason(tmp_path, positions, tilt, message):
-    from medsr.through_plane.run import enhance_through_plane
+    from medsr.isotropic.run import enhance_through_plane
 
     volume = np.full((6, 32, 32), 100.0)
     _dicom_series(tmp_path / "in", volume, positions=positions, tilt=tilt)
@@ -210,7 +210,7 @@ def test_bad_stacks_are_refused_with_the_reason(tmp_path, positions, tilt, messa
 
 
 def test_2d_images_4d_series_and_fine_slices_get_one_line_each(tmp_path):
-    from medsr.through_plane.run import enhance_through_plane
+    from medsr.isotropic.run import enhance_through_plane
 
     head = _head(32)
     _nifti(tmp_path / "in" / "flat.nii.gz", head[:, :, :1], (1, 1, 1))

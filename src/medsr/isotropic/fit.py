@@ -18,7 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from medsr.through_plane.profile import Profile, thick_slices
+from medsr.isotropic.profile import Profile, thick_slices
 
 
 @dataclass(frozen=True)

@@ -21,11 +21,11 @@ import numpy as np
 
 from medsr.choices import DEFAULT_MODEL
 from medsr.errors import MedsrError
-from medsr.through_plane.profile import PROFILES, Profile, thick_slices
-from medsr.through_plane.reconstruct import bspline_upsample
+from medsr.isotropic.profile import PROFILES, Profile, thick_slices
+from medsr.isotropic.reconstruct import bspline_upsample
 
 if TYPE_CHECKING:
-    from medsr.through_plane.fit import FitRecord
+    from medsr.isotropic.fit import FitRecord
 
 __all__ = [
     "PROFILES",
@@ -65,7 +65,7 @@ class ThroughPlaneResult:
     slice_axis: int
     factor: int
     started_from: str  # the built-in model's label, or "scratch"
-    fit: "FitRecord"  # medsr.through_plane.fit (imported with torch when needed)
+    fit: "FitRecord"  # medsr.isotropic.fit (imported with torch when needed)
 
 
 def plan_factor(spacing: tuple[float, ...], slice_axis: int, target_spacing: float | None = None) -> int:
@@ -115,10 +115,10 @@ def through_plane(
     """
     from tqdm import tqdm
 
+    from medsr.isotropic.fit import FitSettings, PairSampler, fine_tune
+    from medsr.isotropic.network import build_network
+    from medsr.isotropic.reconstruct import reconstruct
     from medsr.models.network import pick_device
-    from medsr.through_plane.fit import FitSettings, PairSampler, fine_tune
-    from medsr.through_plane.network import build_network
-    from medsr.through_plane.reconstruct import reconstruct
 
     data = np.asarray(volume)
     if data.ndim != 3 or len(spacing) != 3:

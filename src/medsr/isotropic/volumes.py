@@ -11,7 +11,7 @@ it overlays the source in a viewer.
   gaps (the slices named). A series with several images per position (4-D) needs ``volume``.
   Written as a new derived series, one file per output slice, each with its Image Position.
 
-Output slices: ``factor`` per source slice over the same field of view (``medsr.through_plane``).
+Output slices: ``factor`` per source slice over the same field of view (``medsr.isotropic``).
 """
 
 from __future__ import annotations

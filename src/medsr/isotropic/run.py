@@ -15,7 +15,7 @@ import shutil
 from pathlib import Path
 
 from medsr.errors import MedsrError, UnreadableImage
-from medsr.through_plane import NothingToDo
+from medsr.isotropic import NothingToDo
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +67,8 @@ def enhance_through_plane(
 
 
 def _one(kind, paths, targets, options, volume, slice_spacing, progress) -> list[Path]:
-    from medsr.through_plane import through_plane
-    from medsr.through_plane.volumes import read_thick_volume, write_through_plane
+    from medsr.isotropic import through_plane
+    from medsr.isotropic.volumes import read_thick_volume, write_through_plane
 
     if kind == "raster":
         raise UnreadableImage("a 2-D image has no slice axis to super-resolve (through-plane needs a volume)")
