@@ -20,7 +20,7 @@ axis 2 (inferior-superior for both).
 Methods: ``bspline`` (cubic B-spline along the slice axis: scipy, the usual baseline), ``medsr``
 (``medsr.isotropic``, from medsr-x4, ``--time-budget`` of training), ``medsr-scratch`` (the
 same from random weights), ``eclare`` (the ``eclare`` PyPI package in its own environment, given
-by ``--eclare-python``: see ``benchmarks/eclare/``). Wall times include training.
+by ``--eclare-python``: see ``benchmarks/eclare_peer/``). Wall times include training.
 
     .venv/bin/python benchmarks/bench_through_plane.py [--volumes s1,mni] [--cases f4-gaussian]
         [--methods bspline,medsr] [--time-budget 300] [--json OUT]
@@ -123,7 +123,7 @@ def run_method(
         out = result.volume
         details = {"iterations": result.fit.iterations, "started_from": result.started_from}
     elif method == "eclare":
-        from eclare.driver import run_eclare  # benchmarks/eclare/driver.py
+        from eclare_peer.driver import run_eclare
 
         out, details = run_eclare(args.eclare_python, thick, factor, thickness, profile, args.time_budget)
     else:

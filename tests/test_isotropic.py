@@ -3,6 +3,8 @@ DICOM), bad input, and that the trained network beats cubic B-spline on a real h
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pydicom
 import pytest
@@ -238,3 +240,22 @@ def test_volume_checks_name_the_problem():
         through_plane(np.zeros((8, 8)), (1.0, 1.0), options=QUICK)
     with pytest.raises(MedsrError, match="not finite"):
         through_plane(np.full((8, 8, 8), np.nan), (1.0, 1.0, 4.0), options=QUICK)
+
+
+def test_a_rerun_skips_finished_volumes_and_redoes_changed_settings(tmp_path):
+    from medsr.isotropic.run import enhance_through_plane
+
+    thick = thick_slices(_head(32), 2, 4, 4.0, "gaussian")
+    for name in ("a", "b"):
+        _nifti(tmp_path / "in" / f"{name}.nii.gz", thick, (1, 1, 4))
+    first = enhance_through_plane([tmp_path / "in"], tmp_path / "out", QUICK)
+    assert len(first.written) == 2 and not first.skipped
+    (tmp_path / "out" / "b.nii.gz").unlink()  # as if interrupted before b was written
+    again = enhance_through_plane([tmp_path / "in"], tmp_path / "out", QUICK)
+    assert again.skipped == [str(tmp_path / "in" / "a.nii.gz")] and again.written == [
+        tmp_path / "out" / "b.nii.gz"
+    ]
+    changed = enhance_through_plane(
+        [tmp_path / "in"], tmp_path / "out", dataclasses.replace(QUICK, profile="rect")
+    )
+    assert not changed.skipped and len(changed.written) == 2

@@ -4,26 +4,49 @@ NIfTI and NRRD files become files of the same name under OUT (as ``medsr enhance
 a DICOM series becomes the folder ``series-<Series Instance UID>`` beside where its files would go,
 filled in a hidden folder first and renamed when complete, so that no partial series is left. A
 volume that fails (or has nothing to do) is reported with the reason and the others go on; inputs
-are never modified.
+are never modified. A rerun into the same OUT folder skips the volumes an earlier run finished with
+the same settings from the same inputs (``enhance_state``'s markers), so an interrupted run goes on
+where it stopped.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 
 from medsr.errors import MedsrError, UnreadableImage
-from medsr.isotropic import NothingToDo
+from medsr.isotropic import NothingToDo, ThroughPlaneOptions
 
 log = logging.getLogger(__name__)
 
 
+@dataclasses.dataclass(frozen=True)
+class _Settings:
+    options: ThroughPlaneOptions
+    volume: int | None
+    slice_spacing: float | None
+    progress: bool
+
+    def identity(self) -> dict[str, str]:
+        """What a finished volume's marker records: every setting that changes the result."""
+        from medsr import __version__
+
+        settings = {
+            **dataclasses.asdict(self.options),
+            "volume": self.volume,
+            "slice_spacing": self.slice_spacing,
+        }
+        return {"through_plane": json.dumps(settings, sort_keys=True), "medsr": __version__}
+
+
 def enhance_through_plane(
-    inputs,
+    inputs: Sequence[str | Path],
     out: str | Path,
-    options,
+    options: ThroughPlaneOptions,
     *,
     volume: int | None = None,
     slice_spacing: float | None = None,
@@ -32,19 +55,19 @@ def enhance_through_plane(
     """Through-plane super-resolution of every NIfTI, NRRD and DICOM series under ``inputs``.
 
     Args:
-        options: ``ThroughPlaneOptions``; its ``thickness`` defaults to the DICOM Slice Thickness,
-            else the slice spacing.
+        options: its ``thickness`` defaults to the DICOM Slice Thickness, else the slice spacing.
         volume: which volume of 4-D inputs.
         slice_spacing: overrides the slice spacing the header gives (mm).
 
     Returns:
-        An ``EnhanceReport``: files written, inputs failed (with the reason), volumes skipped
-        because there is nothing to do (with the reason).
+        An ``EnhanceReport``: files written, inputs failed (with the reason), volumes finished by an
+        earlier run (``skipped``), volumes with nothing to do (``notices``, with the reason).
 
     Raises:
         MedsrError: a missing input, or an output that is or holds an input.
     """
     from medsr.enhance import EnhanceReport, _check_inputs, _output_paths, _plan
+    from medsr.enhance_state import STATE_DIR, forget, is_done, mark_done
     from medsr.fsutil import is_within
     from medsr.io import iter_image_files
 
@@ -53,11 +76,19 @@ def enhance_through_plane(
     _check_inputs(inputs, out)
     plan = _plan([f for f in iter_image_files(inputs) if not is_within(f, out)])
     targets = _output_paths([p for _, paths in plan.jobs for p in paths], inputs, out)
+    state = None if set(targets.values()) == {out} else out / STATE_DIR  # a folder of outputs
+    settings = _Settings(options, volume, slice_spacing, progress)
     report = EnhanceReport(failed=list(plan.unreadable))
     for kind, paths in plan.jobs:
         name = str(paths[0].parent if len(paths) > 1 else paths[0])
         try:
-            report.written += _one(kind, paths, targets, options, volume, slice_spacing, progress)
+            outputs = [_target(kind, paths, targets)]
+            if is_done(state, paths, outputs, settings.identity()):
+                report.skipped.append(name)
+                continue
+            forget(state, outputs)
+            report.written += _one(kind, paths, outputs[0], settings)
+            mark_done(state, paths, outputs, settings.identity())
         except NothingToDo as exc:
             report.notices.append(f"{name}: {exc}")
         except (UnreadableImage, MedsrError, OSError, ValueError) as exc:
@@ -66,40 +97,41 @@ def enhance_through_plane(
     return report
 
 
-def _one(kind, paths, targets, options, volume, slice_spacing, progress) -> list[Path]:
+def _target(kind: str, paths: list[Path], targets: dict[Path, Path]) -> Path:
+    """The output file (NIfTI, NRRD) or series folder (DICOM) of one job."""
+    if kind == "raster":
+        raise UnreadableImage("a 2-D image has no slice axis to super-resolve (through-plane needs a volume)")
+    if kind != "dicom":
+        return targets[paths[0]]
+    from medsr.io.dicom import read_dicom_header
+
+    uid = str(read_dicom_header(paths[0], force=True).get("SeriesInstanceUID", "") or "unknown")
+    return targets[paths[0]].parent / f"series-{uid}"
+
+
+def _one(kind: str, paths: list[Path], target: Path, settings: _Settings) -> list[Path]:
+    """Read, reconstruct and write one volume; the files written."""
     from medsr.isotropic import through_plane
     from medsr.isotropic.volumes import read_thick_volume, write_through_plane
 
-    if kind == "raster":
-        raise UnreadableImage("a 2-D image has no slice axis to super-resolve (through-plane needs a volume)")
-    thick = read_thick_volume(kind, paths, volume)
+    thick = read_thick_volume(kind, paths, settings.volume)
     spacing = list(thick.spacing)
-    if slice_spacing is not None:
-        spacing[thick.slice_axis] = slice_spacing
-    options = dataclasses.replace(options, thickness=options.thickness or thick.thickness)
-    result = through_plane(
-        thick.data, tuple(spacing), slice_axis=thick.slice_axis, options=options, progress=progress
-    )
+    if settings.slice_spacing is not None:
+        spacing[thick.slice_axis] = settings.slice_spacing
     thick.spacing = tuple(spacing)
+    options = dataclasses.replace(settings.options, thickness=settings.options.thickness or thick.thickness)
+    result = through_plane(
+        thick.data, thick.spacing, slice_axis=thick.slice_axis, options=options, progress=settings.progress
+    )
     if kind != "dicom":
-        return write_through_plane(
-            thick, result.volume, result.factor, targets[paths[0]], result.started_from
-        )
-    uid = _series_uid(paths[0])
-    final = targets[paths[0]].parent / f"series-{uid}"
-    partial = final.parent / f".partial-series-{uid}"
+        return write_through_plane(thick, result.volume, result.factor, target, result.started_from)
+    partial = target.parent / f".partial-{target.name}"
     shutil.rmtree(partial, ignore_errors=True)
     try:
         written = write_through_plane(thick, result.volume, result.factor, partial, result.started_from)
-        if final.exists():
-            shutil.rmtree(final)
-        partial.rename(final)
+        if target.exists():
+            shutil.rmtree(target)
+        partial.rename(target)
     finally:
         shutil.rmtree(partial, ignore_errors=True)
-    return [final / p.name for p in written]
-
-
-def _series_uid(path: Path) -> str:
-    from medsr.io.dicom import read_dicom_header
-
-    return str(read_dicom_header(path, force=True).get("SeriesInstanceUID", "") or "unknown")
+    return [target / p.name for p in written]
