@@ -15,7 +15,8 @@ Volumes: ``s1``: the sample data's pycortex S1 T1 head (256^3, 1 mm; the built-i
 was trained on its axial slices, so its rows are marked and ``medsr-scratch`` is the clean
 control); ``mni``: the MNI152 2009a template from the nilearn 0.14.1 wheel (1 mm; held out from
 everything; an average of many heads, so smoother than one scan). Slices are thick along voxel
-axis 2 (inferior-superior for both).
+axis 2: anterior-posterior for S1 (thick coronal slices), inferior-superior for MNI (thick axial
+slices).
 
 Methods: ``bspline`` (cubic B-spline along the slice axis: scipy, the usual baseline), ``medsr``
 (``medsr.isotropic``, from medsr-x4, ``--time-budget`` of training), ``medsr-scratch`` (the

@@ -777,7 +777,7 @@ def _add_enhance(sub) -> None:
 
 
 def _add_through_plane_flags(p) -> None:
-    from medsr.isotropic import PROFILES, ThroughPlaneOptions
+    from medsr.isotropic import DEFAULT_BUDGET, PROFILES, ThroughPlaneOptions
 
     defaults = ThroughPlaneOptions()
     g = p.add_argument_group(
@@ -810,9 +810,10 @@ def _add_through_plane_flags(p) -> None:
     g.add_argument(
         "--time-budget",
         type=_positive_float,
-        default=defaults.time_budget,
         metavar="SECONDS",
-        help="training time per volume (default %(default)s)",
+        help="training time per volume (default: "
+        + ", ".join(f"{seconds:g} on {device}" for device, seconds in DEFAULT_BUDGET.items())
+        + ")",
     )
     g.add_argument("--volume", type=int, metavar="N", help="which volume of a 4-D series (from 0)")
     g.add_argument(

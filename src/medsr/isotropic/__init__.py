@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from medsr.isotropic.fit import FitRecord
 
 __all__ = [
+    "DEFAULT_BUDGET",
     "PROFILES",
     "NothingToDo",
     "ThroughPlaneOptions",
@@ -39,6 +40,7 @@ __all__ = [
 ]
 log = logging.getLogger(__name__)
 MIN_RATIO = 1.2  # slice spacing / in-plane spacing below which there is nothing to do
+DEFAULT_BUDGET = {"cpu": 300.0, "cuda": 40.0}  # training seconds per volume, by device type
 
 
 class NothingToDo(MedsrError):
@@ -50,7 +52,7 @@ class ThroughPlaneOptions:
     profile: Profile = "gaussian"  # the slice profile: gaussian (FWHM = thickness) or rect
     thickness: float | None = None  # slice thickness in mm (default: the slice spacing)
     target_spacing: float | None = None  # output slice spacing in mm (default: the finest in-plane spacing)
-    time_budget: float = 300.0  # seconds of training per volume
+    time_budget: float | None = None  # seconds of training per volume (default: DEFAULT_BUDGET by device)
     start: str = DEFAULT_MODEL  # built-in model to start from, or "scratch"
     device: str = "auto"
     precision: str = "bf16"  # training arithmetic (autocast); reconstruction runs in fp32
@@ -136,16 +138,15 @@ def through_plane(
     unit = (zyx - lo) / ((hi - lo) or 1.0)
     device = pick_device(options.device)
     network, started_from = build_network(factor, options.start)
+    budget = options.time_budget or DEFAULT_BUDGET.get(device.type, DEFAULT_BUDGET["cpu"])
     settings = FitSettings(
-        seconds=options.time_budget,
+        seconds=budget,
         max_iterations=options.max_iterations,
         precision=options.precision,
         seed=options.seed,
     )
     sampler = PairSampler(unit, factor, thickness, options.profile, settings)
-    with tqdm(
-        total=round(options.time_budget), desc="train", unit="s", disable=not progress, leave=False
-    ) as bar:
+    with tqdm(total=round(budget), desc="train", unit="s", disable=not progress, leave=False) as bar:
         record = fine_tune(network, sampler, settings, device, lambda _, t: bar.update(round(t) - bar.n))
     planes = unit.shape[1] + unit.shape[2]
     with tqdm(total=planes, desc="reconstruct", unit="plane", disable=not progress, leave=False) as bar:
