@@ -79,23 +79,25 @@ def test_factor_follows_the_target_and_refuses_nearly_isotropic_volumes():
         plan_factor((1.0, 0.0, 3.0), 2)
 
 
-def test_trained_network_beats_cubic_bspline_on_a_real_head():
+def test_fine_tuning_on_the_volume_itself_beats_its_start_and_cubic_bspline():
+    """A mechanism test, not a figure (the benchmark gives those): medsr-x4 saw this head's axial
+    slices in training, so the start is already good here; fine-tuning must still add to it."""
     truth = _head(64)
     thick = thick_slices(truth, 2, 4, 4.0, "gaussian")
-    options = ThroughPlaneOptions(time_budget=600, max_iterations=15, device="cpu")
-    result = through_plane(thick, (1.0, 1.0, 4.0), options=options)
-    assert result.volume.shape == truth.shape and result.factor == 4 and result.spacing == (1.0, 1.0, 1.0)
-    assert (
-        result.fit.iterations == 15
-        and result.volume.min() >= thick.min()
-        and result.volume.max() <= thick.max()
-    )
 
     def psnr(volume):
         return 10 * np.log10(255.0**2 / np.mean((volume - truth) ** 2))
 
-    gain = psnr(result.volume) - psnr(bspline_upsample(thick, 4, axis=2))
-    assert gain > 0.5, f"only {gain:.2f} dB over cubic B-spline"
+    untrained, trained = (
+        through_plane(thick, (1.0, 1.0, 4.0), options=ThroughPlaneOptions(max_iterations=n, device="cpu"))
+        for n in (0, 15)
+    )
+    assert untrained.fit.iterations == 0 and trained.fit.iterations == 15
+    assert trained.volume.shape == truth.shape and trained.factor == 4 and trained.spacing == (1.0, 1.0, 1.0)
+    assert trained.volume.min() >= thick.min() and trained.volume.max() <= thick.max()
+    baseline = psnr(bspline_upsample(thick, 4, axis=2))
+    assert psnr(trained.volume) > psnr(untrained.volume) + 0.2  # measured: +0.45 dB
+    assert psnr(trained.volume) > baseline + 1.0  # measured: +1.35 dB
 
 
 def _nifti(path, data, zooms, dtype=np.int16):
@@ -259,3 +261,71 @@ def test_a_rerun_skips_finished_volumes_and_redoes_changed_settings(tmp_path):
         [tmp_path / "in"], tmp_path / "out", dataclasses.replace(QUICK, profile="rect")
     )
     assert not changed.skipped and len(changed.written) == 2
+
+
+def test_nifti_geometry_comes_from_the_affine_and_keeps_its_codes(tmp_path):
+    import nibabel as nib
+
+    from medsr.isotropic.run import enhance_through_plane
+
+    thick = thick_slices(_head(32), 2, 4, 4.0, "gaussian")
+    affine = np.diag([1.0, 1.0, 4.0, 1.0])
+    image = nib.Nifti1Image(thick.astype(np.int16), None)
+    image.set_sform(affine, code=1)  # scanner coordinates in the sform only; pixdim left at 1 1 1
+    image.set_qform(None, code=0)
+    image.header.set_zooms((1.0, 1.0, 1.0))
+    nib.save(image, str(tmp_path / "in.nii.gz"))
+    report = enhance_through_plane([tmp_path / "in.nii.gz"], tmp_path / "out.nii.gz", QUICK)
+    assert not report.failed and not report.notices
+    out = nib.load(str(tmp_path / "out.nii.gz"))
+    assert (
+        out.shape == (32, 32, 32)
+        and int(out.header["sform_code"]) == 1
+        and int(out.header["qform_code"]) == 0
+    )
+    assert np.allclose(out.affine[:3, 2], [0, 0, 1]) and out.header.get_zooms() == (1.0, 1.0, 1.0)
+
+
+def test_bad_geometry_and_wrong_output_names_fail_before_training(tmp_path):
+    from medsr.isotropic.run import enhance_through_plane
+
+    thick = thick_slices(_head(32), 2, 4, 4.0, "gaussian")
+    _nifti(tmp_path / "in" / "square.nii.gz", thick, (1, 1, 4))
+    slow = dataclasses.replace(QUICK, max_iterations=None, time_budget=600)  # would train for 10 minutes
+    report = enhance_through_plane([tmp_path / "in" / "square.nii.gz"], tmp_path / "out.nrrd", slow)
+    assert "a nifti volume is written as nifti" in report.failed[0][1]
+    _nifti(tmp_path / "oblong" / "oblong.nii.gz", thick, (0.6, 1, 4))
+    report = enhance_through_plane([tmp_path / "oblong"], tmp_path / "o2", slow)
+    assert "pixels that are not square (0.6 x 1 mm)" in report.failed[0][1]
+    paths = _dicom_series(tmp_path / "dicom", np.full((6, 32, 32), 100.0))
+    ds = pydicom.dcmread(paths[2])
+    del ds.ImagePositionPatient
+    ds.save_as(paths[2])
+    report = enhance_through_plane([tmp_path / "dicom"], tmp_path / "o3", slow)
+    assert report.failed == [
+        (str(tmp_path / "dicom"), "002.dcm has no Image Position (Patient): the slices cannot be placed")
+    ]
+
+
+def test_flags_of_the_other_mode_are_refused(tmp_path, capsys):
+    from medsr.cli import main
+
+    source = _nifti(tmp_path / "thick.nii.gz", np.zeros((8, 8, 4)), (1, 1, 4))
+    assert main(["enhance", str(source), "--slice-thickness", "3", "-o", str(tmp_path / "o.nii.gz")]) == 1
+    assert "--slice-thickness applies to --through-plane only" in capsys.readouterr().err
+    assert (
+        main(
+            [
+                "enhance",
+                str(source),
+                "--through-plane",
+                "--model",
+                "bicubic",
+                "-o",
+                str(tmp_path / "o.nii.gz"),
+            ]
+        )
+        == 1
+    )
+    assert "--model does not apply to --through-plane" in capsys.readouterr().err
+    assert not (tmp_path / "o.nii.gz").exists()

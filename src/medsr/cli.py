@@ -831,6 +831,39 @@ def _positive_float(text: str) -> float:
     return value
 
 
+_THROUGH_PLANE_ONLY = (
+    "slice_thickness",
+    "slice_spacing",
+    "target_spacing",
+    "time_budget",
+    "volume",
+    "from_scratch",
+)
+
+
+def _check_enhance_flags(args: argparse.Namespace) -> None:
+    """Refuse flags that the chosen mode would ignore."""
+    from medsr.enhance import EnhanceOptions
+
+    if not args.through_plane:
+        given = [k for k in _THROUGH_PLANE_ONLY if getattr(args, k) not in (None, False)]
+        if given or args.profile != "gaussian":
+            flag = (given or ["profile"])[0].replace("_", "-")
+            raise MedsrError(f"--{flag} applies to --through-plane only")
+        return
+    in_plane = {"model": DEFAULT_MODEL, "tile": EnhanceOptions.tile, "batch": EnhanceOptions.batch}
+    changed = [
+        k
+        for k, default in {**in_plane, "precision": "fp32", "compile": False}.items()
+        if getattr(args, k) != default
+    ]
+    if changed:
+        raise MedsrError(
+            f"--{changed[0]} does not apply to --through-plane (it starts from the built-in {DEFAULT_MODEL} "
+            "or --from-scratch, and chooses its own arithmetic)"
+        )
+
+
 def _run_through_plane(args: argparse.Namespace) -> int:
     from medsr.isotropic import ThroughPlaneOptions
     from medsr.isotropic.run import enhance_through_plane
@@ -862,6 +895,7 @@ def _run_through_plane(args: argparse.Namespace) -> int:
 def _run_enhance(args: argparse.Namespace) -> int:
     from medsr.enhance import EnhanceOptions, enhance_paths
 
+    _check_enhance_flags(args)
     if args.through_plane:
         return _run_through_plane(args)
     from medsr.enhance_state import Shard, release

@@ -148,6 +148,8 @@ def through_plane(
     sampler = PairSampler(unit, factor, thickness, options.profile, settings)
     with tqdm(total=round(budget), desc="train", unit="s", disable=not progress, leave=False) as bar:
         record = fine_tune(network, sampler, settings, device, lambda _, t: bar.update(round(t) - bar.n))
+    if hasattr(network.trunk, "inference_form"):  # from scratch: merge the re-parameterised blocks
+        network.trunk = network.trunk.inference_form().to(device)
     planes = unit.shape[1] + unit.shape[2]
     with tqdm(total=planes, desc="reconstruct", unit="plane", disable=not progress, leave=False) as bar:
         out = reconstruct(network, unit, device, on_planes=bar.update)

@@ -111,7 +111,7 @@ def fine_tune(
         elapsed = time.perf_counter() - began
         done = elapsed / settings.seconds
         if settings.max_iterations is not None:
-            done = max(done, iteration / settings.max_iterations)
+            done = max(done, iteration / settings.max_iterations if settings.max_iterations else 1.0)
         if done >= 1:
             break
         for group in optimiser.param_groups:

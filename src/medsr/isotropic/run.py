@@ -22,6 +22,7 @@ from medsr.errors import MedsrError, UnreadableImage
 from medsr.isotropic import NothingToDo, ThroughPlaneOptions
 
 log = logging.getLogger(__name__)
+_SUFFIXES = {"nifti": (".nii", ".nii.gz"), "nrrd": (".nrrd",)}  # what each format is written as
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,6 +95,10 @@ def enhance_through_plane(
         except (UnreadableImage, MedsrError, OSError, ValueError) as exc:
             report.failed.append((name, str(exc) or type(exc).__name__))
             log.info("through-plane failed for %s", name, exc_info=True)
+        except Exception as exc:  # a reader's surprise must not stop the other volumes
+            reason = str(exc).splitlines()[0][:160] if str(exc) else ""
+            report.failed.append((name, f"{type(exc).__name__}: {reason}"))
+            log.info("through-plane failed for %s", name, exc_info=True)
     return report
 
 
@@ -102,7 +107,12 @@ def _target(kind: str, paths: list[Path], targets: dict[Path, Path]) -> Path:
     if kind == "raster":
         raise UnreadableImage("a 2-D image has no slice axis to super-resolve (through-plane needs a volume)")
     if kind != "dicom":
-        return targets[paths[0]]
+        target = targets[paths[0]]
+        if not target.name.lower().endswith(_SUFFIXES[kind]):
+            raise MedsrError(
+                f"{target}: a {kind} volume is written as {kind} ({' or '.join(_SUFFIXES[kind])})"
+            )
+        return target
     from medsr.io.dicom import read_dicom_header
 
     uid = str(read_dicom_header(paths[0], force=True).get("SeriesInstanceUID", "") or "unknown")

@@ -73,26 +73,53 @@ def _pick_volume(data: np.ndarray, volume: int | None) -> np.ndarray:
     return squeezed[..., volume]
 
 
+def _grid(affine: np.ndarray) -> tuple[tuple[float, float, float], int]:
+    """(voxel spacing, slice axis) of a voxel-to-world affine: the columns' lengths, and the axis
+    with the largest.
+
+    Raises:
+        UnreadableImage: pixels that are not square, or a slice axis not perpendicular to the
+            slices (a tilted, sheared stack).
+    """
+    columns = np.asarray(affine, float)[:3, :3]
+    spacing = np.linalg.norm(columns, axis=0)
+    if not np.all(spacing > 0):
+        raise UnreadableImage(f"a voxel spacing is zero ({', '.join(f'{s:g}' for s in spacing)} mm)")
+    axis = int(np.argmax(spacing))
+    plane = [a for a in range(3) if a != axis]
+    if abs(spacing[plane[0]] / spacing[plane[1]] - 1) > 0.1:
+        raise UnreadableImage(
+            f"pixels that are not square ({spacing[plane[0]]:g} x {spacing[plane[1]]:g} mm): resample in plane first"
+        )
+    unit = columns / spacing
+    if max(abs(unit[:, axis] @ unit[:, a]) for a in plane) > 0.01:
+        raise UnreadableImage("an oblique (tilted) stack: the slice axis is not perpendicular to the slices")
+    return (float(spacing[0]), float(spacing[1]), float(spacing[2])), axis
+
+
 def _read_nifti(path: Path, volume: int | None) -> ThickVolume:
     import nibabel as nib
 
     from medsr.io.nifti import read_nifti_volume
 
     data = read_nifti_volume(path).data
-    zooms = tuple(float(z) for z in nib.load(str(path)).header.get_zooms()[:3])
     picked = _pick_volume(data, volume)
-    return ThickVolume(picked, zooms, int(np.argmax(zooms)), None, "nifti", [path], volume)
+    spacing, axis = _grid(nib.load(str(path)).affine)  # the affine viewers place it by, not pixdim
+    return ThickVolume(picked, spacing, axis, None, "nifti", [path], volume)
 
 
 def _read_nrrd(path: Path, volume: int | None) -> ThickVolume:
     from medsr.io.nrrd import _affine, _read
 
     data, header = _read(path)
+    if data.ndim != 3:
+        raise UnreadableImage(
+            f"a {data.ndim}-D NRRD: through-plane super-resolution reads 3-D NRRD (convert 4-D series to NIfTI)"
+        )
     if not np.all(np.isfinite(data)):
         raise UnreadableImage("the volume has values that are not finite")
-    picked = _pick_volume(np.asarray(data, np.float32), volume)
-    spacing = tuple(float(v) for v in np.linalg.norm(_affine(header, 3)[:3, :3], axis=0))
-    return ThickVolume(picked, spacing, int(np.argmax(spacing)), None, "nrrd", [path], volume)
+    spacing, axis = _grid(_affine(header, 3))
+    return ThickVolume(np.asarray(data, np.float32), spacing, axis, None, "nrrd", [path], volume)
 
 
 def _read_dicom_series(paths: list[Path], volume: int | None) -> ThickVolume:
@@ -115,6 +142,9 @@ def _read_dicom_series(paths: list[Path], volume: int | None) -> ThickVolume:
     orientation = np.array(next(iter(orientations)), float)
     row, column = orientation[:3], orientation[3:]
     normal = np.cross(row, column)
+    for path, header in zip(paths, headers):
+        if len(header.get("ImagePositionPatient") or ()) != 3:
+            raise UnreadableImage(f"{path.name} has no Image Position (Patient): the slices cannot be placed")
     positions = np.array([[float(v) for v in h.ImagePositionPatient] for h in headers])
     along = positions @ normal
     order = sorted(range(len(paths)), key=lambda i: (along[i], int(headers[i].get("InstanceNumber", 0) or 0)))
@@ -136,10 +166,17 @@ def _read_dicom_series(paths: list[Path], volume: int | None) -> ThickVolume:
             "an oblique (tilted) stack: the slice positions do not follow the slice normal; resample it first"
         )
     first = headers[order[0]]
-    rows, columns = (float(v) for v in first.PixelSpacing[:2]) if first.get("PixelSpacing") else (1.0, 1.0)
+    pixel = first.get("PixelSpacing") or first.get("ImagerPixelSpacing")
+    if not pixel or len(pixel) < 2:
+        raise UnreadableImage("the series has no Pixel Spacing: the through-plane factor cannot be known")
+    rows, columns = (float(v) for v in pixel[:2])
+    if not (rows > 0 and columns > 0) or abs(rows / columns - 1) > 0.1:
+        raise UnreadableImage(
+            f"pixels that are not square ({rows:g} x {columns:g} mm): resample in plane first"
+        )
     data = np.stack([read_slices(paths[i])[0].pixels for i in order]).astype(np.float32)
     thickness = float(first.SliceThickness) if first.get("SliceThickness") not in (None, "") else None
-    geometry = {"origin": positions[order[0]], "normal": normal, "row": row, "column": column}
+    geometry = {"origin": positions[order[0]], "normal": normal, "spacing": spacing}
     return ThickVolume(
         data, (spacing, rows, columns), 0, thickness, "dicom", [paths[i] for i in order], volume, geometry
     )
@@ -212,6 +249,16 @@ def _write_nifti(thick: ThickVolume, volume: np.ndarray, factor: int, target: Pa
     result = nib.Nifti1Image(stored, affine, header=source.header.copy())
     result.header.set_slope_inter(slope, inter)
     result.header.set_xyzt_units(*source.header.get_xyzt_units())
+    qform, qcode = source.header.get_qform(coded=True)
+    sform, scode = source.header.get_sform(coded=True)
+    result.set_qform(
+        None if qform is None else qform @ _finer_along(thick.slice_axis, factor), code=int(qcode)
+    )
+    result.set_sform(
+        None if sform is None else sform @ _finer_along(thick.slice_axis, factor), code=int(scode)
+    )
+    zooms = np.linalg.norm(affine[:3, :3], axis=0)  # pixdim agrees with the geometry written
+    result.header.set_zooms((*zooms, *source.header.get_zooms()[3 : stored.ndim]))
     with atomic_path(target) as tmp:
         nib.save(result, str(tmp))
     return target
@@ -264,7 +311,8 @@ def _write_dicom(thick: ThickVolume, volume: np.ndarray, factor: int, folder: Pa
     from medsr.io.dicom_write import derived_dataset, stored_values, write_dataset
 
     series_uid = generate_uid()
-    spacing = thick.spacing[0] / factor
+    measured = thick.geometry["spacing"]  # where the slices are (not a --slice-spacing override)
+    spacing = measured / factor
     origin, normal = thick.geometry["origin"], thick.geometry["normal"]
     written = []
     folder.mkdir(parents=True, exist_ok=True)
@@ -273,7 +321,7 @@ def _write_dicom(thick: ThickVolume, volume: np.ndarray, factor: int, folder: Pa
         frames = stored_values(volume[index], header)[None]
         ds = derived_dataset(header, frames, scale=1, series_uid=series_uid, model_name=model)
         offset = (index + 0.5) / factor - 0.5  # in source slice spacings from source slice 0
-        ds.ImagePositionPatient = [f"{v:.6f}" for v in origin + offset * thick.spacing[0] * normal]
+        ds.ImagePositionPatient = [f"{v:.6f}" for v in origin + offset * measured * normal]
         if "SliceLocation" in ds:  # its sign and origin vary between vendors: the position says where
             del ds.SliceLocation
         ds.InstanceNumber = index + 1
