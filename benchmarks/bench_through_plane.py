@@ -18,6 +18,9 @@ everything; an average of many heads, so smoother than one scan). Slices are thi
 axis 2: anterior-posterior for S1 (thick coronal slices), inferior-superior for MNI (thick axial
 slices).
 
+Cases: ``f<factor>-<profile>[-gap]``, and ``...@<profile>`` where the methods are told another
+profile than the one simulated (a wrong acquisition model).
+
 Methods: ``bspline`` (cubic B-spline along the slice axis: scipy, the usual baseline), ``medsr``
 (``medsr.isotropic``, from medsr-x4, ``--time-budget`` of training), ``medsr-scratch`` (the
 same from random weights), ``eclare`` (the ``eclare`` PyPI package in its own environment, given
@@ -72,11 +75,13 @@ def load_truth(name: str) -> np.ndarray:
     return np.asarray(nib.load(str(path)).dataobj, np.float32)
 
 
-def parse_case(case: str) -> tuple[int, str, float]:
-    """``f4-gaussian`` or ``f4-rect-gap`` -> (factor, profile, thickness in fine voxels)."""
-    parts = case.split("-")
+def parse_case(case: str) -> tuple[int, str, float, str]:
+    """``f4-gaussian``, ``f4-rect-gap`` or ``f4-rect@gaussian`` -> (factor, simulated profile,
+    thickness in fine voxels, the profile the methods are told: after ``@``, else the simulated one)."""
+    simulated, _, told = case.partition("@")
+    parts = simulated.split("-")
     factor = int(parts[0][1:])
-    return factor, parts[1], factor * (0.5 if parts[-1] == "gap" else 1.0)
+    return factor, parts[1], factor * (0.5 if parts[-1] == "gap" else 1.0), told or parts[1]
 
 
 def scores(result: np.ndarray, truth: np.ndarray, factor: int, mask: np.ndarray) -> dict[str, float]:
@@ -145,10 +150,10 @@ def main() -> None:
     for volume in args.volumes.split(","):
         truth_all = load_truth(volume)
         for case in args.cases.split(","):
-            factor, profile, thickness = parse_case(case)
+            factor, simulated, thickness, profile = parse_case(case)
             usable = truth_all.shape[AXIS] // factor * factor
             truth = truth_all[:, :, :usable]
-            thick = thick_slices(truth, AXIS, factor, thickness, profile)
+            thick = thick_slices(truth, AXIS, factor, thickness, simulated)
             peak = float(truth.max() - truth.min())
             mask = np.stack(
                 [body_mask((truth[:, :, k] - truth.min()) / peak) for k in range(usable)], axis=AXIS
