@@ -22,6 +22,7 @@ median of ``--rounds``.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import platform
@@ -94,7 +95,8 @@ def main() -> None:
     print(f"  medsr, {args.methods} methods per reference (evaluate): {result['evaluate_s']:.1f} s")
     if args.metric == "lpips" and args.reference_images:
         ours = load_lpips()
-        reference = reference_lpips(ours)
+        # the reference's own memory layout: a contiguous copy of the same weights (medsr's are channels-last)
+        reference = reference_lpips(copy.deepcopy(ours).to(memory_format=torch.contiguous_format))
         few = distinct[: args.reference_images]
         tensors = [[torch.from_numpy(v)[None, None].expand(-1, 3, -1, -1) for v in pair[:2]] for pair in few]
         with torch.no_grad():
