@@ -2,7 +2,8 @@
 
 The data set: the sample data's lung CT written as 512x512 DICOM (4 copies, 8 patients), prepared
 with a 200/0/200 patient split and no detail filter. Times ``evaluate`` end to end (read PNG,
-degrade, upsample, body mask, PSNR/SSIM whole and masked, bootstrap CIs, tables, 4 figures),
+degrade, upsample, body mask, PSNR/SSIM whole and masked, bootstrap CIs, tables, 4 figures; with
+``--metrics psnr,ssim``, not the default set, which adds LPIPS: ``bench_lpips.py`` times that),
 median of ``--repeats`` runs. Side by side, the reference implementation of the metrics:
 ``skimage.metrics`` PSNR + SSIM (Gaussian, sigma 1.5) on the same 200 image pairs.
 
@@ -52,7 +53,9 @@ def main() -> None:
         rows = read_manifest(tmp / "ds", split="test")
         model = load_model("bicubic")
         medsr_time = median_time(
-            lambda: evaluate(tmp / "ds", [model], tmp / "eval", EvalOptions()), args.repeats, warmup=0
+            lambda: evaluate(tmp / "ds", [model], tmp / "eval", EvalOptions(metrics=("psnr", "ssim"))),
+            args.repeats,
+            warmup=0,
         )
         pairs = []
         for row in rows:

@@ -228,7 +228,7 @@ def main(argv: list[str] | None = None) -> None:
     runs = {name: train(name, path, args) for name, path in chosen.items()}
     models = [load_model(args.out / name / "best.pt", device=args.device) for name in names]
     baseline = BASELINE if BASELINE in names else names[0]
-    options = EvalOptions(split="test", baseline=baseline, n_figures=0)
+    options = EvalOptions(split="test", baseline=baseline, n_figures=0, metrics=("psnr", "ssim"))
     summary = evaluate(args.dataset, [load_model("bicubic"), *models], args.out / "eval", options).summary
     device = (
         torch.cuda.get_device_name()
