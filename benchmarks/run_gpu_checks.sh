@@ -5,7 +5,7 @@
 # pydicom, nibabel, pynrrd, platformdirs). Writes JSON and logs to ${OUT:-out}. INFER_ONLY=1 stops
 # after the inference benchmarks; TRAIN_BENCH=1 adds the training benchmark; QUALITY_BENCH=1 adds
 # the quality-at-equal-compute benchmark (QUALITY_BUDGET per recipe, default 150s: three recipes
-# must fit one 10-minute command).
+# must fit one 10-minute command); THROUGH_PLANE_BENCH=1 the through-plane timing (256 x 256 x 64).
 set -uo pipefail
 OUT=${OUT:-out}
 mkdir -p "$OUT"
@@ -28,6 +28,11 @@ if [ "${QUALITY_BENCH:-0}" = 1 ]; then
     timeout 590 python3 benchmarks/bench_quality.py --budget "${QUALITY_BUDGET:-150s}" --device cuda --amp bf16 \
         --dataset .benchdata/ds --out /tmp/bench_quality 2>&1 | tail -60 | tee "$OUT/bench_quality_gpu.log"
     cp /tmp/bench_quality/results.* "$OUT/" 2>/dev/null
+fi
+if [ "${THROUGH_PLANE_BENCH:-0}" = 1 ]; then  # needs the sample data carried in .benchdata/cache
+    MEDSR_CACHE_DIR=$PWD/.benchdata/cache timeout 240 python3 benchmarks/bench_through_plane.py --volumes s1 \
+        --cases f4-gaussian --methods bspline,medsr --json "$OUT/bench_through_plane_gpu.json" 2>&1 | tail -8 \
+        | tee "$OUT/bench_through_plane_gpu.log"
 fi
 # the paper's networks (16 x 64) for one short epoch each: SRResNet with the CUDA graph, then SRGAN
 timeout 150 python3 -m medsr train configs/paper_srresnet.yaml --set data.dataset=.benchdata/ds --set run_dir=/tmp/p_sr \

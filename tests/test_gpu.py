@@ -129,3 +129,21 @@ def test_a_captured_step_follows_the_schedule():
     before = [p.detach().clone() for p in model.parameters()]
     step(lq, hr)
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))  # rate 0: no change
+
+
+def test_through_plane_reconstruction_on_the_gpu_matches_the_cpu():
+    import nibabel as nib
+    import numpy as np
+
+    from conftest import NIBABEL_DATA
+    from medsr.isotropic import thick_slices
+    from medsr.isotropic.network import ThroughPlaneNet
+    from medsr.isotropic.reconstruct import reconstruct
+
+    head = np.asarray(nib.load(str(NIBABEL_DATA / "anatomical.nii")).dataobj, np.float32)  # real, 2 mm
+    thick = thick_slices(head / head.max(), 2, 2, 2.0, "gaussian")
+    torch.manual_seed(0)
+    network = ThroughPlaneNet(2).eval()
+    on_cpu = reconstruct(network, thick, torch.device("cpu"))
+    on_gpu = reconstruct(network.cuda(), thick, torch.device("cuda"))
+    assert on_gpu.shape == (33, 41, 24) and np.abs(on_gpu - on_cpu).max() < 1e-4
