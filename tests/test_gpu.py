@@ -141,9 +141,9 @@ def test_through_plane_reconstruction_on_the_gpu_matches_the_cpu():
     from medsr.isotropic.reconstruct import reconstruct
 
     head = np.asarray(nib.load(str(NIBABEL_DATA / "anatomical.nii")).dataobj, np.float32)  # real, 2 mm
-    thick = thick_slices(head / head.max(), 2, 2, 2.0, "gaussian")
+    thick = np.moveaxis(thick_slices(head / head.max(), 2, 2, 2.0, "gaussian"), 2, 0)  # slices first
     torch.manual_seed(0)
     network = ThroughPlaneNet(2).eval()
     on_cpu = reconstruct(network, thick, torch.device("cpu"))
     on_gpu = reconstruct(network.cuda(), thick, torch.device("cuda"))
-    assert on_gpu.shape == (33, 41, 24) and np.abs(on_gpu - on_cpu).max() < 1e-4
+    assert on_gpu.shape == (24, 33, 41) and np.abs(on_gpu - on_cpu).max() < 1e-4
