@@ -18,7 +18,7 @@ def _reference(trunk: LPIPSNet):
     try:
         return reference_dists(trunk)
     except ImportError:
-        pytest.skip("DISTS-pytorch 0.1 (make install, without torchvision)")
+        pytest.fail("DISTS-pytorch 0.1 is not installed (make install installs it, without torchvision)")
 
 
 def _pairs():

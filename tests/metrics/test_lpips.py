@@ -22,7 +22,7 @@ def _reference(trunk: LPIPSNet):
     try:
         return reference_lpips(trunk)
     except ImportError:
-        pytest.skip("lpips 0.1.4 (installed by make install without torchvision)")
+        pytest.fail("lpips 0.1.4 is not installed (make install installs it, without torchvision)")
 
 
 def _slices() -> list[np.ndarray]:
