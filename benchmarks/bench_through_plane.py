@@ -1,7 +1,7 @@
 """Benchmark: through-plane super-resolution against known truth.
 
 Near-isotropic real volumes are made thick along one axis (``medsr.isotropic.thick_slices``:
-factors 2, 4, 6; Gaussian or rect profile, FWHM or width = the spacing, or half of it: a gap), then
+factors 2, 4, 6 or fractional ones such as 4.5; Gaussian or rect profile, FWHM or width = the spacing, or half of it: a gap), then
 reconstructed by each method on the same thick volume, and scored against the truth:
 
 - ``psnr``: over the whole reconstructed volume (peak = the truth's range);
@@ -18,7 +18,7 @@ everything; an average of many heads, so smoother than one scan). Slices are thi
 axis 2: anterior-posterior for S1 (thick coronal slices), inferior-superior for MNI (thick axial
 slices).
 
-Cases: ``f<factor>-<profile>[-gap]``, and ``...@<profile>`` where the methods are told another
+Cases: ``f<factor>-<profile>[-gap]`` (``f4.5-gaussian``: 4.5 mm slices from 1 mm voxels), and ``...@<profile>`` where the methods are told another
 profile than the one simulated (a wrong acquisition model).
 
 Methods: ``bspline`` (cubic B-spline along the slice axis: scipy, the usual baseline), ``medsr``
@@ -43,7 +43,7 @@ from pathlib import Path
 import numpy as np
 
 from medsr.data import sample
-from medsr.isotropic import ThroughPlaneOptions, bspline_upsample, thick_slices, through_plane
+from medsr.isotropic import ThroughPlaneOptions, bspline_upsample, fine_count, thick_slices, through_plane
 from medsr.metrics.classic import body_mask
 
 NILEARN = sample.SampleArchive(
@@ -75,22 +75,24 @@ def load_truth(name: str) -> np.ndarray:
     return np.asarray(nib.load(str(path)).dataobj, np.float32)
 
 
-def parse_case(case: str) -> tuple[int, str, float, str]:
+def parse_case(case: str) -> tuple[float, str, float, str]:
     """``f4-gaussian``, ``f4-rect-gap`` or ``f4-rect@gaussian`` -> (factor, simulated profile,
     thickness in fine voxels, the profile the methods are told: after ``@``, else the simulated one)."""
     simulated, _, told = case.partition("@")
     parts = simulated.split("-")
-    factor = int(parts[0][1:])
+    factor = float(parts[0][1:])
     return factor, parts[1], factor * (0.5 if parts[-1] == "gap" else 1.0), told or parts[1]
 
 
-def scores(result: np.ndarray, truth: np.ndarray, factor: int, mask: np.ndarray) -> dict[str, float]:
+def scores(result: np.ndarray, truth: np.ndarray, factor: float, mask: np.ndarray) -> dict[str, float]:
     """PSNR (whole, body, between slices) and 3-D SSIM of ``result`` against ``truth``."""
     from skimage.metrics import structural_similarity
 
     peak = float(truth.max() - truth.min())
     error = (result.astype(np.float64) - truth) ** 2
-    offsets = np.abs(np.arange(truth.shape[AXIS]) % factor - (factor - 1) / 2)
+    offsets = np.abs(
+        (np.arange(truth.shape[AXIS]) + 0.5) % factor - factor / 2
+    )  # from the nearest slice centre
     between = offsets >= factor / 4
 
     def psnr(values: np.ndarray) -> float:
@@ -109,7 +111,7 @@ def scores(result: np.ndarray, truth: np.ndarray, factor: int, mask: np.ndarray)
 
 
 def run_method(
-    method: str, thick: np.ndarray, factor: int, profile: str, thickness: float, args
+    method: str, thick: np.ndarray, factor: float, profile: str, thickness: float, args
 ) -> tuple[np.ndarray, float, dict]:
     """(reconstruction, wall seconds, details) of one method on one thick volume."""
     began = time.perf_counter()
@@ -123,9 +125,7 @@ def run_method(
             time_budget=args.time_budget,
             start="scratch" if method == "medsr-scratch" else ThroughPlaneOptions().start,
         )
-        result = through_plane(
-            thick, (1.0, 1.0, float(factor)), slice_axis=AXIS, options=options, progress=True
-        )
+        result = through_plane(thick, (1.0, 1.0, factor), slice_axis=AXIS, options=options, progress=True)
         out = result.volume
         details = {"iterations": result.fit.iterations, "started_from": result.started_from}
     elif method == "eclare":
@@ -151,9 +151,9 @@ def main() -> None:
         truth_all = load_truth(volume)
         for case in args.cases.split(","):
             factor, simulated, thickness, profile = parse_case(case)
-            usable = truth_all.shape[AXIS] // factor * factor
+            thick = thick_slices(truth_all, AXIS, factor, thickness, simulated)
+            usable = fine_count(thick.shape[AXIS], factor)  # the voxels under whole slices
             truth = truth_all[:, :, :usable]
-            thick = thick_slices(truth, AXIS, factor, thickness, simulated)
             peak = float(truth.max() - truth.min())
             mask = np.stack(
                 [body_mask((truth[:, :, k] - truth.min()) / peak) for k in range(usable)], axis=AXIS

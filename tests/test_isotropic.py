@@ -16,6 +16,7 @@ from medsr.isotropic import (
     NothingToDo,
     ThroughPlaneOptions,
     bspline_upsample,
+    fine_count,
     plan_factor,
     thick_slices,
     through_plane,
@@ -49,6 +50,15 @@ def test_rect_slices_average_the_voxels_under_them_and_a_gap_leaves_voxels_out()
     assert weights[weights > 0].tolist() == pytest.approx([0.3, 0.4, 0.3])  # 0.75, 1, 0.75 voxels
 
 
+def test_a_fractional_factor_places_slices_between_voxels():
+    fine = np.arange(20, dtype=np.float32)
+    # 2.5 voxels per slice: slice 0 covers voxels 0, 1 and half of 2; slice 1 the other half of 2, 3, 4
+    assert thick_slices(fine, 0, 2.5, 2.5, "rect").tolist() == pytest.approx(
+        [0.8, 3.2, 5.8, 8.2, 10.8, 13.2, 15.8, 18.2]
+    )
+    assert fine_count(8, 2.5) == 20 and fine_count(3, 4.5) == 13 and fine_count(3, 1 / 3 * 9) == 9
+
+
 def test_gaussian_slices_have_the_thickness_as_fwhm_and_keep_constants():
     first, weights = profile_weights("gaussian", 4.0, 0.5)
     centres = np.arange(len(weights)) + first - 0.5  # voxel centres relative to the slice centre
@@ -67,14 +77,49 @@ def test_bspline_baseline_lies_on_the_same_grid():
     assert upsampled.shape == (1, 1, 400)
     middle = slice(80, -80)  # away from the mirrored ends, where a ramp is not a ramp
     assert np.allclose(upsampled[0, 0, middle], ramp[0, 0, middle], atol=1e-3)  # back on the fine voxels
+    thick = thick_slices(ramp, 2, 4.5, 4.5, "rect")  # a fractional factor: the same grid rule
+    upsampled = bspline_upsample(thick, 4.5, axis=2)
+    assert upsampled.shape == (1, 1, 396)  # 88 whole slices of 4.5 voxels
+    # voxels are constant inside, so slices ending mid-voxel average a staircase: off a ramp by < 0.05
+    assert np.allclose(upsampled[0, 0, 80:-80], ramp[0, 0, 80:-84], atol=0.05)
+
+
+def test_bspline_baseline_is_scipy_zoom_for_whole_factors():
+    from scipy import ndimage
+
+    volume = _head(32)[:, :, ::4]
+    for factor in (2, 4):
+        zoomed = ndimage.zoom(volume, (1, 1, factor), order=3, mode="reflect", grid_mode=True)
+        assert np.array_equal(bspline_upsample(volume, factor, axis=2), zoomed)
+
+
+def test_the_network_resamples_rows_for_a_fractional_factor():
+    import torch
+    import torch.nn.functional as F
+
+    from medsr.isotropic.network import ThroughPlaneNet, resample_rows
+
+    x = torch.rand(2, 1, 9, 5)
+    whole = resample_rows(x, 4.0, 36)
+    assert torch.equal(whole, F.interpolate(x, size=(36, 5), mode="bicubic", align_corners=False))
+    x = torch.rand(2, 1, 40, 5)  # row m at input row (m + 0.5) / 2.5 - 0.5, as torch's bicubic does
+    expected = F.interpolate(x, scale_factor=(2.5, 1), mode="bicubic", recompute_scale_factor=False)
+    assert torch.allclose(resample_rows(x, 2.5, 100), expected, atol=1e-5)
+    network = ThroughPlaneNet(4.5)
+    assert network.subpixels == 5 and network(torch.rand(1, 1, 8, 16)).shape == (1, 1, 36, 16)
+    assert ThroughPlaneNet(4.05).subpixels == 4  # 1.25 % above 4: four sub-pixels, stretched a little
 
 
 def test_factor_follows_the_target_and_refuses_nearly_isotropic_volumes():
     assert plan_factor((1.0, 1.0, 5.0), 2) == 5
-    assert plan_factor((0.9, 0.9, 5.0), 2, target_spacing=0.9) == 6  # 5 / 0.9 = 5.6, rounded
-    assert plan_factor((1.0, 1.0, 1.3), 2) == 2  # at least 2
+    assert plan_factor((0.9, 0.9, 5.0), 2, target_spacing=0.9) == pytest.approx(5 / 0.9)  # exactly isotropic
+    assert plan_factor((0.9375, 0.9375, 5.0), 2) == pytest.approx(5.3333, abs=1e-4)
+    assert plan_factor((1.0, 1.0, 4.0004), 2) == 4  # within 0.001 of a whole number: that number
+    assert plan_factor((1.0, 1.0, 1.3), 2) == pytest.approx(1.3)
     with pytest.raises(NothingToDo, match="only 1.10 times"):
         plan_factor((1.0, 1.0, 1.1), 2)
+    with pytest.raises(ValueError, match="target spacing"):
+        plan_factor((1.0, 1.0, 5.0), 2, target_spacing=4.5)
     with pytest.raises(ValueError):
         plan_factor((1.0, 0.0, 3.0), 2)
 
@@ -98,6 +143,21 @@ def test_fine_tuning_on_the_volume_itself_beats_its_start_and_cubic_bspline():
     baseline = psnr(bspline_upsample(thick, 4, axis=2))
     assert psnr(trained.volume) > psnr(untrained.volume) + 0.2  # measured: +0.45 dB
     assert psnr(trained.volume) > baseline + 1.0  # measured: +1.35 dB
+
+
+def test_fine_tuning_with_a_fractional_factor_beats_cubic_bspline():
+    truth = _head(64)
+    thick = thick_slices(truth, 2, 2.5, 2.5, "gaussian")  # (64, 64, 25): 2.5 mm slices
+    truth = truth[:, :, :62]  # the voxels under 25 whole slices
+
+    def psnr(volume):
+        return 10 * np.log10(255.0**2 / np.mean((volume - truth) ** 2))
+
+    result = through_plane(
+        thick, (1.0, 1.0, 2.5), options=ThroughPlaneOptions(max_iterations=15, device="cpu")
+    )
+    assert result.volume.shape == (64, 64, 62) and result.factor == 2.5 and result.spacing == (1.0, 1.0, 1.0)
+    assert psnr(result.volume) > psnr(bspline_upsample(thick, 2.5, axis=2)) + 0.15  # measured: +0.28 dB
 
 
 def _nifti(path, data, zooms, dtype=np.int16):
@@ -130,6 +190,25 @@ def test_nifti_output_overlays_the_source_and_keeps_its_type(tmp_path):
     assert np.allclose(out.affine @ [0, 0, 0, 1], src.affine @ [0, -0.375, 0, 1])
     assert np.allclose(out.affine @ [0, 1.5, 0, 1], src.affine @ [0, 0, 0, 1])
     assert tree_digest(tmp_path / "in") == before
+
+
+def test_a_fractional_factor_gives_an_isotropic_nifti_over_the_same_field_of_view(tmp_path):
+    import nibabel as nib
+
+    from medsr.isotropic.run import enhance_through_plane
+
+    thick = thick_slices(_head(32), 1, 2.5, 2.5, "gaussian")  # (32, 12, 32): 2.5 mm slices, 1 mm pixels
+    source = _nifti(tmp_path / "thick.nii.gz", thick, (1, 2.5, 1))
+    report = enhance_through_plane([source], tmp_path / "out.nii.gz", QUICK)
+    assert not report.failed, report.failed
+    out, src = nib.load(str(tmp_path / "out.nii.gz")), nib.load(str(source))
+    assert out.shape == (32, 30, 32) and out.header.get_zooms() == (1.0, 1.0, 1.0)
+    # output voxel m lies (m + 0.5) / 2.5 - 0.5 source slices from source slice 0: the 30 voxels
+    # tile the 12 slices' extent exactly
+    for m in (0, 7, 29):
+        assert np.allclose(out.affine @ [0, m, 0, 1], src.affine @ [0, (m + 0.5) / 2.5 - 0.5, 0, 1])
+    assert np.allclose(out.affine @ [0, -0.5, 0, 1], src.affine @ [0, -0.5, 0, 1])
+    assert np.allclose(out.affine @ [0, 29.5, 0, 1], src.affine @ [0, 11.5, 0, 1])
 
 
 def test_nrrd_real_thick_mri_keeps_space_directions(tmp_path):
@@ -177,11 +256,12 @@ def _dicom_series(folder, volume, spacing=5.0, *, positions=None, tilt=0.0):
     return paths
 
 
-def test_dicom_series_becomes_a_derived_series_on_the_finer_grid(tmp_path):
+@pytest.mark.parametrize(("spacing", "first"), [(5.0, -2.0), (2.5, -0.75)])
+def test_dicom_series_becomes_a_derived_series_on_the_finer_grid(tmp_path, spacing, first):
     from medsr.isotropic.run import enhance_through_plane
 
-    thick = thick_slices(_head(32), 0, 5, 5.0, "gaussian") * 8  # (6, 32, 32), 5 mm slices, 1 mm pixels
-    _dicom_series(tmp_path / "in" / "series", thick)
+    thick = thick_slices(_head(30), 0, spacing, spacing, "gaussian") * 8  # 1 mm pixels
+    _dicom_series(tmp_path / "in" / "series", thick, spacing)
     before = tree_digest(tmp_path / "in")
     report = enhance_through_plane([tmp_path / "in"], tmp_path / "out", QUICK)
     assert not report.failed, report.failed
@@ -189,10 +269,11 @@ def test_dicom_series_becomes_a_derived_series_on_the_finer_grid(tmp_path):
     assert len(files) == 30 and files[0].parent.name.startswith("series-")
     datasets = [pydicom.dcmread(p) for p in files]
     z = [float(ds.ImagePositionPatient[2]) for ds in datasets]
-    assert np.allclose(np.diff(z), 1.0) and z[0] == pytest.approx(-2.0)  # 5 per slice, centred on it
+    # 1 mm apart, the first half a millimetre inside the first slice's extent (spacing / 2 before it)
+    assert np.allclose(np.diff(z), 1.0) and z[0] == pytest.approx(first)
     assert len({ds.SeriesInstanceUID for ds in datasets}) == 1
     assert all(ds.ImageType[0] == "DERIVED" and float(ds.SpacingBetweenSlices) == 1.0 for ds in datasets)
-    assert "Through-plane" in datasets[0].DerivationDescription and datasets[0].Rows == 32
+    assert "Through-plane" in datasets[0].DerivationDescription and datasets[0].Rows == 30
     assert tree_digest(tmp_path / "in") == before
     assert not list((tmp_path / "out").rglob(".partial*"))
 

@@ -30,7 +30,7 @@ BATCH = 128  # ECLARE's default batch size
 def run_eclare(
     python: str,
     thick: np.ndarray,
-    factor: int,
+    factor: float,
     thickness: float,
     profile: str,
     seconds: float,
@@ -63,8 +63,8 @@ def run_eclare(
             "-1",
             "--n-patches",
             str(steps * BATCH),
-            "--relative-slice-thickness",
-            str(thickness / factor),
+            "--relative-slice-thickness",  # the profile's FWHM in in-plane voxels (= fine voxels here)
+            str(thickness),
         ]
         began = time.perf_counter()
         done = subprocess.run(command, env=env, capture_output=True, text=True)

@@ -32,6 +32,9 @@ METRIC_NAMES = ("psnr", "ssim", "ms_ssim", "haarpsi", "gmsd", "hfen", "nrmse", "
 DEFAULT_METRICS = ("psnr", "ssim", "lpips", "hfen")
 #: The model ``medsr enhance`` uses when no ``--model`` is given (a built-in: ``models.builtin``).
 DEFAULT_MODEL = "medsr-x4"
+#: ``medsr enhance``: tile side in input pixels, and tiles per forward pass.
+DEFAULT_TILE = 256
+DEFAULT_BATCH = 4
 #: Network arithmetic of ``medsr enhance --precision`` (``models.network.PRECISIONS``).
 PRECISIONS = ("fp32", "bf16")
 

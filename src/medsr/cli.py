@@ -25,8 +25,10 @@ from typing import TYPE_CHECKING, Any
 from medsr import __version__, layout
 from medsr.choices import (
     CT_WINDOW_NAMES,
+    DEFAULT_BATCH,
     DEFAULT_METRICS,
     DEFAULT_MODEL,
+    DEFAULT_TILE,
     DEGRADATION_KINDS,
     DETAIL_SCORES,
     INTERPOLATIONS,
@@ -759,8 +761,12 @@ def _add_enhance(sub) -> None:
     p.add_argument(
         "-o", "--out", required=True, type=Path, help="output folder (or file, for one input file)"
     )
-    p.add_argument("--tile", type=int, default=256, help="tile side in input pixels (default %(default)s)")
-    p.add_argument("--batch", type=int, default=4, help="tiles per forward pass (default %(default)s)")
+    p.add_argument(
+        "--tile", type=int, default=DEFAULT_TILE, help="tile side in input pixels (default %(default)s)"
+    )
+    p.add_argument(
+        "--batch", type=int, default=DEFAULT_BATCH, help="tiles per forward pass (default %(default)s)"
+    )
     p.add_argument("--device", default="auto", help="auto, cpu or cuda")
     p.add_argument(
         "--precision",
@@ -785,7 +791,7 @@ def _add_through_plane_flags(p) -> None:
         "Thick-slice volumes (NIfTI, NRRD, DICOM series) to thin slices, self-supervised: a network is "
         "fine-tuned on the volume's own in-plane slices, degraded along one axis with the slice profile, then "
         "applied through the slice axis in both orientations. Output: the same format, slices "
-        "round(spacing / target) times finer, overlaying the original.",
+        "spacing / target times finer (isotropic by default), overlaying the original.",
     )
     g.add_argument("--through-plane", action="store_true", help="super-resolve along the slice axis")
     g.add_argument(
@@ -843,15 +849,13 @@ _THROUGH_PLANE_ONLY = (
 
 def _check_enhance_flags(args: argparse.Namespace) -> None:
     """Refuse flags that the chosen mode would ignore."""
-    from medsr.enhance import EnhanceOptions
-
     if not args.through_plane:
         given = [k for k in _THROUGH_PLANE_ONLY if getattr(args, k) not in (None, False)]
         if given or args.profile != "gaussian":
             flag = (given or ["profile"])[0].replace("_", "-")
             raise MedsrError(f"--{flag} applies to --through-plane only")
         return
-    in_plane = {"model": DEFAULT_MODEL, "tile": EnhanceOptions.tile, "batch": EnhanceOptions.batch}
+    in_plane = {"model": DEFAULT_MODEL, "tile": DEFAULT_TILE, "batch": DEFAULT_BATCH}
     changed = [
         k
         for k, default in {**in_plane, "precision": "fp32", "compile": False}.items()

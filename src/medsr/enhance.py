@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from medsr.choices import DEFAULT_BATCH, DEFAULT_TILE
 from medsr.enhance_state import (
     STATE_DIR,
     Shard,
@@ -46,9 +47,9 @@ _FILE_SUFFIXES = (".dcm", ".nii", ".nii.gz", ".nrrd", ".png", ".tif", ".tiff")
 
 @dataclass(frozen=True)
 class EnhanceOptions:
-    tile: int = 256  # LR tile side
+    tile: int = DEFAULT_TILE  # LR tile side
     blend: int = 8
-    batch: int = 4  # tiles per forward pass
+    batch: int = DEFAULT_BATCH  # tiles per forward pass
 
 
 @dataclass
@@ -100,7 +101,7 @@ class _Runner:
         return np.clip(sr, *limits, out=sr)
 
 
-def _output_paths(files: Sequence[Path], inputs: Sequence[Path], out: Path) -> dict[Path, Path]:
+def output_paths(files: Sequence[Path], inputs: Sequence[Path], out: Path) -> dict[Path, Path]:
     """Where each file's result goes: ``out`` itself for one input file and a file-like ``out``;
     else ``out/NAME`` for an input file and ``out/REL`` (one folder input) or ``out/FOLDER/REL``
     (several inputs) for a file at ``REL`` under an input folder.
@@ -195,7 +196,7 @@ def _enhance_raster(runner: _Runner, path: Path, target: Path) -> None:
     write_like(path, outputs, target, scale=runner.model.scale)
 
 
-def _check_inputs(inputs: Sequence[Path], out: Path) -> None:
+def check_inputs(inputs: Sequence[Path], out: Path) -> None:
     """Raise ``MedsrError`` for a missing input, or an ``out`` that is or holds an input."""
     for path in inputs:
         if not path.exists():
@@ -207,7 +208,7 @@ def _check_inputs(inputs: Sequence[Path], out: Path) -> None:
 
 
 @dataclass
-class _Plan:
+class JobPlan:
     """What a run does, as plain data (sent from the first process to the others): one group of
     paths per job (a DICOM series, or one file) with its kind, and the files no reader recognises."""
 
@@ -215,12 +216,12 @@ class _Plan:
     unreadable: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
 
 
-def _plan(files: Sequence[Path]) -> _Plan:
+def plan_jobs(files: Sequence[Path]) -> JobPlan:
     """DICOM files grouped by Series Instance UID (a file without one is its own series), sorted by
     UID, then every other file with its format, in ``files`` order."""
     from medsr.io.dicom import read_dicom_header
 
-    plan = _Plan()
+    plan = JobPlan()
     series: dict[str, list[Path]] = defaultdict(list)
     for path in files:
         try:
@@ -249,7 +250,7 @@ class _Job:
         return sum(p.stat().st_size for p in self.sources if p.exists())
 
 
-def _jobs(plan: _Plan, targets: dict[Path, Path], runner: _Runner, report: EnhanceReport) -> list[_Job]:
+def _jobs(plan: JobPlan, targets: dict[Path, Path], runner: _Runner, report: EnhanceReport) -> list[_Job]:
     """The work of each job of ``plan``."""
     writers = {"nifti": _enhance_volume_file, "nrrd": _enhance_volume_file, "raster": _enhance_raster}
     jobs = []
@@ -279,7 +280,7 @@ def enhance_paths(
     shard: Shard | None = None,
 ) -> EnhanceReport:
     """Super-resolve every image under ``inputs`` into ``out`` (see the module docstring and
-    ``_output_paths`` for where each result goes).
+    ``output_paths`` for where each result goes).
 
     Args:
         shard: this process's rank among ``world`` processes (default: the only one); it does only
@@ -295,12 +296,12 @@ def enhance_paths(
     shard = shard or Shard()
     inputs = [Path(p) for p in inputs]
     out = Path(out)
-    _check_inputs(inputs, out)
+    check_inputs(inputs, out)
     plan = None
     if shard.rank == 0 or not coordinated(shard):
-        plan = _plan([f for f in iter_image_files(inputs) if not is_within(f, out)])
+        plan = plan_jobs([f for f in iter_image_files(inputs) if not is_within(f, out)])
     plan = agree(plan, shard)
-    targets = _output_paths([p for _, paths in plan.jobs for p in paths], inputs, out)
+    targets = output_paths([p for _, paths in plan.jobs for p in paths], inputs, out)
     state = None if set(targets.values()) == {out} else out / STATE_DIR  # a folder of outputs
     report = EnhanceReport(shard=shard, failed=list(plan.unreadable) if shard.rank == 0 else [])
     bar = tqdm(desc="enhance", unit="tile", disable=not progress, leave=False)

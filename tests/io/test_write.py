@@ -130,6 +130,12 @@ def test_nifti_is_written_in_the_source_type_with_a_finer_affine(tmp_path):
     assert b.get_data_dtype() == a.get_data_dtype() and b.shape == up.shape
     np.testing.assert_allclose(read_volume(tmp_path / "up.nii.gz").data, up, atol=1e-3)
     np.testing.assert_allclose(b.affine @ [-0.5, -0.5, 0, 1], a.affine @ [-0.5, -0.5, 0, 1], atol=1e-5)
+    for name in ("qform", "sform"):  # the same codes, both transforms on the finer grid
+        assert int(b.header[f"{name}_code"]) == int(a.header[f"{name}_code"])
+        np.testing.assert_allclose(
+            getattr(b.header, f"get_{name}")() @ [1, 1, 0, 1], b.affine @ [1, 1, 0, 1], atol=1e-4
+        )
+    assert b.header.get_zooms()[:2] == pytest.approx([z / 2 for z in a.header.get_zooms()[:2]])
     assert read_slices(tmp_path / "up.nii.gz")[0].meta.pixel_spacing == pytest.approx(
         tuple(v / 2 for v in read_slices(source)[0].meta.pixel_spacing)
     )

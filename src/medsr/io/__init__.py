@@ -160,6 +160,7 @@ def write_like(
         OSError: the target cannot be written.
     """
     from medsr.io import dicom_write, nifti, nrrd, raster
+    from medsr.io.volume import in_plane_scales
 
     kind = detect_format(source)
     if kind in ("dicom", "dicom-nopreamble"):
@@ -173,9 +174,9 @@ def write_like(
             force=kind == "dicom-nopreamble",
         )
     elif kind == "nifti":
-        nifti.write_nifti_like(source, np.asarray(images), target, scale=scale)
+        nifti.write_nifti_like(source, np.asarray(images), target, scales=in_plane_scales(scale))
     elif kind == "nrrd":
-        nrrd.write_nrrd_like(source, np.asarray(images), target, scale=scale)
+        nrrd.write_nrrd_like(source, np.asarray(images), target, scales=in_plane_scales(scale))
     elif kind == "raster":
         raster.write_raster_like(images, target)
     else:

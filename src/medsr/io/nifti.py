@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import nibabel as nib
@@ -67,15 +67,17 @@ def read_nifti_volume(path: str | Path) -> Volume:
     return Volume(data, meta)
 
 
-def _scaled_affine(affine: np.ndarray, scale: int) -> np.ndarray:
-    """The affine of a grid ``scale`` times finer in the first two voxel axes, covering the same
-    field of view (new voxel centres inside the old voxels)."""
-    voxel = np.diag([1.0 / scale, 1.0 / scale, 1.0, 1.0])
-    voxel[:2, 3] = (1.0 / scale - 1.0) / 2.0
-    return affine @ voxel
+def finer_affine(affine: np.ndarray, scales: Sequence[float]) -> np.ndarray:
+    """The affine of a grid ``scales[a]`` times finer along voxel axis ``a``, covering the same field
+    of view (the new voxel ``m`` lies ``(m + 0.5) / scale - 0.5`` old voxels from old voxel 0)."""
+    voxel = np.eye(4)
+    for axis, scale in enumerate(scales):
+        voxel[axis, axis] = 1.0 / scale
+        voxel[axis, 3] = (1.0 / scale - 1.0) / 2.0
+    return np.asarray(affine, float) @ voxel
 
 
-def _to_stored(
+def to_stored(
     values: np.ndarray, header: nib.Nifti1Header, dtype: np.dtype
 ) -> tuple[np.ndarray, float, float]:
     """Physical values -> (stored array of ``dtype``, slope, intercept): integer types keep the
@@ -89,23 +91,32 @@ def _to_stored(
     return values.astype(dtype), 1.0, 0.0
 
 
-def write_nifti_like(source: str | Path, volume: np.ndarray, target: str | Path, *, scale: int) -> None:
-    """Write ``volume`` (X*scale, Y*scale, ...) of physical values, super-resolved from the NIfTI
-    ``source`` (X, Y, ...) in its voxel order, as a NIfTI that overlays it: the source's header,
-    data type, scaling and units, with an affine for the finer grid. Written atomically.
+def write_nifti_like(
+    source: str | Path, volume: np.ndarray, target: str | Path, *, scales: Sequence[float]
+) -> None:
+    """Write ``volume`` of physical values, super-resolved from the NIfTI ``source`` in its voxel
+    order (``scales[a]`` times finer along voxel axis ``a``: ``finer_shape``; a 3-D ``volume`` may be
+    one volume of a 4-D source), as a NIfTI that overlays it: the source's header, data type,
+    scaling, units and qform/sform codes, with the finer grid's affine and zooms. Written atomically.
 
     Raises:
         UnreadableImage: the source cannot be read.
-        ValueError: ``volume``'s shape is not the source's times ``scale`` in the first two axes.
+        ValueError: ``volume``'s shape is not the source's made finer by ``scales``.
     """
     try:
         image = nib.load(str(source))
     except Exception as exc:
         raise UnreadableImage(f"cannot read NIfTI ({type(exc).__name__})") from None
-    check_scaled_shape(image.shape, volume.shape, scale)
-    stored, slope, inter = _to_stored(volume, image.header, image.get_data_dtype())
-    result = nib.Nifti1Image(stored, _scaled_affine(image.affine, scale), header=image.header.copy())
+    check_scaled_shape(image.shape, volume.shape, scales)
+    header = image.header
+    stored, slope, inter = to_stored(volume, header, image.get_data_dtype())
+    result = nib.Nifti1Image(stored, finer_affine(image.affine, scales), header=header.copy())
     result.header.set_slope_inter(slope, inter)
-    result.header.set_xyzt_units(*image.header.get_xyzt_units())
+    result.header.set_xyzt_units(*header.get_xyzt_units())
+    for getter, setter in ((header.get_qform, result.set_qform), (header.get_sform, result.set_sform)):
+        matrix, code = getter(coded=True)
+        setter(None if matrix is None else finer_affine(matrix, scales), code=int(code))
+    zooms = np.linalg.norm(result.affine[:3, :3], axis=0)  # pixdim agrees with the geometry written
+    result.header.set_zooms((*zooms, *header.get_zooms()[3 : stored.ndim]))
     with atomic_path(target) as tmp:
         nib.save(result, str(tmp))

@@ -3,7 +3,7 @@ writer of super-resolved volumes."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import nrrd
@@ -19,7 +19,7 @@ _LPS_SPACES = {"left-posterior-superior", "LPS"}
 _RAS_SPACES = {"right-anterior-superior", "RAS"}
 
 
-def _affine(header: dict, ndim: int) -> np.ndarray:
+def nrrd_affine(header: dict, ndim: int) -> np.ndarray:
     """4x4 voxel-to-RAS+ affine from ``space directions``/``space origin`` (identity if absent)."""
     affine = np.eye(4)
     directions = header.get("space directions")
@@ -50,7 +50,7 @@ def read_nrrd(path: str | Path, *, axes: Iterable[str] = ("axial",)) -> list[Sli
     CT volumes stored as int16 HU keep HU; the modality comes from a JSON sidecar if present.
     """
     path = Path(path)
-    data, header = _read(path)
+    data, header = read_nrrd_raw(path)
     if (
         data.ndim == 4
         and data.shape[0] in (3, 4)
@@ -61,7 +61,7 @@ def read_nrrd(path: str | Path, *, axes: Iterable[str] = ("axial",)) -> list[Sli
     if data.ndim == 2:
         affine = np.eye(4)
     elif data.ndim == 3:
-        affine = _affine(header, 3)
+        affine = nrrd_affine(header, 3)
     else:
         raise UnreadableImage(f"expected a 2-D or 3-D NRRD, got {data.ndim} dimensions")
     return volume_to_slices(
@@ -96,10 +96,10 @@ _NRRD_TYPES = {
     "f4": ("float",),
     "f8": ("double",),
 }
-_NRRD_DTYPE = {name: np.dtype(code) for code, names in _NRRD_TYPES.items() for name in names}
+NRRD_DTYPE = {name: np.dtype(code) for code, names in _NRRD_TYPES.items() for name in names}
 
 
-def _read(path: Path) -> tuple[np.ndarray, dict]:
+def read_nrrd_raw(path: Path) -> tuple[np.ndarray, dict]:
     try:
         return nrrd.read(str(path))
     except Exception as exc:
@@ -115,7 +115,7 @@ def read_nrrd_volume(path: str | Path) -> Volume:
         UnreadableImage: unreadable, not 2-D or 3-D, or not finite.
     """
     path = Path(path)
-    data, _ = _read(path)
+    data, _ = read_nrrd_raw(path)
     if data.ndim not in (2, 3) or not np.all(np.isfinite(data)):
         raise UnreadableImage("expected a finite 2-D or 3-D NRRD")
     meta = SliceMeta(
@@ -127,9 +127,9 @@ def read_nrrd_volume(path: str | Path) -> Volume:
     return Volume(data.astype(np.float32), meta)
 
 
-def _scaled_header(header: dict, scale: int) -> dict:
-    """The source header for a grid ``scale`` times finer in the first two axes, covering the
-    same field of view (``space directions``/``space origin``, or ``spacings``)."""
+def _scaled_header(header: dict, scales: Sequence[float]) -> dict:
+    """The source header for a grid ``scales[a]`` times finer along axis ``a``, covering the same
+    field of view (``space directions``/``space origin``, or ``spacings``; as ``nifti.finer_affine``)."""
     header = {
         k: v
         for k, v in header.items()
@@ -138,41 +138,43 @@ def _scaled_header(header: dict, scale: int) -> dict:
     directions = header.get("space directions")
     if directions is not None:
         directions = np.array(directions, dtype=float)
-        if "space origin" in header:
-            shift = -(1.0 - 1.0 / scale) / 2.0
-            header["space origin"] = np.asarray(header["space origin"], float) + shift * (
-                directions[0] + directions[1]
-            )
-        directions[:2] = directions[:2] / scale
+        for axis, scale in enumerate(scales):
+            if "space origin" in header:
+                shift = (1.0 / scale - 1.0) / 2.0
+                header["space origin"] = np.asarray(header["space origin"], float) + shift * directions[axis]
+            directions[axis] = directions[axis] / scale
         header["space directions"] = directions
     elif header.get("spacings") is not None:
         spacings = list(header["spacings"])
-        spacings[0], spacings[1] = spacings[0] / scale, spacings[1] / scale
+        for axis, scale in enumerate(scales):
+            spacings[axis] = spacings[axis] / scale
         header["spacings"] = spacings
     return header
 
 
-def write_nrrd_like(source: str | Path, volume: np.ndarray, target: str | Path, *, scale: int) -> None:
-    """Write ``volume`` (X*scale, Y*scale[, Z]) of physical values, super-resolved from the NRRD
-    ``source`` (X, Y[, Z]) in its voxel order, as an NRRD (header and data in one file) that overlays
-    it: the source's header and data type (integers rounded and clipped to the type), spacing
-    divided by ``scale``. Written atomically.
+def write_nrrd_like(
+    source: str | Path, volume: np.ndarray, target: str | Path, *, scales: Sequence[float]
+) -> None:
+    """Write ``volume`` of physical values, super-resolved from the NRRD ``source`` in its voxel
+    order (``scales[a]`` times finer along axis ``a``: ``finer_shape``), as an NRRD (header and data
+    in one file) that overlays it: the source's header and data type (integers rounded and clipped
+    to the type), the finer grid's space directions and origin. Written atomically.
 
     Raises:
         UnreadableImage: the source header cannot be read or names an unknown type.
-        ValueError: ``volume``'s shape is not the source's times ``scale`` in the first two axes.
+        ValueError: ``volume``'s shape is not the source's made finer by ``scales``.
     """
     try:
         header = nrrd.read_header(str(source))
     except Exception as exc:
         raise UnreadableImage(f"cannot read NRRD header ({type(exc).__name__})") from None
-    dtype = _NRRD_DTYPE.get(str(header.get("type", "")))
+    dtype = NRRD_DTYPE.get(str(header.get("type", "")))
     if dtype is None:
         raise UnreadableImage(f"unsupported NRRD type {header.get('type')!r}")
-    check_scaled_shape(tuple(int(n) for n in header["sizes"]), volume.shape, scale)
+    check_scaled_shape(tuple(int(n) for n in header["sizes"]), volume.shape, scales)
     if np.issubdtype(dtype, np.integer):
         info = np.iinfo(dtype)
         volume = np.clip(np.rint(volume), info.min, info.max)
     stored = volume.astype(dtype)
     with atomic_path(target) as tmp, open(tmp, "wb") as handle:
-        nrrd.write(handle, stored, _scaled_header(header, scale))
+        nrrd.write(handle, stored, _scaled_header(header, scales))

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import math
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -113,11 +114,32 @@ def _cut(data: np.ndarray, affine: np.ndarray, axes: Iterable[str], meta_common:
     return slices
 
 
-def check_scaled_shape(source_shape: tuple[int, ...], result_shape: tuple[int, ...], scale: int) -> None:
-    """Raise ``ValueError`` unless ``result_shape`` is ``source_shape`` with its first two axes
-    (the in-plane ones that ``medsr enhance`` super-resolves) times ``scale``."""
-    expected = (source_shape[0] * scale, source_shape[1] * scale, *source_shape[2:])
-    if tuple(result_shape) != tuple(expected):
+def fine_count(count: int, scale: float) -> int:
+    """The whole voxels of a grid ``scale`` times finer than ``count`` voxels over the same extent."""
+    return math.floor(count * scale + 1e-6)
+
+
+def finer_shape(shape: tuple[int, ...], scales: Sequence[float]) -> tuple[int, ...]:
+    """``shape`` with axis ``a`` made ``scales[a]`` times finer (``fine_count``); axes beyond
+    ``scales`` unchanged."""
+    return tuple(fine_count(n, scales[a]) if a < len(scales) else n for a, n in enumerate(shape))
+
+
+def in_plane_scales(scale: int) -> tuple[int, int]:
+    """The per-axis scales of in-plane super-resolution: the first two voxel axes, ``scale`` each."""
+    return (scale, scale)
+
+
+def check_scaled_shape(
+    source_shape: tuple[int, ...], result_shape: tuple[int, ...], scales: Sequence[float]
+) -> None:
+    """Raise ``ValueError`` unless ``result_shape`` is ``finer_shape(source_shape, scales)``, or its
+    first three axes for a 3-D result (one volume of a 4-D source)."""
+    expected = finer_shape(tuple(source_shape), scales)
+    if len(result_shape) == 3 < len(expected):
+        expected = expected[:3]
+    if tuple(result_shape) != expected:
+        axes = " x ".join(f"{s:g}" for s in scales)
         raise ValueError(
-            f"expected a volume of shape {tuple(expected)} (source x{scale} in-plane), got {tuple(result_shape)}"
+            f"expected a volume of shape {expected} (source x {axes}), got {tuple(result_shape)}"
         )

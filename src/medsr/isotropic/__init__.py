@@ -6,9 +6,10 @@ slice profile at the volume's factor: ``fit``), then applies it to the planes th
 in both orthogonal orientations and averages them (``reconstruct``). Nothing outside the volume is
 needed; the network starts from the built-in model where it is installed (``network``).
 
-The output has ``factor`` slices per input slice, ``factor = round(slice spacing / target
-spacing)`` (at least 2), over the same field of view: output slice ``i * factor + j`` lies
-``(j + 0.5) / factor - 0.5`` slice spacings from input slice ``i``.
+The output has ``factor = slice spacing / target spacing`` slices per input slice (a whole number
+or not; the target is the finest in-plane spacing unless given: an isotropic output), over the
+same field of view: ``fine_count(n, factor)`` slices for ``n``, output slice ``m`` lying ``(m +
+0.5) / factor - 0.5`` slice spacings from input slice 0.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import numpy as np
 
 from medsr.choices import DEFAULT_MODEL
 from medsr.errors import MedsrError
-from medsr.isotropic.profile import PROFILES, Profile, thick_slices
+from medsr.isotropic.profile import PROFILES, Profile, fine_count, thick_slices
 from medsr.isotropic.reconstruct import bspline_upsample
 
 if TYPE_CHECKING:
@@ -34,12 +35,14 @@ __all__ = [
     "ThroughPlaneOptions",
     "ThroughPlaneResult",
     "bspline_upsample",
+    "fine_count",
     "plan_factor",
     "thick_slices",
     "through_plane",
 ]
 log = logging.getLogger(__name__)
 MIN_RATIO = 1.2  # slice spacing / in-plane spacing below which there is nothing to do
+WHOLE = 1e-3  # a factor this close to a whole number is taken as that number
 DEFAULT_BUDGET = {"cpu": 300.0, "cuda": 40.0}  # training seconds per volume, by device type
 
 
@@ -62,21 +65,22 @@ class ThroughPlaneOptions:
 
 @dataclass
 class ThroughPlaneResult:
-    volume: np.ndarray  # float32 physical values, ``factor`` times as many samples along the slice axis
+    volume: np.ndarray  # float32 physical values, fine_count(n, factor) samples along the slice axis
     spacing: tuple[float, ...]  # the output's voxel spacing (mm)
     slice_axis: int
-    factor: int
+    factor: float  # output slices per input slice
     started_from: str  # the built-in model's label, or "scratch"
     fit: "FitRecord"  # medsr.isotropic.fit (imported with torch when needed)
 
 
-def plan_factor(spacing: tuple[float, ...], slice_axis: int, target_spacing: float | None = None) -> int:
-    """Output slices per input slice: ``round(slice spacing / target)``, at least 2; the target
-    defaults to the finest in-plane spacing.
+def plan_factor(spacing: tuple[float, ...], slice_axis: int, target_spacing: float | None = None) -> float:
+    """Output slices per input slice: ``slice spacing / target`` (a whole number when within 0.001
+    of one); the target defaults to the finest in-plane spacing.
 
     Raises:
         NothingToDo: the slice spacing is below 1.2 times the in-plane spacing.
-        ValueError: a spacing or the target is not positive.
+        ValueError: a spacing or the target is not positive, or the target is not 1.2 times finer
+            than the slices.
     """
     if any(not s > 0 for s in spacing) or (target_spacing is not None and not target_spacing > 0):
         raise ValueError(f"spacings must be positive, got {tuple(spacing)} and target {target_spacing}")
@@ -87,7 +91,13 @@ def plan_factor(spacing: tuple[float, ...], slice_axis: int, target_spacing: flo
             f"the slice spacing ({spacing[slice_axis]:g} mm) is only {ratio:.2f} times the in-plane "
             f"spacing ({in_plane:g} mm), below {MIN_RATIO}: nothing to do"
         )
-    return max(2, round(spacing[slice_axis] / (target_spacing or in_plane)))
+    factor = spacing[slice_axis] / (target_spacing or in_plane)
+    if factor < MIN_RATIO:
+        raise ValueError(
+            f"the target spacing ({target_spacing:g} mm) must be at least {MIN_RATIO} times finer than the "
+            f"slice spacing ({spacing[slice_axis]:g} mm)"
+        )
+    return float(round(factor)) if abs(factor - round(factor)) < WHOLE else factor
 
 
 def through_plane(
@@ -97,6 +107,7 @@ def through_plane(
     slice_axis: int | None = None,
     options: ThroughPlaneOptions = ThroughPlaneOptions(),
     progress: bool = False,
+    label: str = "",
 ) -> ThroughPlaneResult:
     """Super-resolve a thick-slice volume along its slice axis (see the module docstring).
 
@@ -106,6 +117,7 @@ def through_plane(
         slice_axis: the thick axis (default: the one with the largest spacing).
         options: profile, thickness, target spacing, time budget, start model, device.
         progress: show progress bars on stderr.
+        label: what the progress bars name (the volume's file).
 
     Returns:
         The reconstruction in the input's units and axis order (values kept inside the input's
@@ -133,7 +145,7 @@ def through_plane(
     thickness = (options.thickness or spacing[axis]) / fine_spacing  # in output voxels
     zyx = np.moveaxis(data, axis, 0).astype(np.float32)
     if min(zyx.shape[1:]) < 4 * factor or zyx.shape[0] < 2:
-        raise MedsrError(f"volume {data.shape} is too small for {factor} slices per slice")
+        raise MedsrError(f"volume {data.shape} is too small for {factor:g} slices per slice")
     lo, hi = float(zyx.min()), float(zyx.max())
     unit = (zyx - lo) / ((hi - lo) or 1.0)
     device = pick_device(options.device)
@@ -146,12 +158,15 @@ def through_plane(
         seed=options.seed,
     )
     sampler = PairSampler(unit, factor, thickness, options.profile, settings)
-    with tqdm(total=round(budget), desc="train", unit="s", disable=not progress, leave=False) as bar:
+    prefix = f"{label[-40:]}: " if label else ""
+    with tqdm(total=round(budget), desc=f"{prefix}train", unit="s", disable=not progress, leave=False) as bar:
         record = fine_tune(network, sampler, settings, device, lambda _, t: bar.update(round(t) - bar.n))
     if hasattr(network.trunk, "inference_form"):  # from scratch: merge the re-parameterised blocks
         network.trunk = network.trunk.inference_form().to(device)
     planes = unit.shape[1] + unit.shape[2]
-    with tqdm(total=planes, desc="reconstruct", unit="plane", disable=not progress, leave=False) as bar:
+    with tqdm(
+        total=planes, desc=f"{prefix}reconstruct", unit="plane", disable=not progress, leave=False
+    ) as bar:
         out = reconstruct(network, unit, device, on_planes=bar.update)
     out *= (hi - lo) or 1.0
     out += lo

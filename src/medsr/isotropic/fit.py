@@ -1,10 +1,12 @@
 """Self-supervised training pairs from a volume's own in-plane slices, and the per-volume fine-tuning.
 
 The in-plane slices are already fine. Degrading one in-plane axis with the acquisition's slice
-profile at the volume's through-plane factor (``profile.thick_slices``) gives (thick, fine) pairs
-that show the network exactly the blur and sampling it must undo along the slice axis (SMORE, Zhao
-et al. 2020). Both in-plane axes serve as the degraded one (the slice is transposed), and patches
-are flipped at random (the profile is symmetric, so flipped pairs are still true pairs).
+profile at the volume's through-plane factor (``profile.slices_at``, whole or fractional) gives
+(thick, fine) pairs that show the network exactly the blur and sampling it must undo along the
+slice axis (SMORE, Zhao et al. 2020). Both in-plane axes serve as the degraded one (the slice is
+transposed), and patches are flipped at random (the profile is symmetric, so flipped pairs are
+still true pairs). Each patch's thick rows are made from its own fine rows, starting on a fine
+voxel: with a fractional factor, patches then sample every phase of the slice grid.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from medsr.isotropic.profile import Profile, thick_slices
+from medsr.isotropic.profile import Profile, fine_count, slice_count, slices_at
 
 
 @dataclass(frozen=True)
@@ -26,7 +28,7 @@ class FitSettings:
     seconds: float = 300.0  # training time budget
     max_iterations: int | None = None  # stop earlier (tests)
     batch: int = 8
-    rows: int = 24  # thick rows per patch (the fine patch has factor * rows)
+    rows: int = 24  # thick rows per patch (the fine patch has fine_count(rows, factor))
     columns: int = 96
     learning_rate: float = 2e-4
     precision: str = "bf16"  # autocast dtype on the CPU; fp32 where bf16 is not supported
@@ -42,26 +44,27 @@ class FitRecord:
 
 
 class PairSampler:
-    """Random (thick, fine) patch pairs from the in-plane slices of a volume (Z, Y, X) on [0, 1]."""
+    """Random (thick, fine) patch pairs from the in-plane slices of a volume (Z, Y, X) on [0, 1],
+    ``factor`` fine voxels per slice spacing (a whole number or not), the slice profile of
+    ``thickness`` fine voxels."""
 
     def __init__(
-        self, volume: np.ndarray, factor: int, thickness: float, profile: Profile, settings: FitSettings
+        self, volume: np.ndarray, factor: float, thickness: float, profile: Profile, settings: FitSettings
     ) -> None:
-        self.factor, self.settings = factor, settings
+        self.factor, self.thickness, self.profile, self.settings = factor, thickness, profile, settings
         self.rng = np.random.default_rng(settings.seed)
         spread = volume.reshape(volume.shape[0], -1).std(1)
         keep = [z for z in range(volume.shape[0]) if spread[z] > 0.25 * spread.max()] or [0]
-        self.pairs = []  # (thick, fine) per kept slice and orientation, fine cut to factor * thick rows
-        for z in keep:
-            for fine in (volume[z], volume[z].T):
-                thick = thick_slices(fine, 0, factor, thickness, profile)
-                self.pairs.append((thick, np.ascontiguousarray(fine[: thick.shape[0] * factor], np.float32)))
-        smallest = min(min(t.shape) for t, _ in self.pairs)
+        self.slices = [  # fine slices with tissue, in both orientations: the degraded axis first
+            np.ascontiguousarray(fine, np.float32) for z in keep for fine in (volume[z], volume[z].T)
+        ]
+        smallest = min(min(slice_count(f.shape[0], factor), f.shape[1]) for f in self.slices)
         self.rows = min(settings.rows, smallest)
-        self.columns = min(settings.columns, min(f.shape[1] for _, f in self.pairs))
+        self.fine_rows = fine_count(self.rows, factor)
+        self.columns = min(settings.columns, min(f.shape[1] for f in self.slices))
 
     def batch(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """(thick (B, 1, rows, columns), fine (B, 1, factor * rows, columns)) float32."""
+        """(thick (B, 1, rows, columns), fine (B, 1, fine_count(rows, factor), columns)) float32."""
         thick_out, fine_out = [], []
         for _ in range(self.settings.batch):
             thick, fine = self._patch()
@@ -73,11 +76,14 @@ class PairSampler:
         """A patch with tissue (the best of four draws by spread)."""
         best = None
         for _ in range(4):
-            thick, fine = self.pairs[self.rng.integers(len(self.pairs))]
-            a = self.rng.integers(thick.shape[0] - self.rows + 1)
-            b = self.rng.integers(thick.shape[1] - self.columns + 1)
-            t = thick[a : a + self.rows, b : b + self.columns]
-            f = fine[a * self.factor : (a + self.rows) * self.factor, b : b + self.columns]
+            fine = self.slices[self.rng.integers(len(self.slices))]
+            a = self.rng.integers(slice_count(fine.shape[0], self.factor) - self.rows + 1)
+            b = self.rng.integers(fine.shape[1] - self.columns + 1)
+            start = int(np.floor(a * self.factor + 1e-6))  # the patch starts on a fine voxel
+            columns = fine[:, b : b + self.columns]
+            centres = start + np.arange(self.rows) * self.factor + (self.factor - 1) / 2
+            t = slices_at(columns, 0, centres, self.thickness, self.profile)
+            f = columns[start : start + self.fine_rows]
             if best is None or t.std() > best[0].std():
                 best = (t, f)
             if best[0].std() > 0.05:

@@ -2,13 +2,15 @@
 
 A thick slice is the tissue under its slice profile: a Gaussian (FWHM = the slice thickness) or a
 rectangle (width = the thickness), centred on the slice. On a fine grid of voxels of unit length,
-slice ``i`` of a stack with ``factor`` fine voxels per slice spacing is centred at
-``i * factor + (factor - 1) / 2`` (the fine voxels ``i * factor ... i * factor + factor - 1`` lie
-under its spacing: the same field of view), and its value is the sum of the fine voxels weighted by
+slice ``i`` of a stack with ``factor`` fine voxels per slice spacing (a whole number or not) is
+centred at ``i * factor + (factor - 1) / 2`` (it covers the fine extent ``[i * factor - 1/2, (i + 1)
+* factor - 1/2]``: the same field of view), and its value is the sum of the fine voxels weighted by
 the profile integrated over each voxel's extent (exact for voxels, also when the thickness is below
-one voxel). A thickness below the spacing leaves a gap between slices; above it, slices overlap.
+one voxel or the centre falls between voxels). A thickness below the spacing leaves a gap between
+slices; above it, slices overlap. Conversely, ``fine_count(n, factor)`` fine voxels lie under ``n``
+slices, fine voxel ``j`` at ``(j + 0.5) / factor - 0.5`` slice spacings from slice 0.
 
-The same function makes the training pairs (along an in-plane axis of the real volume) and the
+The same functions make the training pairs (along an in-plane axis of the real volume) and the
 simulated thick volumes of the evaluation (along the slice axis of an isotropic one).
 """
 
@@ -18,6 +20,10 @@ import math
 from typing import Literal
 
 import numpy as np
+
+from medsr.io.volume import fine_count
+
+__all__ = ["PROFILES", "Profile", "fine_count", "profile_weights", "slice_count", "slices_at", "thick_slices"]
 
 Profile = Literal["gaussian", "rect"]
 PROFILES: tuple[str, ...] = ("gaussian", "rect")
@@ -56,28 +62,51 @@ def profile_weights(profile: Profile, thickness: float, offset: float = 0.0) -> 
     return -reach, weights / weights.sum()
 
 
-def thick_slices(fine: np.ndarray, axis: int, factor: int, thickness: float, profile: Profile) -> np.ndarray:
+def slice_count(fine: int, factor: float) -> int:
+    """The number of whole slice spacings in ``fine`` fine voxels (a last incomplete one dropped)."""
+    return math.floor(fine / factor + 1e-6)
+
+
+def thick_slices(
+    fine: np.ndarray, axis: int, factor: float, thickness: float, profile: Profile
+) -> np.ndarray:
     """Thick slices of ``fine`` along ``axis``: one per ``factor`` fine voxels (see the module docstring).
 
     Args:
         fine: array (any number of dimensions) on a grid of unit voxels along ``axis``.
-        factor: fine voxels per slice spacing (integer, >= 1).
+        factor: fine voxels per slice spacing (>= 1; a whole number or not).
         thickness: the slice thickness in fine voxels (FWHM for ``gaussian``).
 
     Returns:
-        float32 array with ``fine.shape[axis] // factor`` slices along ``axis`` (a last incomplete
-        spacing is dropped); voxels beyond the ends are taken as their mirror image.
+        float32 array with ``slice_count(fine.shape[axis], factor)`` slices along ``axis``; voxels
+        beyond the ends are taken as their mirror image.
     """
-    if factor < 1 or int(factor) != factor:
-        raise ValueError(f"factor must be a whole number >= 1, got {factor}")
+    if not factor >= 1:
+        raise ValueError(f"factor must be at least 1, got {factor}")
+    count = slice_count(np.shape(fine)[axis], factor)
+    return slices_at(fine, axis, np.arange(count) * factor + (factor - 1) / 2, thickness, profile)
+
+
+def slices_at(
+    fine: np.ndarray, axis: int, centres: np.ndarray, thickness: float, profile: Profile
+) -> np.ndarray:
+    """Slices of ``fine`` along ``axis`` centred at ``centres`` (fine voxel coordinates: voxel ``j``
+    at ``j``), each the profile-weighted sum of the voxels under it; mirror-image voxels beyond the ends.
+
+    Returns:
+        float32 array with ``len(centres)`` slices along ``axis``.
+    """
     moved = np.moveaxis(np.asarray(fine, np.float32), axis, 0)
-    count = moved.shape[0] // factor
-    centre = (factor - 1) / 2
-    first, weights = profile_weights(profile, thickness, centre - math.floor(centre))
-    pad = max(0, -first - math.floor(centre), first + len(weights) - 1 + math.floor(centre) + 1 - factor)
+    centres = np.asarray(centres, np.float64)
+    below = np.floor(centres + 1e-9).astype(np.int64)
+    offsets = np.round(centres - below, 6)
+    taps = {offset: profile_weights(profile, thickness, offset) for offset in np.unique(offsets)}
+    reach = max(max(-first, first + len(w) - 1) for first, w in taps.values())
+    pad = max(0, reach - int(below.min()), int(below.max()) + reach + 1 - moved.shape[0])
     padded = np.pad(moved, [(pad, pad)] + [(0, 0)] * (moved.ndim - 1), mode="symmetric")
-    out = np.zeros((count, *moved.shape[1:]), np.float32)
-    for shift, weight in enumerate(weights):
-        start = pad + math.floor(centre) + first + shift  # the fine voxel under this weight, for slice 0
-        out += np.float32(weight) * padded[start : start + factor * count : factor][:count]
+    out = np.zeros((len(centres), *moved.shape[1:]), np.float32)
+    for offset, (first, weights) in taps.items():
+        chosen = np.flatnonzero(offsets == offset)
+        for shift, weight in enumerate(weights):  # tap by tap: float32 sums in a fixed order
+            out[chosen] += np.float32(weight) * padded[pad + below[chosen] + first + shift]
     return np.moveaxis(out, 0, axis)

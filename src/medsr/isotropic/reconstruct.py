@@ -13,23 +13,30 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from medsr.isotropic.profile import fine_count
+
 if TYPE_CHECKING:
     import torch
 
 
-def bspline_upsample(volume: np.ndarray, factor: int, axis: int = 0) -> np.ndarray:
-    """Cubic B-spline interpolation along ``axis`` by a whole ``factor``, the usual baseline: the
-    output grid covers the same field of view, output ``i * factor + j`` lies ``(j + 0.5) / factor -
-    0.5`` input spacings from input ``i`` (as ``profile`` centres slices); mirror boundaries.
+def bspline_upsample(volume: np.ndarray, factor: float, axis: int = 0) -> np.ndarray:
+    """Cubic B-spline interpolation along ``axis`` by ``factor`` (a whole number or not), the usual
+    baseline: the output grid covers the same field of view, output ``m`` lies ``(m + 0.5) / factor
+    - 0.5`` input spacings from input 0 (as ``profile`` places fine voxels under slices); mirror
+    boundaries.
 
     Returns:
-        float32 array with ``factor`` times as many samples along ``axis``.
+        float32 array with ``fine_count(volume.shape[axis], factor)`` samples along ``axis``.
     """
     from scipy import ndimage
 
-    zoom = [1.0] * volume.ndim
-    zoom[axis] = float(factor)
-    return ndimage.zoom(np.asarray(volume, np.float32), zoom, order=3, mode="reflect", grid_mode=True)
+    data = np.asarray(volume, np.float32)
+    shape, step, offset = list(data.shape), [1.0] * data.ndim, [0.0] * data.ndim
+    shape[axis] = fine_count(data.shape[axis], factor)
+    step[axis], offset[axis] = 1.0 / factor, 0.5 / factor - 0.5  # output m -> input (m + 0.5) / factor - 0.5
+    return ndimage.affine_transform(
+        data, step, offset=offset, output_shape=tuple(shape), order=3, mode="reflect"
+    )
 
 
 def reconstruct(
@@ -41,13 +48,13 @@ def reconstruct(
     precision: str = "fp32",
     on_planes: Callable[[int], None] | None = None,
 ) -> np.ndarray:
-    """(Z, Y, X) float32 on [0, 1] -> (factor * Z, Y, X) float32: the mean of the network applied to
-    every (Z, X) plane and to every (Z, Y) plane; ``on_planes(n)`` after each batch of n planes."""
+    """(Z, Y, X) float32 on [0, 1] -> (fine_count(Z, factor), Y, X) float32: the mean of the network
+    applied to every (Z, X) plane and to every (Z, Y) plane; ``on_planes(n)`` after each batch of n
+    planes."""
     import torch
 
-    factor = network.factor
     z, y, x = volume.shape
-    out = np.zeros((factor * z, y, x), np.float32)
+    out = np.zeros((fine_count(z, network.factor), y, x), np.float32)
     source = torch.from_numpy(np.ascontiguousarray(volume, np.float32))
     autocast = precision == "bf16"
     network.eval()

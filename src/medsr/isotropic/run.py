@@ -67,16 +67,16 @@ def enhance_through_plane(
     Raises:
         MedsrError: a missing input, or an output that is or holds an input.
     """
-    from medsr.enhance import EnhanceReport, _check_inputs, _output_paths, _plan
+    from medsr.enhance import EnhanceReport, check_inputs, output_paths, plan_jobs
     from medsr.enhance_state import STATE_DIR, forget, is_done, mark_done
     from medsr.fsutil import is_within
     from medsr.io import iter_image_files
 
     inputs = [Path(p) for p in inputs]
     out = Path(out)
-    _check_inputs(inputs, out)
-    plan = _plan([f for f in iter_image_files(inputs) if not is_within(f, out)])
-    targets = _output_paths([p for _, paths in plan.jobs for p in paths], inputs, out)
+    check_inputs(inputs, out)
+    plan = plan_jobs([f for f in iter_image_files(inputs) if not is_within(f, out)])
+    targets = output_paths([p for _, paths in plan.jobs for p in paths], inputs, out)
     state = None if set(targets.values()) == {out} else out / STATE_DIR  # a folder of outputs
     settings = _Settings(options, volume, slice_spacing, progress)
     report = EnhanceReport(failed=list(plan.unreadable))
@@ -131,7 +131,12 @@ def _one(kind: str, paths: list[Path], target: Path, settings: _Settings) -> lis
     thick.spacing = tuple(spacing)
     options = dataclasses.replace(settings.options, thickness=settings.options.thickness or thick.thickness)
     result = through_plane(
-        thick.data, thick.spacing, slice_axis=thick.slice_axis, options=options, progress=settings.progress
+        thick.data,
+        thick.spacing,
+        slice_axis=thick.slice_axis,
+        options=options,
+        progress=settings.progress,
+        label=paths[0].parent.name if kind == "dicom" else paths[0].name,
     )
     if kind != "dicom":
         return write_through_plane(thick, result.volume, result.factor, target, result.started_from)

@@ -11,7 +11,8 @@ it overlays the source in a viewer.
   gaps (the slices named). A series with several images per position (4-D) needs ``volume``.
   Written as a new derived series, one file per output slice, each with its Image Position.
 
-Output slices: ``factor`` per source slice over the same field of view (``medsr.isotropic``).
+Output slices: ``factor`` per source slice (a whole number or not) over the same field of view
+(``medsr.isotropic``).
 """
 
 from __future__ import annotations
@@ -109,16 +110,16 @@ def _read_nifti(path: Path, volume: int | None) -> ThickVolume:
 
 
 def _read_nrrd(path: Path, volume: int | None) -> ThickVolume:
-    from medsr.io.nrrd import _affine, _read
+    from medsr.io.nrrd import nrrd_affine, read_nrrd_raw
 
-    data, header = _read(path)
+    data, header = read_nrrd_raw(path)
     if data.ndim != 3:
         raise UnreadableImage(
             f"a {data.ndim}-D NRRD: through-plane super-resolution reads 3-D NRRD (convert 4-D series to NIfTI)"
         )
     if not np.all(np.isfinite(data)):
         raise UnreadableImage("the volume has values that are not finite")
-    spacing, axis = _grid(_affine(header, 3))
+    spacing, axis = _grid(nrrd_affine(header, 3))
     return ThickVolume(np.asarray(data, np.float32), spacing, axis, None, "nrrd", [path], volume)
 
 
@@ -208,100 +209,34 @@ def _one_volume(order: list[int], along: np.ndarray, volume: int | None) -> list
     return [g[volume] for g in groups]
 
 
-def _finer_along(axis: int, factor: int) -> np.ndarray:
-    """Voxel-to-voxel affine of the output grid: ``factor`` times finer along ``axis``, same field
-    of view (output voxel 0 lies ``(1 / factor - 1) / 2`` source voxels from source voxel 0)."""
-    matrix = np.eye(4)
-    matrix[axis, axis] = 1.0 / factor
-    matrix[axis, 3] = (1.0 / factor - 1.0) / 2.0
-    return matrix
-
-
 def write_through_plane(
-    thick: ThickVolume, volume: np.ndarray, factor: int, target: Path, model: str
+    thick: ThickVolume, volume: np.ndarray, factor: float, target: Path, model: str
 ) -> list[Path]:
-    """Write the reconstruction ``volume`` (``thick.data``'s axes, ``factor`` times as many samples
+    """Write the reconstruction ``volume`` (``thick.data``'s axes, ``fine_count(n, factor)`` samples
     along the slice axis, physical values) in the source's format; atomically per file.
 
     Returns:
         The files written (one for NIfTI/NRRD; one per slice, in the folder ``target``, for DICOM).
     """
-    expected = list(thick.data.shape)
-    expected[thick.slice_axis] *= factor
-    if list(volume.shape) != expected:
-        raise ValueError(f"expected a reconstruction of shape {tuple(expected)}, got {volume.shape}")
+    from medsr.io.nifti import write_nifti_like
+    from medsr.io.nrrd import write_nrrd_like
+    from medsr.io.volume import check_scaled_shape
+
+    scales = [1.0, 1.0, 1.0]
+    scales[thick.slice_axis] = factor
+    check_scaled_shape(thick.data.shape, volume.shape, scales)
     if thick.kind == "nifti":
-        return [_write_nifti(thick, volume, factor, target)]
+        write_nifti_like(thick.sources[0], volume, target, scales=scales)
+        return [target]
     if thick.kind == "nrrd":
-        return [_write_nrrd(thick, volume, factor, target)]
+        write_nrrd_like(thick.sources[0], volume, target, scales=scales)
+        return [target]
     return _write_dicom(thick, volume, factor, target, model)
 
 
-def _write_nifti(thick: ThickVolume, volume: np.ndarray, factor: int, target: Path) -> Path:
-    import nibabel as nib
-
-    from medsr.fsutil import atomic_path
-    from medsr.io.nifti import _to_stored
-
-    source = nib.load(str(thick.sources[0]))
-    stored, slope, inter = _to_stored(volume, source.header, source.get_data_dtype())
-    affine = source.affine @ _finer_along(thick.slice_axis, factor)
-    result = nib.Nifti1Image(stored, affine, header=source.header.copy())
-    result.header.set_slope_inter(slope, inter)
-    result.header.set_xyzt_units(*source.header.get_xyzt_units())
-    qform, qcode = source.header.get_qform(coded=True)
-    sform, scode = source.header.get_sform(coded=True)
-    result.set_qform(
-        None if qform is None else qform @ _finer_along(thick.slice_axis, factor), code=int(qcode)
-    )
-    result.set_sform(
-        None if sform is None else sform @ _finer_along(thick.slice_axis, factor), code=int(scode)
-    )
-    zooms = np.linalg.norm(affine[:3, :3], axis=0)  # pixdim agrees with the geometry written
-    result.header.set_zooms((*zooms, *source.header.get_zooms()[3 : stored.ndim]))
-    with atomic_path(target) as tmp:
-        nib.save(result, str(tmp))
-    return target
-
-
-def _write_nrrd(thick: ThickVolume, volume: np.ndarray, factor: int, target: Path) -> Path:
-    import nrrd
-
-    from medsr.fsutil import atomic_path
-    from medsr.io.nrrd import _NRRD_DTYPE
-
-    header = nrrd.read_header(str(thick.sources[0]))
-    dtype = _NRRD_DTYPE.get(str(header.get("type", "")))
-    if dtype is None:
-        raise UnreadableImage(f"unsupported NRRD type {header.get('type')!r}")
-    header = {
-        k: v
-        for k, v in header.items()
-        if k not in ("sizes", "data file", "datafile", "line skip", "byte skip")
-    }
-    axis = thick.slice_axis
-    directions = header.get("space directions")
-    if directions is not None:
-        directions = np.array(directions, dtype=float)
-        if "space origin" in header:
-            header["space origin"] = (
-                np.asarray(header["space origin"], float) + (1.0 / factor - 1.0) / 2.0 * directions[axis]
-            )
-        directions[axis] = directions[axis] / factor
-        header["space directions"] = directions
-    elif header.get("spacings") is not None:
-        spacings = list(header["spacings"])
-        spacings[axis] = spacings[axis] / factor
-        header["spacings"] = spacings
-    if np.issubdtype(dtype, np.integer):
-        info = np.iinfo(dtype)
-        volume = np.clip(np.rint(volume), info.min, info.max)
-    with atomic_path(target) as tmp, open(tmp, "wb") as handle:
-        nrrd.write(handle, volume.astype(dtype), header)
-    return target
-
-
-def _write_dicom(thick: ThickVolume, volume: np.ndarray, factor: int, folder: Path, model: str) -> list[Path]:
+def _write_dicom(
+    thick: ThickVolume, volume: np.ndarray, factor: float, folder: Path, model: str
+) -> list[Path]:
     """One derived file per output slice: the header of the source slice it lies in, its own
     position, Slice Location, Instance Number, spacing and thickness (the new spacing)."""
     from pydicom.uid import generate_uid
@@ -317,7 +252,8 @@ def _write_dicom(thick: ThickVolume, volume: np.ndarray, factor: int, folder: Pa
     written = []
     folder.mkdir(parents=True, exist_ok=True)
     for index in range(volume.shape[0]):
-        header = read_dicom_header(thick.sources[index // factor], force=True)
+        source = min(len(thick.sources) - 1, int((index + 0.5) // factor))  # the slice it lies in
+        header = read_dicom_header(thick.sources[source], force=True)
         frames = stored_values(volume[index], header)[None]
         ds = derived_dataset(header, frames, scale=1, series_uid=series_uid, model_name=model)
         offset = (index + 0.5) / factor - 0.5  # in source slice spacings from source slice 0
@@ -328,9 +264,9 @@ def _write_dicom(thick: ThickVolume, volume: np.ndarray, factor: int, folder: Pa
         ds.SpacingBetweenSlices = f"{spacing:.6g}"
         ds.SliceThickness = f"{spacing:.6g}"
         ds.DerivationDescription = (
-            f"Through-plane super-resolved, {factor} slices per slice, by medsr {__version__}, model {model}"
+            f"Through-plane super-resolved, {factor:g} slices per slice, by medsr {__version__}, model {model}"
         )[:1024]
-        ds.SeriesDescription = f"{header.get('SeriesDescription', '')} SR through-plane x{factor}".strip()[
+        ds.SeriesDescription = f"{header.get('SeriesDescription', '')} SR through-plane x{factor:g}".strip()[
             :64
         ]
         path = folder / f"slice-{index + 1:04d}.dcm"
