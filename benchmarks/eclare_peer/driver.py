@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from medsr.isotropic import fine_count
+
 BATCH = 128  # ECLARE's default batch size
 
 
@@ -73,8 +75,11 @@ def run_eclare(
                 f"run-eclare failed ({done.returncode}): {done.stdout[-400:]}{done.stderr[-400:]}"
             )
         result = nib.load(str(Path(tmp) / "out" / "thick_eclare.nii.gz"))
-        # its voxel j must lie at fine coordinate j along the slice axis
-        if not np.allclose(result.affine @ [0, 0, 1, 1], [0, 0, 1, 1], atol=1e-3):
+        # its voxel j must lie at fine coordinate j along the slice axis, and cover the whole slices
+        if not np.allclose(result.affine, np.eye(4), atol=1e-3):
             raise RuntimeError(f"unexpected ECLARE output grid: {result.affine.tolist()}")
+        expected = (*thick.shape[:2], fine_count(thick.shape[2], factor))
+        if result.shape != expected:
+            raise RuntimeError(f"ECLARE wrote {result.shape}, expected {expected}")
         volume = np.asarray(result.dataobj, np.float32)
     return volume, {"eclare_steps": steps, "eclare_seconds": time.perf_counter() - began}

@@ -143,6 +143,22 @@ def test_nifti_is_written_in_the_source_type_with_a_finer_affine(tmp_path):
         write_like(source, volume.data, tmp_path / "same.nii", scale=2)
 
 
+def test_nifti_qform_and_sform_that_differ_are_each_made_finer(tmp_path):
+    from medsr.io.nifti import finer_affine
+
+    qform = np.array([[0.9, 0.1, 0, -10], [-0.1, 0.9, 0, 20], [0, 0, 3.0, 5], [0, 0, 0, 1]])
+    sform = np.diag([0.8, 0.8, 3.0, 1.0])
+    image = nib.Nifti1Image(np.zeros((8, 8, 4), np.int16), None)
+    image.set_qform(qform, code=1)
+    image.set_sform(sform, code=2)
+    nib.save(image, tmp_path / "two.nii")
+    write_like(tmp_path / "two.nii", np.zeros((16, 16, 4), np.float32), tmp_path / "up.nii", scale=2)
+    out = nib.load(tmp_path / "up.nii").header
+    np.testing.assert_allclose(out.get_qform(), finer_affine(image.header.get_qform(), (2, 2)), atol=1e-5)
+    np.testing.assert_allclose(out.get_sform(), finer_affine(sform, (2, 2)), atol=1e-5)
+    assert (int(out["qform_code"]), int(out["sform_code"])) == (1, 2)
+
+
 def test_nrrd_is_written_in_the_source_type_with_finer_space_directions(tmp_path, ct_small):
     hu = read_slices(ct_small)[0].pixels.astype(np.int16)
     source = tmp_path / "ct.nrrd"

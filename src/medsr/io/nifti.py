@@ -113,10 +113,15 @@ def write_nifti_like(
     result = nib.Nifti1Image(stored, finer_affine(image.affine, scales), header=header.copy())
     result.header.set_slope_inter(slope, inter)
     result.header.set_xyzt_units(*header.get_xyzt_units())
-    for getter, setter in ((header.get_qform, result.set_qform), (header.get_sform, result.set_sform)):
-        matrix, code = getter(coded=True)
-        setter(None if matrix is None else finer_affine(matrix, scales), code=int(code))
-    zooms = np.linalg.norm(result.affine[:3, :3], axis=0)  # pixdim agrees with the geometry written
+    zooms = np.linalg.norm(result.affine[:3, :3], axis=0)
     result.header.set_zooms((*zooms, *header.get_zooms()[3 : stored.ndim]))
+    for getter, setter in ((header.get_qform, result.set_qform), (header.get_sform, result.set_sform)):
+        matrix, code = getter(coded=True)  # the qform last sets pixdim: its own voxel sizes
+        setter(None if matrix is None else finer_affine(matrix, scales), code=int(code))
+    timing_axis = header.get_dim_info()[2]  # the axis slice timing refers to (the third if unset)
+    timing_axis = 2 if timing_axis is None else timing_axis
+    if timing_axis < len(scales) and scales[timing_axis] != 1:  # the acquired slices are gone
+        for field in ("slice_code", "slice_start", "slice_end", "slice_duration"):
+            result.header[field] = 0
     with atomic_path(target) as tmp:
         nib.save(result, str(tmp))

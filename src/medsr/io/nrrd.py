@@ -149,6 +149,12 @@ def _scaled_header(header: dict, scales: Sequence[float]) -> dict:
         for axis, scale in enumerate(scales):
             spacings[axis] = spacings[axis] / scale
         header["spacings"] = spacings
+    if header.get("thicknesses") is not None:  # the acquired thickness does not describe finer voxels
+        thicknesses = list(header["thicknesses"])
+        for axis, scale in enumerate(scales):
+            if scale != 1:
+                thicknesses[axis] = float("nan")
+        header["thicknesses"] = thicknesses
     return header
 
 

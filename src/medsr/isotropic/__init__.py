@@ -10,6 +10,10 @@ The output has ``factor = slice spacing / target spacing`` slices per input slic
 or not; the target is the finest in-plane spacing unless given: an isotropic output), over the
 same field of view: ``fine_count(n, factor)`` slices for ``n``, output slice ``m`` lying ``(m +
 0.5) / factor - 0.5`` slice spacings from input slice 0.
+
+The network learns on the in-plane pixel grid, the only fine truth a volume has: it reconstructs
+``slice spacing / in-plane spacing`` slices per slice, and another target spacing is reached by
+cubic B-spline resampling of that along the slice axis.
 """
 
 from __future__ import annotations
@@ -26,7 +30,10 @@ from medsr.isotropic.profile import PROFILES, Profile, fine_count, thick_slices
 from medsr.isotropic.reconstruct import bspline_upsample
 
 if TYPE_CHECKING:
+    import torch
+
     from medsr.isotropic.fit import FitRecord
+    from medsr.isotropic.network import ThroughPlaneNet
 
 __all__ = [
     "DEFAULT_BUDGET",
@@ -129,10 +136,7 @@ def through_plane(
     """
     from tqdm import tqdm
 
-    from medsr.isotropic.fit import FitSettings, PairSampler, fine_tune
-    from medsr.isotropic.network import build_network
     from medsr.isotropic.reconstruct import reconstruct
-    from medsr.models.network import pick_device
 
     data = np.asarray(volume)
     if data.ndim != 3 or len(spacing) != 3:
@@ -141,28 +145,16 @@ def through_plane(
         raise MedsrError("the volume has values that are not finite")
     axis = int(np.argmax(spacing)) if slice_axis is None else slice_axis
     factor = plan_factor(tuple(spacing), axis, options.target_spacing)
-    fine_spacing = spacing[axis] / factor
-    thickness = (options.thickness or spacing[axis]) / fine_spacing  # in output voxels
+    learned = plan_factor(tuple(spacing), axis)  # slices to in-plane pixels: what the pairs teach
     zyx = np.moveaxis(data, axis, 0).astype(np.float32)
-    if min(zyx.shape[1:]) < 4 * factor or zyx.shape[0] < 2:
-        raise MedsrError(f"volume {data.shape} is too small for {factor:g} slices per slice")
+    if min(zyx.shape[1:]) < 4 * learned or zyx.shape[0] < 2:
+        raise MedsrError(f"volume {data.shape} is too small for {learned:g} slices per slice")
     lo, hi = float(zyx.min()), float(zyx.max())
     unit = (zyx - lo) / ((hi - lo) or 1.0)
-    device = pick_device(options.device)
-    network, started_from = build_network(factor, options.start)
-    budget = options.time_budget or DEFAULT_BUDGET.get(device.type, DEFAULT_BUDGET["cpu"])
-    settings = FitSettings(
-        seconds=budget,
-        max_iterations=options.max_iterations,
-        precision=options.precision,
-        seed=options.seed,
-    )
-    sampler = PairSampler(unit, factor, thickness, options.profile, settings)
     prefix = f"{label[-40:]}: " if label else ""
-    with tqdm(total=round(budget), desc=f"{prefix}train", unit="s", disable=not progress, leave=False) as bar:
-        record = fine_tune(network, sampler, settings, device, lambda _, t: bar.update(round(t) - bar.n))
-    if hasattr(network.trunk, "inference_form"):  # from scratch: merge the re-parameterised blocks
-        network.trunk = network.trunk.inference_form().to(device)
+    pixel = spacing[axis] / learned
+    thickness = (options.thickness or spacing[axis]) / pixel  # in in-plane pixels
+    network, started_from, record, device = _fit(unit, learned, thickness, options, progress, prefix)
     planes = unit.shape[1] + unit.shape[2]
     with tqdm(
         total=planes, desc=f"{prefix}reconstruct", unit="plane", disable=not progress, leave=False
@@ -171,8 +163,42 @@ def through_plane(
     out *= (hi - lo) or 1.0
     out += lo
     np.clip(out, lo, hi, out=out)
+    if factor != learned:  # from the in-plane spacing to the target, along the slice axis
+        out = bspline_upsample(out, factor / learned, count=fine_count(unit.shape[0], factor))
+        np.clip(out, lo, hi, out=out)
     out_spacing = list(spacing)
-    out_spacing[axis] = fine_spacing
+    out_spacing[axis] = spacing[axis] / factor
     return ThroughPlaneResult(
         np.moveaxis(out, 0, axis), tuple(out_spacing), axis, factor, started_from, record
     )
+
+
+def _fit(
+    unit: np.ndarray,
+    factor: float,
+    thickness: float,
+    options: ThroughPlaneOptions,
+    progress: bool,
+    prefix: str,
+) -> tuple[ThroughPlaneNet, str, FitRecord, torch.device]:
+    """Build and fine-tune the network on ``unit`` (Z, Y, X) in [0, 1] with ``factor`` in-plane
+    pixels per slice and ``thickness`` in pixels: (network in inference form, what it started
+    from, the training record, the device)."""
+    from tqdm import tqdm
+
+    from medsr.isotropic.fit import FitSettings, PairSampler, fine_tune
+    from medsr.isotropic.network import build_network
+    from medsr.models.network import pick_device
+
+    device = pick_device(options.device)
+    network, started_from = build_network(factor, options.start)
+    budget = options.time_budget or DEFAULT_BUDGET.get(device.type, DEFAULT_BUDGET["cpu"])
+    settings = FitSettings(
+        seconds=budget, max_iterations=options.max_iterations, precision=options.precision, seed=options.seed
+    )
+    sampler = PairSampler(unit, factor, thickness, options.profile, settings)
+    with tqdm(total=round(budget), desc=f"{prefix}train", unit="s", disable=not progress, leave=False) as bar:
+        record = fine_tune(network, sampler, settings, device, lambda _, t: bar.update(round(t) - bar.n))
+    if hasattr(network.trunk, "inference_form"):  # from scratch: merge the re-parameterised blocks
+        network.trunk = network.trunk.inference_form().to(device)
+    return network, started_from, record, device

@@ -4,9 +4,10 @@ The in-plane slices are already fine. Degrading one in-plane axis with the acqui
 profile at the volume's through-plane factor (``profile.slices_at``, whole or fractional) gives
 (thick, fine) pairs that show the network exactly the blur and sampling it must undo along the
 slice axis (SMORE, Zhao et al. 2020). Both in-plane axes serve as the degraded one (the slice is
-transposed), and patches are flipped at random (the profile is symmetric, so flipped pairs are
-still true pairs). Each patch's thick rows are made from its own fine rows, starting on a fine
-voxel: with a fractional factor, patches then sample every phase of the slice grid.
+transposed), and patches are flipped at random (the profile is symmetric; a patch flipped along
+its rows is cut again from the reversed rows, so that its slices start at its first fine row
+also when a fractional factor leaves part of a slice over). Each patch's thick rows are made from
+its own fine rows, the first slice starting on the patch's first fine row, as at reconstruction.
 """
 
 from __future__ import annotations
@@ -73,27 +74,32 @@ class PairSampler:
         return (torch.from_numpy(np.stack(a)[:, None]) for a in (thick_out, fine_out))  # type: ignore[return-value]
 
     def _patch(self) -> tuple[np.ndarray, np.ndarray]:
-        """A patch with tissue (the best of four draws by spread)."""
+        """A patch with tissue (the best of four draws by spread), flipped at random."""
         best = None
         for _ in range(4):
             fine = self.slices[self.rng.integers(len(self.slices))]
             a = self.rng.integers(slice_count(fine.shape[0], self.factor) - self.rows + 1)
             b = self.rng.integers(fine.shape[1] - self.columns + 1)
-            start = int(np.floor(a * self.factor + 1e-6))  # the patch starts on a fine voxel
             columns = fine[:, b : b + self.columns]
-            centres = start + np.arange(self.rows) * self.factor + (self.factor - 1) / 2
-            t = slices_at(columns, 0, centres, self.thickness, self.profile)
-            f = columns[start : start + self.fine_rows]
-            if best is None or t.std() > best[0].std():
-                best = (t, f)
-            if best[0].std() > 0.05:
+            start = int(np.floor(a * self.factor + 1e-6))  # the patch starts on a fine voxel
+            pair = self._cut(columns, start)
+            if best is None or pair[0].std() > best[0][0].std():
+                best = (pair, columns, start)
+            if best[0][0].std() > 0.05:
                 break
-        t, f = best
-        if self.rng.random() < 0.5:
-            t, f = t[::-1], f[::-1]
+        (t, f), columns, start = best
+        if self.rng.random() < 0.5:  # the same fine rows read backwards, with slices placed from that end
+            t, f = self._cut(columns[::-1], columns.shape[0] - start - self.fine_rows)
         if self.rng.random() < 0.5:
             t, f = t[:, ::-1], f[:, ::-1]
         return np.ascontiguousarray(t), np.ascontiguousarray(f)
+
+    def _cut(self, columns: np.ndarray, start: int) -> tuple[np.ndarray, np.ndarray]:
+        """(thick rows, fine rows) of the patch whose first fine row is ``start``: thick row ``i``
+        centred at fine row ``start + i * factor + (factor - 1) / 2``."""
+        centres = start + np.arange(self.rows) * self.factor + (self.factor - 1) / 2
+        thick = slices_at(columns, 0, centres, self.thickness, self.profile)
+        return thick, columns[start : start + self.fine_rows]
 
 
 def fine_tune(

@@ -59,18 +59,21 @@ class ThroughPlaneNet(nn.Module):
 
 def subpixels(factor: float) -> int:
     """Row sub-pixels per input row for ``factor``: the whole number at or above it (at least 2),
-    or the one just below when ``factor`` exceeds it by at most ``SNAP`` of itself."""
-    return max(2, math.ceil(factor * (1 - SNAP)))
+    or the one just below when ``factor`` exceeds that by at most ``SNAP`` of it."""
+    below = math.floor(factor)
+    return max(2, below if factor - below <= SNAP * below else math.ceil(factor))
 
 
 def resample_rows(x: torch.Tensor, step: float, count: int) -> torch.Tensor:
     """(N, C, h, w) -> (N, C, count, w): cubic convolution along rows (Keys, a = -0.75, edge rows
     repeated: what ``F.interpolate(mode="bicubic")`` does), output row ``m`` taken at input row
-    ``(m + 0.5) / step - 0.5``. A whole ``step`` uses ``F.interpolate`` itself."""
+    ``(m + 0.5) / step - 0.5``. A whole ``step`` uses ``F.interpolate`` itself. Computed in float32
+    whatever the autocast (bf16 would round the whole skip path by up to 0.007 of the range)."""
     h, w = x.shape[-2:]
     if step == int(step) and count == h * int(step):
         return F.interpolate(x, size=(count, w), mode="bicubic", align_corners=False)
-    return torch.einsum("oh,nchw->ncow", cubic_matrix(h, count, step).to(x), x)
+    with torch.autocast(x.device.type, enabled=False):
+        return torch.einsum("oh,nchw->ncow", cubic_matrix(h, count, step).to(x.device), x.float())
 
 
 def cubic_matrix(size: int, count: int, step: float) -> torch.Tensor:

@@ -97,16 +97,33 @@ def slices_at(
         float32 array with ``len(centres)`` slices along ``axis``.
     """
     moved = np.moveaxis(np.asarray(fine, np.float32), axis, 0)
+    weights, first = slice_matrix(moved.shape[0], centres, thickness, profile)
+    if not len(weights):
+        return np.moveaxis(np.zeros((0, *moved.shape[1:]), np.float32), 0, axis)
+    window = moved[first : first + weights.shape[1]]
+    out = np.tensordot(weights, window.reshape(window.shape[0], -1), axes=1)
+    return np.moveaxis(out.reshape(len(weights), *moved.shape[1:]).astype(np.float32), 0, axis)
+
+
+def slice_matrix(
+    size: int, centres: np.ndarray, thickness: float, profile: Profile
+) -> tuple[np.ndarray, int]:
+    """The weights of ``slices_at``: (matrix (len(centres), w) float32, first): slice ``i`` is
+    ``sum_k matrix[i, k] * fine[first + k]``, the voxels beyond ``0 .. size - 1`` folded back onto
+    their mirror images (half-sample symmetric)."""
     centres = np.asarray(centres, np.float64)
+    if centres.size == 0:
+        return np.zeros((0, 0), np.float32), 0
     below = np.floor(centres + 1e-9).astype(np.int64)
-    offsets = np.round(centres - below, 6)
-    taps = {offset: profile_weights(profile, thickness, offset) for offset in np.unique(offsets)}
-    reach = max(max(-first, first + len(w) - 1) for first, w in taps.values())
-    pad = max(0, reach - int(below.min()), int(below.max()) + reach + 1 - moved.shape[0])
-    padded = np.pad(moved, [(pad, pad)] + [(0, 0)] * (moved.ndim - 1), mode="symmetric")
-    out = np.zeros((len(centres), *moved.shape[1:]), np.float32)
-    for offset, (first, weights) in taps.items():
-        chosen = np.flatnonzero(offsets == offset)
-        for shift, weight in enumerate(weights):  # tap by tap: float32 sums in a fixed order
-            out[chosen] += np.float32(weight) * padded[pad + below[chosen] + first + shift]
-    return np.moveaxis(out, 0, axis)
+    rows, columns, values = [], [], []
+    for i, centre in enumerate(centres):
+        start, taps = profile_weights(profile, thickness, float(centre - below[i]))
+        index = np.mod(below[i] + start + np.arange(len(taps)), 2 * size)
+        rows.append(np.full(len(taps), i))
+        columns.append(np.where(index < size, index, 2 * size - 1 - index))
+        values.append(taps)
+    columns_all = np.concatenate(columns)
+    first = int(columns_all.min())
+    matrix = np.zeros((len(centres), int(columns_all.max()) - first + 1), np.float64)
+    np.add.at(matrix, (np.concatenate(rows), columns_all - first), np.concatenate(values))
+    return matrix.astype(np.float32), first

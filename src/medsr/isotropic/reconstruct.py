@@ -19,20 +19,23 @@ if TYPE_CHECKING:
     import torch
 
 
-def bspline_upsample(volume: np.ndarray, factor: float, axis: int = 0) -> np.ndarray:
+def bspline_upsample(
+    volume: np.ndarray, factor: float, axis: int = 0, count: int | None = None
+) -> np.ndarray:
     """Cubic B-spline interpolation along ``axis`` by ``factor`` (a whole number or not), the usual
     baseline: the output grid covers the same field of view, output ``m`` lies ``(m + 0.5) / factor
     - 0.5`` input spacings from input 0 (as ``profile`` places fine voxels under slices); mirror
     boundaries.
 
     Returns:
-        float32 array with ``fine_count(volume.shape[axis], factor)`` samples along ``axis``.
+        float32 array with ``count`` samples along ``axis`` (default ``fine_count(volume.shape[axis],
+        factor)``).
     """
     from scipy import ndimage
 
     data = np.asarray(volume, np.float32)
     shape, step, offset = list(data.shape), [1.0] * data.ndim, [0.0] * data.ndim
-    shape[axis] = fine_count(data.shape[axis], factor)
+    shape[axis] = fine_count(data.shape[axis], factor) if count is None else count
     step[axis], offset[axis] = 1.0 / factor, 0.5 / factor - 0.5  # output m -> input (m + 0.5) / factor - 0.5
     return ndimage.affine_transform(
         data, step, offset=offset, output_shape=tuple(shape), order=3, mode="reflect"
