@@ -131,19 +131,21 @@ def test_a_captured_step_follows_the_schedule():
     assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))  # rate 0: no change
 
 
-def test_through_plane_reconstruction_on_the_gpu_matches_the_cpu():
+@pytest.mark.parametrize("factor", [2.0, 2.5])
+def test_through_plane_reconstruction_on_the_gpu_matches_the_cpu(factor):
     import nibabel as nib
     import numpy as np
 
     from conftest import NIBABEL_DATA
-    from medsr.isotropic import thick_slices
+    from medsr.isotropic import fine_count, thick_slices
     from medsr.isotropic.network import ThroughPlaneNet
     from medsr.isotropic.reconstruct import reconstruct
 
     head = np.asarray(nib.load(str(NIBABEL_DATA / "anatomical.nii")).dataobj, np.float32)  # real, 2 mm
-    thick = np.moveaxis(thick_slices(head / head.max(), 2, 2, 2.0, "gaussian"), 2, 0)  # slices first
+    thick = np.moveaxis(thick_slices(head / head.max(), 2, factor, factor, "gaussian"), 2, 0)  # slices first
     torch.manual_seed(0)
-    network = ThroughPlaneNet(2).eval()
+    network = ThroughPlaneNet(factor).eval()
     on_cpu = reconstruct(network, thick, torch.device("cpu"))
     on_gpu = reconstruct(network.cuda(), thick, torch.device("cuda"))
-    assert on_gpu.shape == (24, 33, 41) and np.abs(on_gpu - on_cpu).max() < 1e-4
+    assert on_gpu.shape == (fine_count(thick.shape[0], factor), 33, 41)
+    assert np.abs(on_gpu - on_cpu).max() < 1e-4

@@ -71,17 +71,47 @@ def test_training_pairs_line_up_also_when_flipped(factor):
     volume = np.stack([ramp[:, None] + ramp[None, :] * 0.5] * 2)  # (2, 400, 400): both axes ramps
     sampler = PairSampler(volume, factor, factor, "rect", FitSettings(seed=3))
     offsets = (np.arange(sampler.rows) + 0.5) * factor - 0.5
-    directions = set()
-    for _ in range(40):
-        thick, fine = sampler._patch()
+
+    def check(thick, fine):
         assert fine.shape == (fine_count(sampler.rows, factor), sampler.columns)
         step = fine[1, 0] - fine[0, 0]  # +-1 along the ramp, +-0.5 along the other axis
-        directions.add(float(np.sign(step)))
         # voxels are constant inside, so slices ending mid-voxel average a staircase: < 0.05 off
         np.testing.assert_allclose(
             thick - fine[:1], np.broadcast_to(step * offsets[:, None], thick.shape), atol=0.05
         )
-    assert directions == {-1.0, 1.0}  # flipped and unflipped pairs both checked
+        return float(np.sign(step))
+
+    columns = volume[0][:, : sampler.columns]
+    for a in range(int(400 // factor) - sampler.rows + 1):  # every patch position, both ways
+        start = int(np.floor(a * factor + 1e-6))
+        assert check(*sampler._cut(columns, start)) == 1
+        if start >= sampler.overhang:  # as _patch flips
+            assert check(*sampler._cut(columns[::-1], 400 - start - sampler.fine_rows)) == -1
+    assert sampler.overhang == (0 if factor == 4 else 1)
+    assert {check(*sampler._patch()) for _ in range(40)} == {-1.0, 1.0}  # as training draws them
+
+
+@pytest.mark.parametrize("size", [1, 2, 3, 7])
+@pytest.mark.parametrize(
+    ("thickness", "profile"), [(0.3, "rect"), (1.0, "gaussian"), (4.5, "rect"), (13.0, "gaussian")]
+)
+def test_slices_beyond_the_ends_see_the_mirror_image(size, thickness, profile):
+    """Against a brute force: the array mirrored (half-sample symmetric) far out, each slice the
+    profile's weights on it; centres inside, at the edges and far outside."""
+    from medsr.isotropic.profile import slices_at
+
+    values = np.random.default_rng(size).random(size).astype(np.float32)
+    reps = 40 // size + 2
+    mirrored = np.tile(np.concatenate([values, values[::-1]]), 2 * reps)  # period 2 * size
+    origin = reps * 2 * size  # index of values[0] in ``mirrored``
+    centres = np.array([-50.3, -3.5, -0.5, 0.0, size / 2, size - 0.5, size + 2.25, 90.1])
+    expected = []
+    for centre in centres:
+        below = int(np.floor(centre))
+        first, weights = profile_weights(profile, thickness, centre - below)
+        index = origin + below + first + np.arange(len(weights))
+        expected.append(float(weights @ mirrored[np.mod(index, len(mirrored))]))
+    np.testing.assert_allclose(slices_at(values, 0, centres, thickness, profile), expected, atol=1e-5)
 
 
 def test_gaussian_slices_have_the_thickness_as_fwhm_and_keep_constants():
@@ -122,7 +152,7 @@ def test_the_network_resamples_rows_for_a_fractional_factor():
     import torch
     import torch.nn.functional as F
 
-    from medsr.isotropic.network import ThroughPlaneNet, resample_rows
+    from medsr.isotropic.network import ThroughPlaneNet, resample_rows, subpixels
 
     x = torch.rand(2, 1, 9, 5)
     whole = resample_rows(x, 4.0, 36)
@@ -137,6 +167,7 @@ def test_the_network_resamples_rows_for_a_fractional_factor():
     network = ThroughPlaneNet(4.5)
     assert network.subpixels == 5 and network(torch.rand(1, 1, 8, 16)).shape == (1, 1, 36, 16)
     assert ThroughPlaneNet(4.05).subpixels == 4  # 1.25 % above 4: four sub-pixels, stretched a little
+    assert [subpixels(f) for f in (1.3, 4.08, 4.1, 51.01, 3.07)] == [2, 4, 5, 51, 4]  # within 2 % above
 
 
 def test_factor_follows_the_target_and_refuses_nearly_isotropic_volumes():
@@ -176,14 +207,22 @@ def test_fine_tuning_on_the_volume_itself_beats_its_start_and_cubic_bspline():
 
 def test_another_target_spacing_resamples_what_the_in_plane_pixels_teach():
     """The network learns slices -> in-plane pixels (4 per slice here) whatever the target; a 2 mm
-    target is the 1 mm reconstruction resampled, not a network trained on 2 mm 'slices'."""
+    target is the 1 mm reconstruction averaged over each 2 mm voxel (not decimated: no aliasing),
+    a 0.5 mm target its cubic B-spline interpolation; neither is a network trained on 2 mm or
+    0.5 mm 'pixels'."""
     thick = thick_slices(_head(32), 2, 4, 4.0, "gaussian")
     options = ThroughPlaneOptions(max_iterations=2, device="cpu")
     fine = through_plane(thick, (1.0, 1.0, 4.0), options=options)
-    coarse = through_plane(thick, (1.0, 1.0, 4.0), options=dataclasses.replace(options, target_spacing=2.0))
+    coarse, finer = (
+        through_plane(thick, (1.0, 1.0, 4.0), options=dataclasses.replace(options, target_spacing=t))
+        for t in (2.0, 0.5)
+    )
     assert coarse.factor == 2 and coarse.spacing == (1.0, 1.0, 2.0) and coarse.volume.shape == (32, 32, 16)
-    expected = np.clip(bspline_upsample(fine.volume, 0.5, axis=2), thick.min(), thick.max())
-    np.testing.assert_allclose(coarse.volume, expected, atol=1e-3)
+    pairs = (fine.volume[:, :, 0::2] + fine.volume[:, :, 1::2]) / 2  # each 2 mm voxel holds two 1 mm ones
+    np.testing.assert_allclose(coarse.volume, pairs, atol=1e-3)
+    assert finer.factor == 8 and finer.volume.shape == (32, 32, 64)
+    expected = np.clip(bspline_upsample(fine.volume, 2, axis=2), thick.min(), thick.max())
+    np.testing.assert_allclose(finer.volume, expected, atol=1e-3)
 
 
 def test_fine_tuning_with_a_fractional_factor_beats_cubic_bspline():

@@ -186,6 +186,20 @@ def test_nrrd_is_written_in_the_source_type_with_finer_space_directions(tmp_path
     np.testing.assert_allclose(header["space origin"], [10.0 - 0.15, 20.0 - 0.15, 30.0])
 
 
+def test_nrrd_without_an_origin_gets_the_finer_grid_s_and_loses_stale_thicknesses(tmp_path):
+    source = tmp_path / "no-origin.nrrd"
+    header = {
+        "space": "RAS",
+        "space directions": np.diag([0.6, 0.6, 5.0]),
+        "thicknesses": [np.nan, np.nan, 5.0],
+    }
+    nrrd.write(str(source), np.zeros((4, 4, 3), np.int16), header)
+    write_like(source, np.zeros((8, 8, 3), np.float32), tmp_path / "up.nrrd", scale=2)
+    written = nrrd.read_header(str(tmp_path / "up.nrrd"))
+    np.testing.assert_allclose(written["space origin"], [-0.15, -0.15, 0.0])  # the source's origin is 0
+    assert np.isnan(written["thicknesses"][:2]).all() and written["thicknesses"][2] == 5.0
+
+
 def test_raster_pages_become_16_bit_png_or_multipage_tiff(tmp_path):
     source = tmp_path / "page.png"
     cv2.imwrite(str(source), np.arange(64, dtype=np.uint8).reshape(8, 8))

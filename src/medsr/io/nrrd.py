@@ -138,12 +138,13 @@ def _scaled_header(header: dict, scales: Sequence[float]) -> dict:
     directions = header.get("space directions")
     if directions is not None:
         directions = np.array(directions, dtype=float)
+        origin = np.asarray(header.get("space origin", np.zeros(directions.shape[1])), float)
         for axis, scale in enumerate(scales):
-            if "space origin" in header:
-                shift = (1.0 / scale - 1.0) / 2.0
-                header["space origin"] = np.asarray(header["space origin"], float) + shift * directions[axis]
+            if scale == 1 or not np.all(np.isfinite(directions[axis])):  # unchanged, or not spatial
+                continue
+            origin = origin + (1.0 / scale - 1.0) / 2.0 * directions[axis]  # an absent origin is 0
             directions[axis] = directions[axis] / scale
-        header["space directions"] = directions
+        header["space directions"], header["space origin"] = directions, origin
     elif header.get("spacings") is not None:
         spacings = list(header["spacings"])
         for axis, scale in enumerate(scales):

@@ -13,7 +13,7 @@ same field of view: ``fine_count(n, factor)`` slices for ``n``, output slice ``m
 
 The network learns on the in-plane pixel grid, the only fine truth a volume has: it reconstructs
 ``slice spacing / in-plane spacing`` slices per slice, and another target spacing is reached by
-cubic B-spline resampling of that along the slice axis.
+resampling of that along the slice axis (``to_target``).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import numpy as np
 
 from medsr.choices import DEFAULT_MODEL
 from medsr.errors import MedsrError
-from medsr.isotropic.profile import PROFILES, Profile, fine_count, thick_slices
+from medsr.isotropic.profile import PROFILES, Profile, fine_count, slices_at, thick_slices
 from medsr.isotropic.reconstruct import bspline_upsample
 
 if TYPE_CHECKING:
@@ -163,14 +163,24 @@ def through_plane(
     out *= (hi - lo) or 1.0
     out += lo
     np.clip(out, lo, hi, out=out)
-    if factor != learned:  # from the in-plane spacing to the target, along the slice axis
-        out = bspline_upsample(out, factor / learned, count=fine_count(unit.shape[0], factor))
+    if factor != learned:
+        out = to_target(out, learned, factor, fine_count(unit.shape[0], factor))
         np.clip(out, lo, hi, out=out)
     out_spacing = list(spacing)
     out_spacing[axis] = spacing[axis] / factor
     return ThroughPlaneResult(
         np.moveaxis(out, 0, axis), tuple(out_spacing), axis, factor, started_from, record
     )
+
+
+def to_target(volume: np.ndarray, learned: float, factor: float, count: int) -> np.ndarray:
+    """A reconstruction with ``learned`` samples per slice along axis 0 -> ``count`` samples at
+    ``factor`` per slice over the same field of view: a finer target by cubic B-spline
+    interpolation, a coarser one by averaging over each target voxel's extent (no aliasing)."""
+    ratio = learned / factor  # learned samples per target sample
+    if ratio < 1:
+        return bspline_upsample(volume, 1 / ratio, count=count)
+    return slices_at(volume, 0, np.arange(count) * ratio + (ratio - 1) / 2, ratio, "rect")
 
 
 def _fit(

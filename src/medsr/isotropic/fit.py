@@ -7,7 +7,8 @@ slice axis (SMORE, Zhao et al. 2020). Both in-plane axes serve as the degraded o
 transposed), and patches are flipped at random (the profile is symmetric; a patch flipped along
 its rows is cut again from the reversed rows, so that its slices start at its first fine row
 also when a fractional factor leaves part of a slice over). Each patch's thick rows are made from
-its own fine rows, the first slice starting on the patch's first fine row, as at reconstruction.
+the fine rows under them (the profile's tails reach beyond the patch), the first slice starting
+on the patch's first fine row, as at reconstruction.
 """
 
 from __future__ import annotations
@@ -62,6 +63,9 @@ class PairSampler:
         smallest = min(min(slice_count(f.shape[0], factor), f.shape[1]) for f in self.slices)
         self.rows = min(settings.rows, smallest)
         self.fine_rows = fine_count(self.rows, factor)
+        # a fractional factor leaves part of a slice beyond the patch's last fine row: read backwards,
+        # a patch needs that many fine rows before it (else the slice would reach past the array)
+        self.overhang = math.ceil(self.rows * factor - self.fine_rows - 1e-6)
         self.columns = min(settings.columns, min(f.shape[1] for f in self.slices))
 
     def batch(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -88,8 +92,8 @@ class PairSampler:
             if best[0][0].std() > 0.05:
                 break
         (t, f), columns, start = best
-        if self.rng.random() < 0.5:  # the same fine rows read backwards, with slices placed from that end
-            t, f = self._cut(columns[::-1], columns.shape[0] - start - self.fine_rows)
+        if self.rng.random() < 0.5 and start >= self.overhang:  # the same fine rows read backwards,
+            t, f = self._cut(columns[::-1], columns.shape[0] - start - self.fine_rows)  # slices from that end
         if self.rng.random() < 0.5:
             t, f = t[:, ::-1], f[:, ::-1]
         return np.ascontiguousarray(t), np.ascontiguousarray(f)

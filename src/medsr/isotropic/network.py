@@ -61,7 +61,7 @@ def subpixels(factor: float) -> int:
     """Row sub-pixels per input row for ``factor``: the whole number at or above it (at least 2),
     or the one just below when ``factor`` exceeds that by at most ``SNAP`` of it."""
     below = math.floor(factor)
-    return max(2, below if factor - below <= SNAP * below else math.ceil(factor))
+    return max(2, below if factor - below <= SNAP * below + 1e-9 else math.ceil(factor))
 
 
 def resample_rows(x: torch.Tensor, step: float, count: int) -> torch.Tensor:
