@@ -138,6 +138,10 @@ def test_refuses_its_input_and_reports_bad_files(tmp_path, ct_small, capsys):
     assert code == 1 and "failed" in captured.err and "bad.dcm" in captured.err
     assert (tmp_path / "out" / "good.dcm").is_file() and not (tmp_path / "out" / "bad.dcm").exists()
     assert captured.out.startswith("1 files written")
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "empty" / "notes.json").write_text("{}")  # a sidecar is not an image
+    assert main(["enhance", str(tmp_path / "empty"), "--model", "bicubic", "-o", str(tmp_path / "o2")]) == 1
+    assert "no image files found" in capsys.readouterr().err
 
 
 def test_cli_bf16_precision_stays_close_to_fp32(tmp_path, checkpoint):

@@ -387,12 +387,16 @@ def test_2d_images_4d_series_and_fine_slices_get_one_line_each(tmp_path):
     head = _head(32)
     _nifti(tmp_path / "in" / "flat.nii.gz", head[:, :, :1], (1, 1, 1))
     _nifti(tmp_path / "in" / "fine.nii.gz", head, (1, 1, 1.1))
+    nan = thick_slices(head, 2, 4, 4.0, "rect")
+    nan[3, 4, 5] = np.nan
+    _nifti(tmp_path / "in" / "nan.nii.gz", nan, (1, 1, 4), dtype=np.float32)
     four = np.stack([thick_slices(head, 2, 4, 4.0, "rect")] * 2, axis=-1)
     _nifti(tmp_path / "in" / "four.nii.gz", four, (1, 1, 4))
     report = enhance_through_plane([tmp_path / "in"], tmp_path / "out", QUICK)
     failed = dict(report.failed)
     assert "2-D image" in failed[str(tmp_path / "in" / "flat.nii.gz")]
     assert "pick one with --volume N (0 to 1)" in failed[str(tmp_path / "in" / "four.nii.gz")]
+    assert "1 of 8192 values are not finite (NaN or infinite)" in failed[str(tmp_path / "in" / "nan.nii.gz")]
     assert report.notices == [
         f"{tmp_path / 'in' / 'fine.nii.gz'}: "
         + str(
@@ -473,6 +477,18 @@ def test_bad_geometry_and_wrong_output_names_fail_before_training(tmp_path):
     assert report.failed == [
         (str(tmp_path / "dicom"), "002.dcm has no Image Position (Patient): the slices cannot be placed")
     ]
+    good = _dicom_series(tmp_path / "good", np.full((6, 32, 32), 100.0))
+    report = enhance_through_plane([tmp_path / "good"], tmp_path / "series.nii.gz", slow)
+    assert "a DICOM series is written as a series folder" in report.failed[0][1]
+    assert not (tmp_path / "series.nii.gz").exists()
+    ds = pydicom.dcmread(good[3])
+    ds.Rows, ds.Columns, ds.PixelData = 16, 16, np.zeros((16, 16), np.int16).tobytes()
+    ds.save_as(good[3])
+    report = enhance_through_plane([tmp_path / "good"], tmp_path / "o4", slow)
+    assert "003.dcm is 16x16 pixels, 000.dcm 32x32: not one stack" in report.failed[0][1]
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(MedsrError, match="no image files found"):
+        enhance_through_plane([tmp_path / "empty"], tmp_path / "o5", slow)
 
 
 def test_flags_of_the_other_mode_are_refused(tmp_path, capsys):

@@ -216,6 +216,13 @@ class JobPlan:
     unreadable: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
 
 
+def require_images(plan: JobPlan, inputs: Sequence[Path]) -> None:
+    """Raise ``MedsrError`` when the inputs hold no candidate image file at all (an empty folder,
+    or only sidecars): a run that would write nothing must not look like a finished one."""
+    if not plan.jobs and not plan.unreadable:
+        raise MedsrError(f"{', '.join(str(p) for p in inputs)}: no image files found")
+
+
 def plan_jobs(files: Sequence[Path]) -> JobPlan:
     """DICOM files grouped by Series Instance UID (a file without one is its own series), sorted by
     UID, then every other file with its format, in ``files`` order."""
@@ -301,6 +308,7 @@ def enhance_paths(
     if shard.rank == 0 or not coordinated(shard):
         plan = plan_jobs([f for f in iter_image_files(inputs) if not is_within(f, out)])
     plan = agree(plan, shard)
+    require_images(plan, inputs)
     targets = output_paths([p for _, paths in plan.jobs for p in paths], inputs, out)
     state = None if set(targets.values()) == {out} else out / STATE_DIR  # a folder of outputs
     report = EnhanceReport(shard=shard, failed=list(plan.unreadable) if shard.rank == 0 else [])

@@ -143,6 +143,20 @@ def test_nifti_is_written_in_the_source_type_with_a_finer_affine(tmp_path):
         write_like(source, volume.data, tmp_path / "same.nii", scale=2)
 
 
+def test_nifti_keeps_the_source_scaling_of_integer_data(tmp_path):
+    image = nib.Nifti1Image(np.arange(2, 50, dtype=np.int16).reshape(4, 4, 3), np.eye(4))
+    image.header.set_slope_inter(0.5, 10)  # stored 2 .. 49 -> 11 .. 34.5 in half steps
+    nib.save(image, tmp_path / "scaled.nii")
+    values = read_volume(tmp_path / "scaled.nii").data
+    assert values.min() == 11 and values.max() == 34.5
+    write_like(
+        tmp_path / "scaled.nii", np.kron(values, np.ones((2, 2, 1), np.float32)), tmp_path / "up.nii", scale=2
+    )
+    out = nib.load(tmp_path / "up.nii")
+    assert out.get_data_dtype() == np.int16 and (out.dataobj.slope, out.dataobj.inter) == (0.5, 10)
+    np.testing.assert_array_equal(read_volume(tmp_path / "up.nii").data[::2, ::2], values)  # half steps kept
+
+
 def test_nifti_qform_and_sform_that_differ_are_each_made_finer(tmp_path):
     from medsr.io.nifti import finer_affine
 

@@ -12,7 +12,7 @@ from medsr.errors import UnreadableImage
 from medsr.fsutil import atomic_path
 from medsr.io.sidecar import read_sidecar
 from medsr.io.types import Slice, SliceMeta, Volume
-from medsr.io.volume import check_scaled_shape, volume_to_slices
+from medsr.io.volume import check_finite, check_scaled_shape, volume_to_slices
 
 
 def _load(path: Path) -> tuple[nib.spatialimages.SpatialImage, np.ndarray]:
@@ -56,8 +56,9 @@ def read_nifti_volume(path: str | Path) -> Volume:
     """
     path = Path(path)
     image, data = _load(path)
-    if data.ndim not in (2, 3, 4) or not np.all(np.isfinite(data)):
-        raise UnreadableImage("expected a finite 2-D, 3-D or 4-D volume")
+    if data.ndim not in (2, 3, 4):
+        raise UnreadableImage(f"expected a 2-D, 3-D or 4-D volume, got {data.ndim} dimensions")
+    check_finite(data)
     meta = SliceMeta(
         source=str(path),
         format="nifti",
@@ -77,12 +78,15 @@ def finer_affine(affine: np.ndarray, scales: Sequence[float]) -> np.ndarray:
     return np.asarray(affine, float) @ voxel
 
 
-def to_stored(
-    values: np.ndarray, header: nib.Nifti1Header, dtype: np.dtype
-) -> tuple[np.ndarray, float, float]:
-    """Physical values -> (stored array of ``dtype``, slope, intercept): integer types keep the
-    source's scl_slope/scl_inter (rounded, clipped to the type); float types store values as they are."""
-    slope, inter = header.get_slope_inter()
+def to_stored(values: np.ndarray, image: nib.Nifti1Image) -> tuple[np.ndarray, float, float]:
+    """Physical values -> (stored array of the source ``image``'s data type, slope, intercept):
+    integer types keep the source's scl_slope/scl_inter (rounded, clipped to the type); float types
+    store values as they are. The scaling is the file's (a loaded image's header no longer has it)."""
+    dtype = image.get_data_dtype()
+    slope = getattr(image.dataobj, "slope", None)
+    inter = getattr(image.dataobj, "inter", None)
+    if slope is None:
+        slope, inter = image.header.get_slope_inter()
     slope = 1.0 if slope is None or not np.isfinite(slope) else float(slope)
     inter = 0.0 if inter is None or not np.isfinite(inter) else float(inter)
     if np.issubdtype(dtype, np.integer):
@@ -109,7 +113,7 @@ def write_nifti_like(
         raise UnreadableImage(f"cannot read NIfTI ({type(exc).__name__})") from None
     check_scaled_shape(image.shape, volume.shape, scales)
     header = image.header
-    stored, slope, inter = to_stored(volume, header, image.get_data_dtype())
+    stored, slope, inter = to_stored(volume, image)
     result = nib.Nifti1Image(stored, finer_affine(image.affine, scales), header=header.copy())
     result.header.set_slope_inter(slope, inter)
     result.header.set_xyzt_units(*header.get_xyzt_units())

@@ -13,7 +13,7 @@ from medsr.errors import UnreadableImage
 from medsr.fsutil import atomic_path
 from medsr.io.sidecar import read_sidecar
 from medsr.io.types import Slice, SliceMeta, Volume
-from medsr.io.volume import check_scaled_shape, volume_to_slices
+from medsr.io.volume import check_finite, check_scaled_shape, volume_to_slices
 
 _LPS_SPACES = {"left-posterior-superior", "LPS"}
 _RAS_SPACES = {"right-anterior-superior", "RAS"}
@@ -116,8 +116,9 @@ def read_nrrd_volume(path: str | Path) -> Volume:
     """
     path = Path(path)
     data, _ = read_nrrd_raw(path)
-    if data.ndim not in (2, 3) or not np.all(np.isfinite(data)):
-        raise UnreadableImage("expected a finite 2-D or 3-D NRRD")
+    if data.ndim not in (2, 3):
+        raise UnreadableImage(f"expected a 2-D or 3-D NRRD, got {data.ndim} dimensions")
+    check_finite(data)
     meta = SliceMeta(
         source=str(path),
         format="nrrd",

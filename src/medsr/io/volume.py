@@ -114,6 +114,13 @@ def _cut(data: np.ndarray, affine: np.ndarray, axes: Iterable[str], meta_common:
     return slices
 
 
+def check_finite(data: np.ndarray) -> None:
+    """Raise ``UnreadableImage`` naming how many values are NaN or infinite, if any."""
+    bad = int(np.size(data) - np.count_nonzero(np.isfinite(data)))
+    if bad:
+        raise UnreadableImage(f"{bad} of {np.size(data)} values are not finite (NaN or infinite)")
+
+
 def fine_count(count: int, scale: float) -> int:
     """The whole voxels of a grid ``scale`` times finer than ``count`` voxels over the same extent."""
     return math.floor(count * scale + 1e-6)

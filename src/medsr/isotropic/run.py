@@ -67,7 +67,7 @@ def enhance_through_plane(
     Raises:
         MedsrError: a missing input, or an output that is or holds an input.
     """
-    from medsr.enhance import EnhanceReport, check_inputs, output_paths, plan_jobs
+    from medsr.enhance import EnhanceReport, check_inputs, output_paths, plan_jobs, require_images
     from medsr.enhance_state import STATE_DIR, forget, is_done, mark_done
     from medsr.fsutil import is_within
     from medsr.io import iter_image_files
@@ -76,6 +76,7 @@ def enhance_through_plane(
     out = Path(out)
     check_inputs(inputs, out)
     plan = plan_jobs([f for f in iter_image_files(inputs) if not is_within(f, out)])
+    require_images(plan, inputs)
     targets = output_paths([p for _, paths in plan.jobs for p in paths], inputs, out)
     state = None if set(targets.values()) == {out} else out / STATE_DIR  # a folder of outputs
     settings = _Settings(options, volume, slice_spacing, progress)
@@ -115,8 +116,11 @@ def _target(kind: str, paths: list[Path], targets: dict[Path, Path]) -> Path:
         return target
     from medsr.io.dicom import read_dicom_header
 
+    folder = targets[paths[0]].parent
+    if folder.name.lower().endswith((".dcm", *(s for suffixes in _SUFFIXES.values() for s in suffixes))):
+        raise MedsrError(f"{folder}: a DICOM series is written as a series folder; give -o a folder")
     uid = str(read_dicom_header(paths[0], force=True).get("SeriesInstanceUID", "") or "unknown")
-    return targets[paths[0]].parent / f"series-{uid}"
+    return folder / f"series-{uid}"
 
 
 def _one(kind: str, paths: list[Path], target: Path, settings: _Settings) -> list[Path]:

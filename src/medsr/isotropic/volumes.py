@@ -111,14 +111,14 @@ def _read_nifti(path: Path, volume: int | None) -> ThickVolume:
 
 def _read_nrrd(path: Path, volume: int | None) -> ThickVolume:
     from medsr.io.nrrd import nrrd_affine, read_nrrd_raw
+    from medsr.io.volume import check_finite
 
     data, header = read_nrrd_raw(path)
     if data.ndim != 3:
         raise UnreadableImage(
             f"a {data.ndim}-D NRRD: through-plane super-resolution reads 3-D NRRD (convert 4-D series to NIfTI)"
         )
-    if not np.all(np.isfinite(data)):
-        raise UnreadableImage("the volume has values that are not finite")
+    check_finite(data)
     spacing, axis = _grid(nrrd_affine(header, 3))
     return ThickVolume(np.asarray(data, np.float32), spacing, axis, None, "nrrd", [path], volume)
 
@@ -174,6 +174,13 @@ def _read_dicom_series(paths: list[Path], volume: int | None) -> ThickVolume:
     if not (rows > 0 and columns > 0) or abs(rows / columns - 1) > 0.1:
         raise UnreadableImage(
             f"pixels that are not square ({rows:g} x {columns:g} mm): resample in plane first"
+        )
+    sizes = [(int(headers[i].get("Rows", 0) or 0), int(headers[i].get("Columns", 0) or 0)) for i in order]
+    odd = next((k for k, size in enumerate(sizes) if size != sizes[0]), None)
+    if odd is not None:
+        raise UnreadableImage(
+            f"{paths[order[odd]].name} is {sizes[odd][0]}x{sizes[odd][1]} pixels, "
+            f"{paths[order[0]].name} {sizes[0][0]}x{sizes[0][1]}: not one stack"
         )
     data = np.stack([read_slices(paths[i])[0].pixels for i in order]).astype(np.float32)
     thickness = float(first.SliceThickness) if first.get("SliceThickness") not in (None, "") else None
