@@ -26,6 +26,7 @@ import numpy as np
 
 from medsr.choices import DEFAULT_MODEL
 from medsr.errors import MedsrError
+from medsr.io.volume import check_finite
 from medsr.isotropic.profile import PROFILES, Profile, fine_count, slices_at, thick_slices
 from medsr.isotropic.reconstruct import bspline_upsample
 
@@ -141,8 +142,7 @@ def through_plane(
     data = np.asarray(volume)
     if data.ndim != 3 or len(spacing) != 3:
         raise MedsrError(f"through-plane super-resolution needs a 3-D volume, got shape {data.shape}")
-    if not np.all(np.isfinite(data)):
-        raise MedsrError("the volume has values that are not finite")
+    check_finite(data)
     axis = int(np.argmax(spacing)) if slice_axis is None else slice_axis
     factor = plan_factor(tuple(spacing), axis, options.target_spacing)
     learned = plan_factor(tuple(spacing), axis)  # slices to in-plane pixels: what the pairs teach
